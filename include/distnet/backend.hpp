@@ -1,0 +1,133 @@
+// The op interface. Every op has one signature and two implementations: the CPU backend
+// (oneDNN, plus loops of ours where oneDNN has nothing) and the CUDA backend (cuDNN, cuBLAS,
+// kernels of ours). Ops with per-shape state (algorithm choice, workspaces, pooling indices) are
+// objects made once per layer by the backend; stateless ops are backend methods.
+//
+// All pointers are to memory on the backend's device. Activations are NCHW (dense: N x features).
+// "Overwrite" is the rule for gradients: an op writes its parameter gradients, never adds to them.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "distnet/tensor.hpp"
+
+namespace distnet {
+
+struct Conv2dGeom {
+  int c_in = 0, h_in = 0, w_in = 0;
+  int c_out = 0, kernel = 0, stride = 1, pad = 0;
+  int h_out() const { return (h_in + 2 * pad - kernel) / stride + 1; }
+  int w_out() const { return (w_in + 2 * pad - kernel) / stride + 1; }
+};
+
+struct PoolGeom {
+  int c = 0, h_in = 0, w_in = 0, kernel = 0, stride = 1;
+  int h_out() const { return (h_in - kernel) / stride + 1; }
+  int w_out() const { return (w_in - kernel) / stride + 1; }
+};
+
+class Conv2dOp {
+ public:
+  virtual ~Conv2dOp() = default;
+  // y = conv(x, w) + b.  x: n x c_in x h_in x w_in, w: c_out x c_in x k x k (OIHW), b: c_out.
+  virtual void forward(int n, const float* x, const float* w, const float* b, float* y) = 0;
+  // dx may be null (no gradient wanted for the input, e.g. the first layer).
+  virtual void backward(int n, const float* x, const float* w, const float* dy, float* dx,
+                        float* dw, float* db) = 0;
+};
+
+class MaxPoolOp {
+ public:
+  virtual ~MaxPoolOp() = default;
+  // In training the op remembers where each maximum came from, for backward().
+  virtual void forward(int n, const float* x, float* y, bool training) = 0;
+  // Uses the positions of the last training forward() with the same n.
+  virtual void backward(int n, const float* dy, float* dx) = 0;
+};
+
+class DenseOp {
+ public:
+  virtual ~DenseOp() = default;
+  // y = x w^T + b.  x: n x in, w: out x in, b: out.
+  virtual void forward(int n, const float* x, const float* w, const float* b, float* y) = 0;
+  virtual void backward(int n, const float* x, const float* w, const float* dy, float* dx,
+                        float* dw, float* db) = 0;
+};
+
+// Spatial batch normalisation: statistics per channel over n x h x w.
+class BatchNormOp {
+ public:
+  virtual ~BatchNormOp() = default;
+  // Normalises with the batch's statistics (kept for backward) and updates the running ones:
+  // running = momentum * running + (1 - momentum) * batch   (biased batch variance, as in Gluon).
+  virtual void forward_train(int n, const float* x, const float* gamma, const float* beta, float* y,
+                             float* running_mean, float* running_var, float momentum) = 0;
+  virtual void forward_infer(int n, const float* x, const float* gamma, const float* beta,
+                             const float* running_mean, const float* running_var, float* y) = 0;
+  // Uses the statistics of the last forward_train() with the same n.
+  virtual void backward(int n, const float* x, const float* gamma, const float* dy, float* dx,
+                        float* dgamma, float* dbeta) = 0;
+};
+
+// Identifies one dropout layer's masks in one step; see philox.hpp for the counter layout.
+struct DropoutKey {
+  std::uint64_t seed = 0;
+  std::uint32_t layer = 0;
+  std::uint32_t step = 0;
+};
+
+struct SgdParams {
+  float lr = 0.01f;
+  float momentum = 0.0f;
+  float weight_decay = 0.0f;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  virtual std::string description() const = 0;  // e.g. "cpu (oneDNN 2.6.3, 2 threads)"
+
+  virtual Buffer allocate(std::size_t bytes) = 0;
+  virtual void upload(void* dst, const void* host_src, std::size_t bytes) = 0;
+  virtual void download(void* host_dst, const void* src, std::size_t bytes) = 0;
+  virtual void fill_zero(void* dst, std::size_t bytes) = 0;
+  virtual void copy(void* dst, const void* src, std::size_t bytes) = 0;  // both on this device
+  virtual void synchronize() = 0;  // all queued work on this device has finished
+
+  virtual std::unique_ptr<Conv2dOp> make_conv2d(const Conv2dGeom& g) = 0;
+  virtual std::unique_ptr<MaxPoolOp> make_max_pool(const PoolGeom& g) = 0;
+  virtual std::unique_ptr<DenseOp> make_dense(int in, int out) = 0;
+  virtual std::unique_ptr<BatchNormOp> make_batch_norm(int channels, int spatial, float eps) = 0;
+
+  // In place is allowed (y == x, dx == dy).
+  virtual void relu_forward(std::int64_t count, const float* x, float* y) = 0;
+  virtual void relu_backward(std::int64_t count, const float* y, const float* dy, float* dx) = 0;
+
+  // Inverted dropout: y = x * keep / (1 - p_drop), where keep for element e of row i is drawn from
+  // (key, sample_ids[i], e). sample_ids are global sample indices, on this device. Backward draws
+  // the same mask again instead of storing it. In place is allowed.
+  virtual void dropout_forward(int n, std::int64_t per_sample, float p_drop, const DropoutKey& key,
+                               const std::uint32_t* sample_ids, const float* x, float* y) = 0;
+  virtual void dropout_backward(int n, std::int64_t per_sample, float p_drop, const DropoutKey& key,
+                                const std::uint32_t* sample_ids, const float* dy, float* dx) = 0;
+
+  // Fused, numerically stable softmax + cross-entropy over n rows of `classes` logits:
+  //   dlogits = (softmax(logits) - onehot(label)) * grad_scale
+  //   stats[0] += sum_i -log softmax(logits_i)[label_i],  stats[1] += #(argmax == label)
+  // stats stays on the device, so a step needs no host synchronisation to accumulate metrics.
+  // dlogits may be null (evaluation).
+  virtual void softmax_xent(int n, int classes, const float* logits, const std::int32_t* labels,
+                            float grad_scale, float* dlogits, double* stats) = 0;
+
+  // SGD with momentum and weight decay over flat buffers (PyTorch's formulation):
+  //   v = momentum * v + (g + weight_decay * w);  w -= lr * v     (v unused if momentum == 0)
+  virtual void sgd_update(std::int64_t count, float* w, const float* g, float* v,
+                          const SgdParams& p) = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend();
+
+}  // namespace distnet

@@ -1,0 +1,102 @@
+// A model: a sequence of layers built from a name and an input shape, with all parameters in one
+// contiguous buffer, all gradients in a second and all optimizer state in a third. Parameters are
+// laid out in backward order (the last layer's first), so every gradient bucket that becomes
+// ready during backward is one contiguous range.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "distnet/backend.hpp"
+#include "distnet/layer.hpp"
+
+namespace distnet {
+
+struct InitConfig {
+  enum class Kind { xavier, normal };
+  Kind kind = Kind::xavier;
+  float xavier_magnitude = 2.24f;  // MXNet's Xavier(rnd_type='uniform', factor_type='avg')
+  float normal_sigma = 0.01f;      // the d2l from-scratch notebooks' normal(0, 0.01)
+  std::uint64_t seed = 0;
+};
+
+struct ModelConfig {
+  std::string name = "alexnet";
+  Shape input{1, 224, 224};  // C x H x W of one sample
+  int classes = 10;
+  float dropout = 0.5f;
+  float bn_momentum = 0.9f;  // weight of the old running value (Gluon's convention)
+  float bn_eps = 1e-5f;
+};
+
+// The names build_layers() accepts, for help texts and error messages.
+const std::vector<std::string>& model_names();
+
+// Throws UsageError for an unknown name, classes < 1, or an input that some layer would shrink
+// to nothing (the message names the layer and the smallest square input that works).
+std::vector<std::unique_ptr<Layer>> build_layers(const ModelConfig& cfg);
+
+// One tensor inside a flat buffer.
+struct ParamEntry {
+  ParamSpec spec;
+  int layer = 0;            // index into layers()
+  std::int64_t offset = 0;  // in floats, 16-float aligned
+};
+
+// Per-layer wall time of the last passes, filled only when profiling is switched on (profiling
+// synchronizes the device after every layer, so it is for benchmarks, never for training).
+struct LayerTimes {
+  std::vector<double> forward_ms, backward_ms;
+};
+
+class Model {
+ public:
+  Model(const ModelConfig& cfg, Backend& be, int max_batch);
+
+  const ModelConfig& config() const { return cfg_; }
+  const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
+  int max_batch() const { return max_batch_; }
+  Backend& backend() const { return *be_; }
+
+  const std::vector<ParamEntry>& params() const { return params_; }  // trainable, buffer order
+  const std::vector<ParamEntry>& state() const { return state_; }    // running statistics
+  std::int64_t num_trainable() const;                                // without alignment padding
+  std::int64_t flat_size() const { return flat_size_; }              // floats in each flat buffer
+  float* param_data() const { return param_.data<float>(); }
+  float* grad_data() const { return grad_.data<float>(); }
+  float* momentum_data() const { return momentum_.data<float>(); }
+  float* state_data() const { return state_buf_.data<float>(); }
+  std::int64_t state_size() const { return state_size_; }
+
+  // Fills parameters and state from the initialiser (generated on the host from the seed, so
+  // every rank and both backends start from the same values), zeroes momentum.
+  void initialize(const InitConfig& init);
+
+  // x: n samples of input_shape on the backend's device. Returns the logits (n x classes).
+  const float* forward(const StepContext& ctx, int n, const float* x);
+  // Where the loss writes d(loss)/d(logits) before backward().
+  float* dlogits() const { return scratch_[0].data<float>(); }
+  // Writes all gradients; with n == 0 (an empty slice) they are zero. `on_layer_done(i)` is
+  // called after layer i's parameter gradients are written (buckets use it).
+  void backward(const StepContext& ctx, int n, const float* x,
+                const std::function<void(int)>& on_layer_done = {});
+
+  void set_profiling(LayerTimes* times) { times_ = times; }
+
+ private:
+  ModelConfig cfg_;
+  Backend* be_;
+  int max_batch_;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<ParamEntry> params_, state_;
+  std::int64_t flat_size_ = 0, state_size_ = 0;
+  Tensor param_, grad_, momentum_, state_buf_;
+  std::vector<Tensor> acts_;  // output of each layer
+  Tensor scratch_[2];         // ping-pong gradients of activations
+  LayerTimes* times_ = nullptr;
+};
+
+}  // namespace distnet

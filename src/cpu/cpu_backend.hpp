@@ -1,0 +1,96 @@
+// The CPU backend: oneDNN primitives for conv, pooling, dense and batch-norm; OpenMP loops of ours
+// for the element-wise ops, the loss and the optimizer. Private to src/cpu.
+#pragma once
+
+#include <map>
+#include <memory>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "distnet/backend.hpp"
+
+namespace distnet::cpu {
+
+// One engine and one stream for the whole backend; ops keep a shared pointer to it.
+struct DnnlContext {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+};
+
+// Moves data between a user layout (plain NCHW / OIHW, what the rest of distnet sees) and the
+// layout a primitive asked for (often blocked, e.g. nChw16c). When the two agree nothing is copied.
+class Staged {
+ public:
+  Staged() = default;
+  Staged(const dnnl::memory::desc& user, const dnnl::memory::desc& want, const dnnl::engine& eng);
+
+  // An input: memory in the wanted layout holding the data at `ptr`.
+  dnnl::memory in(const void* ptr, dnnl::stream& s);
+  // An output: memory for the primitive to write; call finish() afterwards to land it at `ptr`.
+  dnnl::memory out(void* ptr);
+  void finish(dnnl::stream& s);
+
+ private:
+  dnnl::memory user_;
+  dnnl::memory scratch_;
+  dnnl::reorder to_want_, to_user_;
+  bool same_ = true;
+};
+
+// Primitives depend on the batch size; a rank sees at most a few different ones (the slice size,
+// one less, the last partial batch), so plans are built on first use and kept.
+template <typename Plan>
+class PlanCache {
+ public:
+  template <typename Make>
+  Plan& get(int n, Make&& make) {
+    auto it = plans_.find(n);
+    if (it == plans_.end()) it = plans_.emplace(n, make(n)).first;
+    return *it->second;
+  }
+
+ private:
+  std::map<int, std::unique_ptr<Plan>> plans_;
+};
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend();
+  Device device() const override { return Device::cpu(); }
+  std::string description() const override;
+
+  Buffer allocate(std::size_t bytes) override;
+  void upload(void* dst, const void* host_src, std::size_t bytes) override;
+  void download(void* host_dst, const void* src, std::size_t bytes) override;
+  void fill_zero(void* dst, std::size_t bytes) override;
+  void copy(void* dst, const void* src, std::size_t bytes) override;
+  void synchronize() override;
+
+  std::unique_ptr<Conv2dOp> make_conv2d(const Conv2dGeom& g) override;
+  std::unique_ptr<MaxPoolOp> make_max_pool(const PoolGeom& g) override;
+  std::unique_ptr<DenseOp> make_dense(int in, int out) override;
+  std::unique_ptr<BatchNormOp> make_batch_norm(int channels, int spatial, float eps) override;
+
+  void relu_forward(std::int64_t count, const float* x, float* y) override;
+  void relu_backward(std::int64_t count, const float* y, const float* dy, float* dx) override;
+  void dropout_forward(int n, std::int64_t per_sample, float p_drop, const DropoutKey& key,
+                       const std::uint32_t* sample_ids, const float* x, float* y) override;
+  void dropout_backward(int n, std::int64_t per_sample, float p_drop, const DropoutKey& key,
+                        const std::uint32_t* sample_ids, const float* dy, float* dx) override;
+  void softmax_xent(int n, int classes, const float* logits, const std::int32_t* labels,
+                    float grad_scale, float* dlogits, double* stats) override;
+  void sgd_update(std::int64_t count, float* w, const float* g, float* v,
+                  const SgdParams& p) override;
+
+ private:
+  std::shared_ptr<DnnlContext> ctx_;
+};
+
+// Short names for oneDNN descriptors used by every op file.
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+inline dnnl::memory::desc md(const dnnl::memory::dims& d, tag t) {
+  return {d, dt::f32, t};
+}
+
+}  // namespace distnet::cpu

@@ -1,0 +1,39 @@
+// Fused softmax + cross-entropy: log-sum-exp with the row maximum subtracted, so no exp overflows.
+#include <cmath>
+
+#include "cpu_backend.hpp"
+
+namespace distnet::cpu {
+
+void CpuBackend::softmax_xent(int n, int classes, const float* logits, const std::int32_t* labels,
+                              float grad_scale, float* dlogits, double* stats) {
+  for (int i = 0; i < n; ++i) {
+    DISTNET_CHECK(labels[i] >= 0 && labels[i] < classes, "label " + std::to_string(labels[i]) +
+                                                             " out of range [0, " +
+                                                             std::to_string(classes) + ")");
+  }
+  double loss = 0.0, correct = 0.0;
+#pragma omp parallel for reduction(+ : loss, correct) schedule(static)
+  for (int i = 0; i < n; ++i) {
+    const float* z = logits + static_cast<std::int64_t>(i) * classes;
+    int arg = 0;
+    for (int c = 1; c < classes; ++c) arg = z[c] > z[arg] ? c : arg;
+    const float zmax = z[arg];
+    double sum = 0.0;
+    for (int c = 0; c < classes; ++c) sum += std::exp(static_cast<double>(z[c] - zmax));
+    const double lse = static_cast<double>(zmax) + std::log(sum);
+    loss += lse - z[labels[i]];
+    correct += arg == labels[i] ? 1.0 : 0.0;
+    if (dlogits) {
+      float* d = dlogits + static_cast<std::int64_t>(i) * classes;
+      for (int c = 0; c < classes; ++c) {
+        const double p = std::exp(static_cast<double>(z[c]) - lse);
+        d[c] = static_cast<float>((p - (c == labels[i] ? 1.0 : 0.0)) * grad_scale);
+      }
+    }
+  }
+  stats[0] += loss;
+  stats[1] += correct;
+}
+
+}  // namespace distnet::cpu

@@ -1,0 +1,59 @@
+// GPU probing through the CUDA runtime; version queries of cuDNN, cuBLAS and NCCL need no device.
+#include <string>
+
+#include "distnet/cuda_check.hpp"
+#include "distnet/gpu.hpp"
+
+namespace distnet::gpu {
+namespace {
+std::string dotted(int major, int minor) {
+  return std::to_string(major) + "." + std::to_string(minor);
+}
+}  // namespace
+
+bool built_with_cuda() {
+  return true;
+}
+
+int usable_devices(std::string* why) {
+  int count = 0;
+  const cudaError_t rc = cudaGetDeviceCount(&count);
+  if (rc == cudaSuccess && count > 0) return count;
+  if (why) {
+    switch (rc) {
+      case cudaSuccess:
+      case cudaErrorNoDevice:
+        *why = "no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)";
+        break;
+      case cudaErrorInsufficientDriver: {
+        int runtime = 0;
+        cudaRuntimeGetVersion(&runtime);
+        *why = "the NVIDIA driver is missing or older than CUDA " +
+               dotted(runtime / 1000, runtime % 1000 / 10) + " that this build needs";
+        break;
+      }
+      default:
+        *why = std::string("CUDA cannot be initialised: ") + cudaGetErrorString(rc);
+    }
+  }
+  cudaGetLastError();  // clear the sticky error a failed probe leaves behind
+  return 0;
+}
+
+std::string library_versions() {
+  int runtime = 0, driver = 0, nccl = 0, cublas_major = 0, cublas_minor = 0, cublas_patch = 0;
+  cudaRuntimeGetVersion(&runtime);
+  cudaDriverGetVersion(&driver);  // 0 when no driver is installed
+  ncclGetVersion(&nccl);          // major*10000 + minor*100 + patch since NCCL 2.9
+  cublasGetProperty(MAJOR_VERSION, &cublas_major);
+  cublasGetProperty(MINOR_VERSION, &cublas_minor);
+  cublasGetProperty(PATCH_LEVEL, &cublas_patch);
+  const std::size_t cudnn = cudnnGetVersion();  // major*10000 + minor*100 + patch since cuDNN 9
+  return "CUDA runtime " + dotted(runtime / 1000, runtime % 1000 / 10) + ", driver " +
+         (driver ? dotted(driver / 1000, driver % 1000 / 10) : std::string("none")) + ", cuDNN " +
+         dotted(int(cudnn / 10000), int(cudnn % 10000 / 100)) + "." + std::to_string(cudnn % 100) +
+         ", cuBLAS " + dotted(cublas_major, cublas_minor) + "." + std::to_string(cublas_patch) +
+         ", NCCL " + dotted(nccl / 10000, nccl % 10000 / 100) + "." + std::to_string(nccl % 100);
+}
+
+}  // namespace distnet::gpu

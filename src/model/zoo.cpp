@@ -1,0 +1,126 @@
+// Models by name. Input channels and classes come from the data; the layer sequence from here.
+#include <functional>
+#include <map>
+
+#include "distnet/model.hpp"
+
+namespace distnet {
+namespace {
+
+using Layers = std::vector<std::unique_ptr<Layer>>;
+
+// Appends layers while tracking the running output shape.
+class Builder {
+ public:
+  explicit Builder(const Shape& in) : shape_(in) {}
+  void add(std::unique_ptr<Layer> l) {
+    shape_ = l->output_shape();
+    layers_.push_back(std::move(l));
+  }
+  const Shape& shape() const { return shape_; }
+  std::uint32_t next_id() const { return static_cast<std::uint32_t>(layers_.size()); }
+  Layers take() { return std::move(layers_); }
+
+ private:
+  Shape shape_;
+  Layers layers_;
+};
+
+// d2l.ai's AlexNet (ch. "Deep Convolutional Neural Networks"), for 1- or 3-channel 224x224 input.
+Layers alexnet(const ModelConfig& c, bool pad, bool bn) {
+  Builder b(c.input);
+  const Activation conv_act = bn ? Activation::none : Activation::relu;
+  int conv_index = 0;
+  auto conv = [&](int out, int k, int s, int p) {
+    const std::string id = std::to_string(++conv_index);
+    b.add(make_conv2d("conv" + id, b.shape(), {out, k, s, p, conv_act}));
+    if (bn) b.add(make_batch_norm("bn" + id, b.shape(), c.bn_momentum, c.bn_eps, Activation::relu));
+  };
+  conv(96, 11, 4, 0);
+  b.add(make_max_pool("pool1", b.shape(), 3, 2));
+  conv(256, 5, 1, pad ? 2 : 0);
+  b.add(make_max_pool("pool2", b.shape(), 3, 2));
+  conv(384, 3, 1, pad ? 1 : 0);
+  conv(384, 3, 1, pad ? 1 : 0);
+  conv(256, 3, 1, pad ? 1 : 0);
+  b.add(make_max_pool("pool3", b.shape(), 3, 2));
+  b.add(make_dense("dense1", b.shape(), 4096, Activation::relu));
+  b.add(make_dropout("dropout1", b.shape(), c.dropout, b.next_id()));
+  b.add(make_dense("dense2", b.shape(), 4096, Activation::relu));
+  b.add(make_dropout("dropout2", b.shape(), c.dropout, b.next_id()));
+  b.add(make_dense("dense3", b.shape(), c.classes, Activation::none));
+  return b.take();
+}
+
+// LeNet as in the MXNet/Gluon MNIST tutorials: 20 and 50 5x5 filters, a 500-unit hidden layer.
+Layers lenet(const ModelConfig& c) {
+  Builder b(c.input);
+  b.add(make_conv2d("conv1", b.shape(), {20, 5, 1, 0, Activation::relu}));
+  b.add(make_max_pool("pool1", b.shape(), 2, 2));
+  b.add(make_conv2d("conv2", b.shape(), {50, 5, 1, 0, Activation::relu}));
+  b.add(make_max_pool("pool2", b.shape(), 2, 2));
+  b.add(make_dense("dense1", b.shape(), 500, Activation::relu));
+  b.add(make_dense("dense2", b.shape(), c.classes, Activation::none));
+  return b.take();
+}
+
+const std::map<std::string, std::function<Layers(const ModelConfig&)>>& registry() {
+  static const std::map<std::string, std::function<Layers(const ModelConfig&)>> r = {
+      {"alexnet", [](const ModelConfig& c) { return alexnet(c, true, false); }},
+      {"alexnet-nopad", [](const ModelConfig& c) { return alexnet(c, false, false); }},
+      {"alexnet-bn", [](const ModelConfig& c) { return alexnet(c, true, true); }},
+      {"lenet", lenet},
+  };
+  return r;
+}
+
+std::string joined_names() {
+  std::string s;
+  for (const auto& n : model_names()) s += (s.empty() ? "" : ", ") + n;
+  return s;
+}
+
+}  // namespace
+
+const std::vector<std::string>& model_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (const auto& kv : registry()) v.push_back(kv.first);
+    return v;
+  }();
+  return names;
+}
+
+std::vector<std::unique_ptr<Layer>> build_layers(const ModelConfig& cfg) {
+  const auto it = registry().find(cfg.name);
+  if (it == registry().end()) {
+    throw UsageError("unknown model '" + cfg.name + "'; expected one of: " + joined_names());
+  }
+  if (cfg.classes < 1) {
+    throw UsageError("number of classes must be at least 1, got " + std::to_string(cfg.classes));
+  }
+  if (cfg.input.rank() != 3 || cfg.input.numel() < 1) {
+    throw UsageError("input shape must be C x H x W with every dimension >= 1, got " +
+                     cfg.input.str());
+  }
+  try {
+    return it->second(cfg);
+  } catch (const UsageError& e) {
+    // Say what would work: the smallest square input this model accepts.
+    for (std::int64_t s = 1; s <= 4096; ++s) {
+      ModelConfig probe = cfg;
+      probe.input = Shape{cfg.input[0], s, s};
+      try {
+        it->second(probe);
+      } catch (const UsageError&) {
+        continue;
+      }
+      throw UsageError("model '" + cfg.name + "' does not fit input " + cfg.input.str() + ": " +
+                       e.what() + "; the smallest square input it accepts is " + std::to_string(s) +
+                       "x" + std::to_string(s) + " (use a resize)");
+    }
+    throw;
+  }
+}
+
+}  // namespace distnet
