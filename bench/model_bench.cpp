@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
     ModelConfig mc;
     int batch = 16, channels = 1, resize = 224, warmup = 3, iters = 10, threads = 0;
     bool json = false;
+    std::string conv = "auto";
     po::options_description opts("Usage: distnet_model_bench [options]");
     opts.add_options()("help,h", "show this help")(
         "model", po::value(&mc.name)->default_value(mc.name), "network")(
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
         "warmup", po::value(&warmup)->default_value(warmup), "untimed steps first")(
         "iters", po::value(&iters)->default_value(iters), "timed steps")(
         "threads", po::value(&threads)->default_value(threads), "OpenMP threads (0: default)")(
+        "cpu-conv", po::value(&conv)->default_value(conv), "convolution algorithm: auto or direct")(
         "json", po::bool_switch(&json), "also print one JSON line with the figures");
     po::variables_map vm;
     po::store(po::parse_command_line(argc, argv, opts), vm);
@@ -45,7 +47,11 @@ int main(int argc, char** argv) {
     if (threads > 0) omp_set_num_threads(threads);
     mc.input = Shape{channels, resize, resize};
 
-    auto be = make_cpu_backend();
+    if (conv != "auto" && conv != "direct")
+      throw UsageError("--cpu-conv must be auto or direct, got '" + conv + "'");
+    CpuOptions cpu_opts;
+    if (conv == "direct") cpu_opts.conv = CpuOptions::ConvAlgorithm::direct;
+    auto be = make_cpu_backend(cpu_opts);
     Model model(mc, *be, batch);
     model.initialize({});
     const std::int64_t per = mc.input.numel();

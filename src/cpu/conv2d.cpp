@@ -1,4 +1,5 @@
-// Convolution on oneDNN. The primitives pick their preferred (blocked) layouts via format `any`;
+// Convolution on oneDNN. The primitives pick their preferred (blocked) layouts via format `any`,
+// and with convolution_auto their algorithm (direct or Winograd) as well;
 // Staged moves data between those and the plain NCHW/OIHW buffers the rest of distnet uses.
 #include "cpu_backend.hpp"
 
@@ -20,7 +21,8 @@ struct ConvPlan {
 
 class CpuConv2d final : public Conv2dOp {
  public:
-  CpuConv2d(std::shared_ptr<DnnlContext> ctx, const Conv2dGeom& g) : ctx_(std::move(ctx)), g_(g) {}
+  CpuConv2d(std::shared_ptr<DnnlContext> ctx, const Conv2dGeom& g, dnnl::algorithm algo)
+      : ctx_(std::move(ctx)), g_(g), algo_(algo) {}
 
   void forward(int n, const float* x, const float* w, const float* b, float* y) override {
     if (n == 0) return;
@@ -74,14 +76,12 @@ class CpuConv2d final : public Conv2dOp {
     const auto src_u = md(src, tag::nchw), w_u = md(wts, tag::oihw), dst_u = md(dst, tag::nchw);
 
     dnnl::convolution_forward::primitive_desc fpd(
-        {prop_kind::forward_training, dnnl::algorithm::convolution_direct, src_any, w_any, bias_md,
-         dst_any, strides, pad, pad},
+        {prop_kind::forward_training, algo_, src_any, w_any, bias_md, dst_any, strides, pad, pad},
         e);
     dnnl::convolution_backward_data::primitive_desc dpd(
-        {dnnl::algorithm::convolution_direct, src_any, w_any, dst_any, strides, pad, pad}, e, fpd);
+        {algo_, src_any, w_any, dst_any, strides, pad, pad}, e, fpd);
     dnnl::convolution_backward_weights::primitive_desc wpd(
-        {dnnl::algorithm::convolution_direct, src_any, w_any, bias_md, dst_any, strides, pad, pad},
-        e, fpd);
+        {algo_, src_any, w_any, bias_md, dst_any, strides, pad, pad}, e, fpd);
 
     auto p = std::make_unique<ConvPlan>();
     p->fwd = dnnl::convolution_forward(fpd);
@@ -103,13 +103,17 @@ class CpuConv2d final : public Conv2dOp {
 
   std::shared_ptr<DnnlContext> ctx_;
   Conv2dGeom g_;
+  dnnl::algorithm algo_;
   PlanCache<ConvPlan> plans_;
 };
 
 }  // namespace
 
 std::unique_ptr<Conv2dOp> CpuBackend::make_conv2d(const Conv2dGeom& g) {
-  return std::make_unique<CpuConv2d>(ctx_, g);
+  const auto algo = options_.conv == CpuOptions::ConvAlgorithm::direct
+                        ? dnnl::algorithm::convolution_direct
+                        : dnnl::algorithm::convolution_auto;
+  return std::make_unique<CpuConv2d>(ctx_, g, algo);
 }
 
 }  // namespace distnet::cpu

@@ -7,8 +7,8 @@
 
 namespace distnet {
 
-std::unique_ptr<Backend> make_cpu_backend() {
-  return std::make_unique<cpu::CpuBackend>();
+std::unique_ptr<Backend> make_cpu_backend(const CpuOptions& options) {
+  return std::make_unique<cpu::CpuBackend>(options);
 }
 
 namespace cpu {
@@ -39,12 +39,15 @@ void Staged::finish(dnnl::stream& s) {
   if (!same_) to_user_.execute(s, scratch_, user_);
 }
 
-CpuBackend::CpuBackend() : ctx_(std::make_shared<DnnlContext>()) {}
+CpuBackend::CpuBackend(const CpuOptions& options)
+    : ctx_(std::make_shared<DnnlContext>()), options_(options) {}
 
 std::string CpuBackend::description() const {
   const dnnl_version_t* v = dnnl_version();
   return "cpu (oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
-         std::to_string(v->patch) + ", " + std::to_string(omp_get_max_threads()) + " threads)";
+         std::to_string(v->patch) + ", " + std::to_string(omp_get_max_threads()) +
+         " threads, conv " +
+         (options_.conv == CpuOptions::ConvAlgorithm::direct ? "direct" : "auto") + ")";
 }
 
 Buffer CpuBackend::allocate(std::size_t bytes) {

@@ -55,7 +55,7 @@ class PlanCache {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend();
+  explicit CpuBackend(const CpuOptions& options);
   Device device() const override { return Device::cpu(); }
   std::string description() const override;
 
@@ -84,6 +84,7 @@ class CpuBackend final : public Backend {
 
  private:
   std::shared_ptr<DnnlContext> ctx_;
+  CpuOptions options_;
 };
 
 // Short names for oneDNN descriptors used by every op file.
