@@ -1,0 +1,68 @@
+// Datasets: indexed collections of raw uint8 images (C x H x W) with integer labels.
+// Reading a sample copies only that sample's bytes, so a rank touches only its slice.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "distnet/data/bytes.hpp"
+#include "distnet/tensor.hpp"
+
+namespace distnet::data {
+
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  virtual std::string description() const = 0;  // "fashion-mnist train (60000 x 1x28x28)"
+  virtual std::int64_t size() const = 0;
+  virtual Shape image_shape() const = 0;  // C x H x W of the raw images
+  virtual int classes() const = 0;
+  // Copies sample `index`'s pixels (image_shape().numel() bytes, CHW) to `pixels`; returns the
+  // label.
+  virtual std::int32_t read(std::int64_t index, std::uint8_t* pixels) const = 0;
+};
+
+enum class Split { train, test };
+
+struct DatasetOptions {
+  std::string name = "fashion-mnist";  // fashion-mnist, mnist, cifar10, synthetic
+  std::string dir;                     // empty: the dataset's default directory
+  std::int64_t limit = 0;              // use the first `limit` samples; 0 = all
+  // synthetic only
+  Shape synthetic_shape{1, 28, 28};
+  std::int64_t synthetic_train_size = 60000, synthetic_test_size = 10000;
+  int synthetic_classes = 10;
+  std::uint64_t seed = 0;
+};
+
+// The names open_dataset() accepts and, per name, the default directory.
+const std::vector<std::string>& dataset_names();
+std::string default_data_dir(const std::string& name);
+
+// Opens and validates a split. Every problem (missing directory or file, wrong magic, truncated
+// file, count mismatch, label out of range, corrupt gzip, bad record size) throws one line naming
+// the file, what was expected and what was found; an unknown name throws UsageError.
+std::unique_ptr<Dataset> open_dataset(const DatasetOptions& opts, Split split);
+
+// ---- parsers over bytes in memory (also what the fuzz targets drive) ---------------------------
+
+// An IDX pair (MNIST layout): images (magic 0x803, n x rows x cols of uint8) and labels (magic
+// 0x801, n uint8 labels < classes).
+std::unique_ptr<Dataset> make_idx_dataset(std::string description, FileBytes images,
+                                          FileBytes labels, int classes);
+
+// CIFAR-10 binary files: records of 1 label byte + 3 x 32 x 32 pixel bytes, concatenated.
+std::unique_ptr<Dataset> make_cifar_dataset(std::string description, std::vector<FileBytes> files,
+                                            int classes);
+
+// Deterministic images and labels from Philox; learnable: each class has a fixed random template
+// to which per-sample noise is added, so a model can tell the classes apart.
+std::unique_ptr<Dataset> make_synthetic_dataset(Shape shape, std::int64_t size, int classes,
+                                                std::uint64_t seed, Split split);
+
+// The first `limit` samples of `base` (limit <= base->size()).
+std::unique_ptr<Dataset> make_limited(std::unique_ptr<Dataset> base, std::int64_t limit);
+
+}  // namespace distnet::data

@@ -1,0 +1,108 @@
+// Datasets by name, their default directories and file names.
+#include <sys/stat.h>
+
+#include "distnet/data/dataset.hpp"
+#include "distnet/error.hpp"
+
+namespace distnet::data {
+namespace {
+
+bool exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+bool is_dir(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+// `base` or `base.gz`, whichever is there (raw preferred: it can be memory-mapped).
+std::string find_file(const std::string& dir, const std::string& base) {
+  const std::string raw = dir + "/" + base;
+  if (exists(raw)) return raw;
+  if (exists(raw + ".gz")) return raw + ".gz";
+  throw Error(dir + ": missing " + base + " (or " + base + ".gz)");
+}
+
+std::string check_dir(const std::string& name, const std::string& dir) {
+  if (is_dir(dir)) return dir;
+  std::string hint = " (pass --data-dir)";
+  if (name == "fashion-mnist")
+    hint = " (install the Debian package dataset-fashion-mnist, or pass --data-dir)";
+  throw Error(dir + ": data directory of " + name + " does not exist" + hint);
+}
+
+std::unique_ptr<Dataset> open_idx(const std::string& name, const std::string& dir, Split split) {
+  const std::string prefix = split == Split::train ? "train" : "t10k";
+  const std::string images = find_file(dir, prefix + "-images-idx3-ubyte");
+  const std::string labels = find_file(dir, prefix + "-labels-idx1-ubyte");
+  return make_idx_dataset(name + (split == Split::train ? " train" : " test"),
+                          FileBytes::open(images), FileBytes::open(labels), 10);
+}
+
+std::unique_ptr<Dataset> open_cifar(const std::string& dir, Split split) {
+  std::vector<FileBytes> files;
+  if (split == Split::train) {
+    for (int i = 1; i <= 5; ++i) {
+      const std::string base = "data_batch_" + std::to_string(i) + ".bin";
+      if (!exists(dir + "/" + base)) throw Error(dir + ": missing " + base);
+      files.push_back(FileBytes::open(dir + "/" + base));
+    }
+  } else {
+    if (!exists(dir + "/test_batch.bin")) throw Error(dir + ": missing test_batch.bin");
+    files.push_back(FileBytes::open(dir + "/test_batch.bin"));
+  }
+  return make_cifar_dataset(split == Split::train ? "cifar10 train" : "cifar10 test",
+                            std::move(files), 10);
+}
+
+}  // namespace
+
+const std::vector<std::string>& dataset_names() {
+  static const std::vector<std::string> names{"fashion-mnist", "mnist", "cifar10", "synthetic"};
+  return names;
+}
+
+std::string default_data_dir(const std::string& name) {
+  if (name == "fashion-mnist") return "/usr/share/datasets/fashion-mnist";
+  if (name == "mnist") return "/usr/share/datasets/mnist";
+  if (name == "cifar10") return "cifar-10-batches-bin";
+  return "";
+}
+
+std::unique_ptr<Dataset> open_dataset(const DatasetOptions& opts, Split split) {
+  const std::string& name = opts.name;
+  const std::string dir = opts.dir.empty() ? default_data_dir(name) : opts.dir;
+  std::unique_ptr<Dataset> ds;
+  if (name == "fashion-mnist" || name == "mnist") {
+    ds = open_idx(name, check_dir(name, dir), split);
+  } else if (name == "cifar10") {
+    ds = open_cifar(check_dir(name, dir), split);
+  } else if (name == "synthetic") {
+    const std::int64_t n =
+        split == Split::train ? opts.synthetic_train_size : opts.synthetic_test_size;
+    DISTNET_CHECK_USAGE(n >= 1,
+                        "synthetic dataset size must be at least 1, got " + std::to_string(n));
+    DISTNET_CHECK_USAGE(opts.synthetic_classes >= 1, "synthetic classes must be at least 1, got " +
+                                                         std::to_string(opts.synthetic_classes));
+    DISTNET_CHECK_USAGE(
+        opts.synthetic_shape.rank() == 3 && opts.synthetic_shape.numel() >= 1,
+        "synthetic image shape must be C x H x W, got " + opts.synthetic_shape.str());
+    ds = make_synthetic_dataset(opts.synthetic_shape, n, opts.synthetic_classes, opts.seed, split);
+  } else {
+    std::string all;
+    for (const auto& n : dataset_names()) all += (all.empty() ? "" : ", ") + n;
+    throw UsageError("unknown dataset '" + name + "'; expected one of: " + all);
+  }
+  if (opts.limit < 0)
+    throw UsageError("sample limit must be >= 0, got " + std::to_string(opts.limit));
+  if (opts.limit > ds->size()) {
+    throw UsageError("sample limit " + std::to_string(opts.limit) + " exceeds the " +
+                     std::to_string(ds->size()) + " samples of " + ds->description());
+  }
+  if (opts.limit > 0 && opts.limit < ds->size()) ds = make_limited(std::move(ds), opts.limit);
+  return ds;
+}
+
+}  // namespace distnet::data
