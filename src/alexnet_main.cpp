@@ -1,27 +1,36 @@
-// alexnet: the distnet command. This stage of the project offers model inspection
-// (--print-shapes) and version/build information; training is added by the trainer.
+// alexnet: data-parallel training of a CNN over MPI ranks.
+//   mpirun -np 8 alexnet --config configs/fashion-mnist-alexnet.ini
+// Reads top to bottom: settings, world, backend, data, model, trainer, the run.
 #include <hdf5.h>
 #include <mpi.h>
+#include <omp.h>
+#include <sched.h>
 
-#include <boost/program_options.hpp>
+#include <algorithm>
+#include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
-#include <string>
+#include <thread>
 
 #include "distnet/backend.hpp"
+#include "distnet/comm.hpp"
+#include "distnet/config.hpp"
 #include "distnet/gpu.hpp"
-#include "distnet/model.hpp"
+#include "distnet/report.hpp"
+#include "distnet/trainer.hpp"
 #include "distnet/version.hpp"
+#include "distnet/world.hpp"
 
-namespace po = boost::program_options;
 using namespace distnet;
 
 namespace {
 
+constexpr int kExitOk = 0, kExitError = 1, kExitUsage = 2;
+
 std::string with_commas(std::int64_t v) {
   std::string s = std::to_string(v);
-  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3)
-    s.insert(static_cast<std::size_t>(i), ",");
+  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(std::size_t(i), ",");
   return s;
 }
 
@@ -29,15 +38,23 @@ void print_version() {
   char mpi[MPI_MAX_LIBRARY_VERSION_STRING] = {};
   int len = 0;
   MPI_Get_library_version(mpi, &len);  // allowed before MPI_Init
-  std::string mpi_line(mpi, static_cast<std::size_t>(len));
+  std::string mpi_line(mpi, std::size_t(len));
   mpi_line = mpi_line.substr(0, mpi_line.find_first_of(",\n"));
-  unsigned h5maj = 0, h5min = 0, h5rel = 0;
-  H5get_libversion(&h5maj, &h5min, &h5rel);
-  std::cout << "distnet " << DISTNET_VERSION << "\n"
-            << "  cpu backend: " << make_cpu_backend()->description() << "\n"
-            << "  gpu backend: " << gpu::library_versions() << "\n"
-            << "  MPI: " << mpi_line << "\n"
-            << "  HDF5: " << h5maj << "." << h5min << "." << h5rel << "\n";
+  unsigned maj = 0, min = 0, rel = 0;
+  H5get_libversion(&maj, &min, &rel);
+  std::printf("distnet %s\n  cpu backend: %s\n  gpu backend: %s\n  MPI: %s\n  HDF5: %u.%u.%u\n",
+              DISTNET_VERSION, make_cpu_backend()->description().c_str(),
+              gpu::library_versions().c_str(), mpi_line.c_str(), maj, min, rel);
+}
+
+ModelConfig model_config(const RunConfig& c, const Shape& image, int classes) {
+  ModelConfig m;
+  m.name = c.model;
+  m.input = c.resize > 0 ? Shape{image[0], c.resize, c.resize} : image;
+  m.classes = classes;
+  m.dropout = c.dropout;
+  m.bn_momentum = c.bn_momentum;
+  return m;
 }
 
 void print_shapes(const ModelConfig& cfg) {
@@ -57,59 +74,195 @@ void print_shapes(const ModelConfig& cfg) {
   if (state) std::printf("running statistics (not trained): %s\n", with_commas(state).c_str());
 }
 
+// Ranks sharing a host share its cores: without an explicit OMP_NUM_THREADS each rank takes its
+// share (and never more than the cores it is bound to).
+void set_threads(const World& world) {
+  if (std::getenv("OMP_NUM_THREADS")) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  const int bound = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : INT_MAX;
+  const int share = std::max(1, int(std::thread::hardware_concurrency()) / world.local_size());
+  omp_set_num_threads(std::max(1, std::min(bound, share)));
+}
+
+std::unique_ptr<Backend> select_backend(const RunConfig& c) {
+  if (c.device == "cuda") {
+    throw UsageError(
+        "--device cuda: this version of distnet has no CUDA training backend yet; use --device "
+        "cpu");
+  }
+  CpuOptions o;
+  o.conv = c.cpu_conv == "direct" ? CpuOptions::ConvAlgorithm::direct
+                                  : CpuOptions::ConvAlgorithm::automatic;
+  return make_cpu_backend(o);
+}
+
+std::string prefix(const World& w) {
+  return w.size() > 1 ? "[rank " + std::to_string(w.rank()) + " " + w.host() + "] " : "";
+}
+
+// Set-up problems (bad data, a model that does not fit the data) usually hit every rank alike;
+// the ranks agree on the outcome so all of them leave with the same non-zero code, and the first
+// failing rank says why -- no rank is left waiting in a collective.
+int agree_on_failure(const World& world, int my_code, const std::string& message) {
+  int code = my_code, worst = 0;
+  MPI_Allreduce(&code, &worst, 1, MPI_INT, MPI_MAX, world.comm());
+  if (worst == kExitOk) return kExitOk;
+  int mine = my_code != kExitOk ? world.rank() : INT_MAX, first = 0;
+  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, world.comm());
+  if (world.rank() == first)
+    std::fprintf(stderr, "%salexnet: error: %s\n", prefix(world).c_str(), message.c_str());
+  return worst;
+}
+
+struct Setup {
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<Communicator> comm;
+  std::unique_ptr<data::Dataset> train, test;
+  std::unique_ptr<data::ImageTransform> transform;
+  std::unique_ptr<Model> model;
+};
+
+Setup set_up(const RunConfig& cfg, const World& world) {
+  Setup s;
+  s.backend = select_backend(cfg);
+  s.comm = make_mpi_communicator(world.comm());
+  data::DatasetOptions d = cfg.data;
+  if (cfg.benchmark) {  // synthetic images of the model's input size: no resize, no I/O
+    d.name = "synthetic";
+    if (cfg.resize > 0) d.synthetic_shape = Shape{d.synthetic_shape[0], cfg.resize, cfg.resize};
+  }
+  d.limit = cfg.train_limit;
+  s.train = data::open_dataset(d, data::Split::train);
+  if (!cfg.benchmark) {
+    d.limit = cfg.test_limit;
+    s.test = data::open_dataset(d, data::Split::test);
+  }
+  const ModelConfig mc = model_config(cfg, s.train->image_shape(), s.train->classes());
+  s.transform = std::make_unique<data::ImageTransform>(
+      s.train->image_shape(), data::TransformSpec{int(mc.input[1]), cfg.norm_mean, cfg.norm_std});
+  const std::int64_t per_rank = (cfg.batch + world.size() - 1) / world.size();
+  const std::int64_t eval = cfg.eval_batch > 0 ? cfg.eval_batch : per_rank;
+  s.model = std::make_unique<Model>(mc, *s.backend, int(std::max(per_rank, eval)));
+  InitConfig init;
+  init.kind = cfg.init == "normal" ? InitConfig::Kind::normal : InitConfig::Kind::xavier;
+  init.xavier_magnitude = cfg.init_magnitude;
+  init.normal_sigma = cfg.init_sigma;
+  init.seed = cfg.seed;
+  s.model->initialize(init);
+  return s;
+}
+
+void print_start(const RunConfig& cfg, const World& world, const Setup& s, Reporter& report) {
+  const auto ranks = world.gather_ranks(s.backend->description());
+  if (!report.active()) return;
+  const Model& m = *s.model;
+  report.line("distnet " + std::string(DISTNET_VERSION) + ": " + std::to_string(world.size()) +
+              (world.size() == 1 ? " rank" : " ranks") + ", communicator " + s.comm->name());
+  std::string ctx_json;
+  for (const RankInfo& r : ranks) {
+    report.line("  ctx rank " + std::to_string(r.rank) + ": host " + r.host + ", local rank " +
+                std::to_string(r.local_rank) + ", " + r.device);
+    ctx_json += std::string(r.rank ? "," : "") + "{\"rank\":" + std::to_string(r.rank) +
+                ",\"host\":\"" + json_escape(r.host) +
+                "\",\"local_rank\":" + std::to_string(r.local_rank) + ",\"device\":\"" +
+                json_escape(r.device) + "\"}";
+  }
+  const std::int64_t b = cfg.batch;
+  const auto lo = data::split_slice(b, world.size(), world.size() - 1).size();
+  const auto hi = data::split_slice(b, world.size(), 0).size();
+  report.line("model " + m.config().name + " (" + with_commas(m.num_trainable()) +
+              " parameters), input " + m.config().input.str() + ", " +
+              std::to_string(m.config().classes) + " classes");
+  report.line("data " + s.train->description() + (s.test ? "; test " + s.test->description() : "") +
+              "; global batch " + std::to_string(b) + " split " +
+              (lo == hi ? std::to_string(hi) : std::to_string(hi) + "/" + std::to_string(lo)) +
+              " per rank");
+  char text[512];
+  std::snprintf(text, sizeof text,
+                "training %d epochs, SGD lr %g%s (%s), momentum %g, weight decay %g, seed %llu, "
+                "gradient buckets of %g MiB",
+                cfg.epochs, cfg.lr,
+                cfg.lr_scale_by_world ? (" x " + std::to_string(world.size())).c_str() : "",
+                cfg.lr_schedule.c_str(), cfg.momentum, cfg.weight_decay,
+                static_cast<unsigned long long>(cfg.seed), cfg.bucket_mb);
+  report.line(text);
+  report.json("{\"event\":\"run\",\"version\":\"" + std::string(DISTNET_VERSION) +
+              "\",\"ranks\":" + std::to_string(world.size()) + ",\"ctx\":[" + ctx_json +
+              "],\"parameters\":" + std::to_string(m.num_trainable()) + ",\"config\":\"" +
+              json_escape(cfg.effective_ini()) + "\"}");
+}
+
+int run(const RunConfig& cfg, const World& world) {
+  Setup s;
+  int code = kExitOk;
+  std::string message;
+  try {
+    set_threads(world);
+    s = set_up(cfg, world);
+  } catch (const UsageError& e) {
+    code = kExitUsage, message = e.what();
+  } catch (const std::exception& e) {
+    code = kExitError, message = e.what();
+  }
+  if (const int agreed = agree_on_failure(world, code, message); agreed != kExitOk) return agreed;
+
+  Reporter report(world.is_root(), cfg.metrics_file, cfg.progress);
+  print_start(cfg, world, s, report);
+  Trainer trainer(
+      cfg, {world, *s.comm, *s.backend, *s.model, *s.train, s.test.get(), *s.transform, report});
+  if (cfg.benchmark) {
+    trainer.benchmark();
+  } else {
+    trainer.fit();
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  RunConfig cfg;
   try {
-    ModelConfig model;
-    int channels = 1, resize = 224;
-    po::options_description general("General");
-    general.add_options()("help,h", "show this help and exit")(
-        "version", "show versions of distnet and the libraries it uses, then exit")(
-        "print-shapes", "print each layer's output shape and parameter count, then exit");
-    po::options_description model_opts("Model");
-    model_opts.add_options()("model", po::value(&model.name)->default_value(model.name),
-                             "network: alexnet, alexnet-nopad, alexnet-bn, lenet")(
-        "channels", po::value(&channels)->default_value(channels),
-        "input channels (1 for Fashion-MNIST/MNIST, 3 for CIFAR-10)")(
-        "resize", po::value(&resize)->default_value(resize),
-        "input images are resized to resize x resize")(
-        "classes", po::value(&model.classes)->default_value(model.classes), "number of classes")(
-        "dropout", po::value(&model.dropout)->default_value(model.dropout),
-        "dropout probability of the dense layers");
-    po::options_description all("Usage: alexnet [options]");
-    all.add(general).add(model_opts);
-
-    po::variables_map vm;
-    try {
-      po::store(po::parse_command_line(argc, argv, all), vm);
-      po::notify(vm);
-    } catch (const po::error& e) {
-      throw UsageError(e.what());
+    cfg = parse_run_config(argc, argv);
+    if (cfg.help) {
+      std::cout << cfg.help_text << "\n";
+      return kExitOk;
     }
-    if (vm.count("help")) {
-      std::cout << all << "\n";
-      return 0;
-    }
-    if (vm.count("version")) {
+    if (cfg.version) {
       print_version();
-      return 0;
+      return kExitOk;
     }
-    DISTNET_CHECK_USAGE(channels >= 1,
-                        "--channels must be at least 1, got " + std::to_string(channels));
-    DISTNET_CHECK_USAGE(resize >= 1, "--resize must be at least 1, got " + std::to_string(resize));
-    model.input = Shape{channels, resize, resize};
-    if (vm.count("print-shapes")) {
-      print_shapes(model);
-      return 0;
+    if (cfg.print_config) {
+      std::cout << cfg.effective_ini();
+      return kExitOk;
     }
-    build_layers(model);  // validates the model against the input before reporting
-    throw UsageError("nothing to do: this build offers --print-shapes and --version (see --help)");
+    if (cfg.print_shapes) {
+      data::DatasetOptions d = cfg.data;
+      print_shapes(model_config(cfg, data::nominal_image_shape(d), data::nominal_classes(d)));
+      return kExitOk;
+    }
   } catch (const UsageError& e) {
-    std::cerr << "alexnet: error: " << e.what() << "\n";
-    return 2;
+    // Every rank of an mpirun sees the same bad argument: say it once, leave with 2 everywhere.
+    if (launcher_rank() == 0) std::fprintf(stderr, "alexnet: error: %s\n", e.what());
+    return kExitUsage;
+  }
+
+  try {
+    MpiSession mpi(&argc, &argv);
+    World world;
+    try {
+      return run(cfg, world);
+    } catch (const std::exception& e) {
+      // A failure on one rank during training: name it, and take the job down so that no peer
+      // waits forever in a collective.
+      std::fprintf(stderr, "%salexnet: error: %s\n", prefix(world).c_str(), e.what());
+      std::fflush(stderr);
+      if (world.size() > 1) MPI_Abort(MPI_COMM_WORLD, kExitError);
+      return kExitError;
+    }
   } catch (const std::exception& e) {
-    std::cerr << "alexnet: error: " << e.what() << "\n";
-    return 1;
+    std::fprintf(stderr, "alexnet: error: %s\n", e.what());
+    return kExitError;
   }
 }

@@ -96,6 +96,9 @@ class Backend {
   virtual void fill_zero(void* dst, std::size_t bytes) = 0;
   virtual void copy(void* dst, const void* src, std::size_t bytes) = 0;  // both on this device
   virtual void synchronize() = 0;  // all queued work on this device has finished
+  // A device pointer holding `bytes` of host memory: the host pointer itself when the device is
+  // the host, else a copy in `staging` (grown as needed). Valid until the next call with it.
+  virtual const void* stage(const void* host, std::size_t bytes, Buffer& staging) = 0;
 
   virtual std::unique_ptr<Conv2dOp> make_conv2d(const Conv2dGeom& g) = 0;
   virtual std::unique_ptr<MaxPoolOp> make_max_pool(const PoolGeom& g) = 0;

@@ -65,6 +65,7 @@ class CpuBackend final : public Backend {
   void fill_zero(void* dst, std::size_t bytes) override;
   void copy(void* dst, const void* src, std::size_t bytes) override;
   void synchronize() override;
+  const void* stage(const void* host, std::size_t, Buffer&) override { return host; }
 
   std::unique_ptr<Conv2dOp> make_conv2d(const Conv2dGeom& g) override;
   std::unique_ptr<MaxPoolOp> make_max_pool(const PoolGeom& g) override;

@@ -71,6 +71,16 @@ std::string default_data_dir(const std::string& name) {
   return "";
 }
 
+Shape nominal_image_shape(const DatasetOptions& opts) {
+  if (opts.name == "cifar10") return Shape{3, 32, 32};
+  if (opts.name == "synthetic") return opts.synthetic_shape;
+  return Shape{1, 28, 28};
+}
+
+int nominal_classes(const DatasetOptions& opts) {
+  return opts.name == "synthetic" ? opts.synthetic_classes : 10;
+}
+
 std::unique_ptr<Dataset> open_dataset(const DatasetOptions& opts, Split split) {
   const std::string& name = opts.name;
   const std::string dir = opts.dir.empty() ? default_data_dir(name) : opts.dir;

@@ -4,6 +4,7 @@
 set -u
 bin=$1
 fails=0
+passes=0
 
 # expect CODE PATTERN ARGS... : run alexnet ARGS, check the exit code and that stderr+stdout
 # match PATTERN; for errors also check the message is exactly one line.
@@ -24,6 +25,7 @@ expect() {
     fails=$((fails + 1))
   else
     echo "ok: alexnet $*"
+    passes=$((passes + 1))
   fi
 }
 
@@ -33,11 +35,36 @@ expect 0 "Usage: alexnet" --help
 expect 0 "distnet [0-9.]+" --version
 expect 2 "^alexnet: error: unknown model 'vgg'; expected one of: alexnet, alexnet-bn, alexnet-nopad, lenet$" --print-shapes --model vgg
 expect 2 "^alexnet: error: model 'alexnet' does not fit input 1x28x28: .* smallest square input it accepts is 67x67" --print-shapes --resize 28
-expect 2 "^alexnet: error: number of classes must be at least 1, got 0$" --print-shapes --classes 0
+expect 2 "^alexnet: error: number of classes must be at least 1, got 0$" --print-shapes --dataset synthetic --synthetic-classes 0
 expect 2 "^alexnet: error: .*unrecognised option '--frobnicate'|unrecognized option '--frobnicate'" --frobnicate
 expect 2 "^alexnet: error: .*invalid" --print-shapes --resize abc
-expect 2 "^alexnet: error: --channels must be at least 1, got 0$" --print-shapes --channels 0
-expect 2 "^alexnet: error: dropout probability must be in \[0, 1\), got 1" --print-shapes --dropout 1
+expect 2 "^alexnet: error: --synthetic-shape must be CxHxW with positive sizes \(e.g. 1x28x28\), got '0x28x28'$" --print-shapes --dataset synthetic --synthetic-shape 0x28x28
+expect 2 "^alexnet: error: --dropout must be in \[0, 1\), got 1$" --print-shapes --dropout 1
+expect 0 "model alexnet-nopad, input 3x224x224, 10 classes" --print-shapes --model alexnet-nopad --dataset cifar10
 
-echo "$((11 - fails)) passed, $fails failed"
+
+# Issue 4: options, config files and precedence (defaults < --config file < command line).
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+printf 'lr = 0.5\nepochs = 3\nmodel = lenet\n' >"$tmp/run.ini"
+printf 'lr 0.1\n' >"$tmp/syntax.ini"
+printf 'frobnicate = 3\n' >"$tmp/unknown.ini"
+expect 0 "^lr = 0.5$" --config "$tmp/run.ini" --print-config
+expect 0 "^epochs = 4$" --config "$tmp/run.ini" --epochs 4 --print-config
+expect 0 "^model = alexnet$" --print-config
+expect 2 "^alexnet: error: --batch-size must be at least 1, got 0$" --batch-size 0
+expect 2 "^alexnet: error: --lr must be > 0, got 0$" --lr 0
+expect 2 "^alexnet: error: --lr must be > 0, got -1$" --lr -1
+expect 2 "^alexnet: error: --epochs must be at least 1, got 0$" --epochs 0
+expect 2 "^alexnet: error: unknown dataset 'imagenet'; expected one of: fashion-mnist, mnist, cifar10, synthetic$" --dataset imagenet
+expect 2 "^alexnet: error: unknown model 'vgg'" --model vgg
+expect 2 "^alexnet: error: config file '/nonexistent.ini' does not exist or is not a file$" --config /nonexistent.ini
+expect 2 "^alexnet: error: config file '.*syntax.ini': .*invalid line 'lr 0.1'$" --config "$tmp/syntax.ini"
+expect 2 "^alexnet: error: unrecogni[sz]ed option 'frobnicate' \(in .*unknown.ini or on the command line\)$" --config "$tmp/unknown.ini"
+expect 2 "^alexnet: error: option '--lr' cannot be specified more than once$" --lr 0.1 --lr 0.2
+expect 2 "^alexnet: error: --momentum must be in \[0, 1\), got 1$" --momentum 1
+expect 2 "^alexnet: error: --device must be one of auto, cpu, cuda, got 'tpu'$" --device tpu
+expect 2 "^alexnet: error: --lr-schedule step needs --lr-steps$" --lr-schedule step
+
+echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]

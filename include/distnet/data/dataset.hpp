@@ -40,6 +40,9 @@ struct DatasetOptions {
 // The names open_dataset() accepts and, per name, the default directory.
 const std::vector<std::string>& dataset_names();
 std::string default_data_dir(const std::string& name);
+// Image shape and class count a dataset has by definition (no file is read), for --print-shapes.
+Shape nominal_image_shape(const DatasetOptions& opts);
+int nominal_classes(const DatasetOptions& opts);
 
 // Opens and validates a split. Every problem (missing directory or file, wrong magic, truncated
 // file, count mismatch, label out of range, corrupt gzip, bad record size) throws one line naming

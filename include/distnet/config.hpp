@@ -1,0 +1,67 @@
+// Everything a run is configured by. Sources, weakest first: built-in defaults (the d2l.ai
+// AlexNet/Fashion-MNIST run), a config file (--config FILE, INI), the command line.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "distnet/data/dataset.hpp"
+#include "distnet/model.hpp"
+#include "distnet/schedule.hpp"
+
+namespace distnet {
+
+struct RunConfig {
+  // what to do
+  bool help = false, version = false, print_shapes = false, print_config = false, benchmark = false;
+  std::string help_text;
+  std::string config_file;
+
+  // model
+  std::string model = "alexnet";
+  int resize = 224;  // 0: the dataset's own size
+  float dropout = 0.5f;
+  float bn_momentum = 0.9f;
+  std::string init = "xavier";
+  float init_magnitude = 2.24f, init_sigma = 0.01f;
+
+  // data
+  data::DatasetOptions data;  // name, dir, synthetic_*, seed (set from `seed`)
+  std::int64_t train_limit = 0, test_limit = 0;
+  bool drop_last = false;
+  int workers = -1;  // -1: from the core count
+  std::vector<float> norm_mean, norm_std;
+  std::int64_t eval_batch = 0;  // 0: the training batch
+
+  // training
+  int epochs = 10;
+  std::int64_t batch = 128;  // global batch over all ranks
+  double lr = 0.01, momentum = 0.0, weight_decay = 0.0;
+  std::string lr_schedule = "constant";
+  std::vector<double> lr_steps;
+  double lr_gamma = 0.1, lr_min = 0.0, warmup_epochs = 0.0;
+  bool lr_scale_by_world = false;
+  std::uint64_t seed = 0;
+
+  // devices and distribution
+  std::string device = "auto";
+  std::string cpu_conv = "auto";
+  double bucket_mb = 25.0;
+
+  // output
+  std::string metrics_file;
+  std::string progress = "auto";
+
+  // benchmark mode
+  int warmup_steps = 5, steps = 20;
+
+  // The effective configuration as INI text (every option with its final value).
+  std::string effective_ini() const;
+};
+
+// Parses and validates; throws UsageError (one line) for unknown options, bad values, a missing
+// or malformed config file, or an option given twice.
+RunConfig parse_run_config(int argc, const char* const argv[]);
+
+}  // namespace distnet

@@ -1,0 +1,82 @@
+// The trainer: epochs of data-parallel SGD steps, distributed evaluation, metrics, and the
+// benchmark mode. Every rank runs the same code; only rank 0 prints.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "distnet/backend.hpp"
+#include "distnet/comm.hpp"
+#include "distnet/config.hpp"
+#include "distnet/data/loader.hpp"
+#include "distnet/grad_sync.hpp"
+#include "distnet/model.hpp"
+#include "distnet/report.hpp"
+#include "distnet/world.hpp"
+
+namespace distnet {
+
+struct EvalResult {
+  double loss = 0, accuracy = 0;
+  std::int64_t samples = 0;
+};
+
+struct EpochMetrics {
+  int epoch = 0;  // 1-based, as printed
+  double loss = 0, train_acc = 0, test_loss = 0, test_acc = 0;
+  double time_s = 0, examples_per_s = 0, lr = 0;
+  double data_wait_s = 0, comm_s = 0;  // this rank's, during the epoch's steps
+  std::int64_t samples = 0, steps = 0;
+};
+
+struct BenchmarkResult {
+  double images_per_s = 0, images_per_s_per_rank = 0;
+  double step_ms = 0, compute_ms = 0, comm_ms = 0, data_ms = 0;  // per step, mean over ranks
+  int steps = 0;
+  std::int64_t global_batch = 0;
+  LayerTimes layers;  // rank 0, from separate synchronised steps
+};
+
+struct TrainerParts {
+  const World& world;
+  Communicator& comm;
+  Backend& backend;
+  Model& model;
+  const data::Dataset& train;
+  const data::Dataset* test;  // null: no evaluation
+  const data::ImageTransform& transform;
+  Reporter& report;
+};
+
+class Trainer {
+ public:
+  Trainer(const RunConfig& cfg, const TrainerParts& parts);
+
+  std::vector<EpochMetrics> fit();  // trains cfg.epochs epochs
+  EvalResult evaluate();            // every test sample exactly once over the ranks
+  BenchmarkResult benchmark();      // cfg.warmup_steps, then cfg.steps timed steps
+
+  std::int64_t step_count() const { return step_; }
+  const GradSync& grad_sync() const { return sync_; }
+  const data::Sampler& sampler() const { return sampler_; }
+  const LrSchedule& schedule() const { return schedule_; }
+
+ private:
+  void train_step(const data::Batch& b);
+  void broadcast_parameters();
+  std::array<double, 2> read_and_reset_stats();
+
+  RunConfig cfg_;
+  TrainerParts p_;
+  data::Sampler sampler_;
+  LrSchedule schedule_;
+  GradSync sync_;
+  int workers_;
+  std::int64_t step_ = 0;
+  Buffer stats_;  // 2 doubles on the device: loss sum, correct count
+  Buffer stage_x_, stage_ids_, stage_labels_;
+};
+
+}  // namespace distnet

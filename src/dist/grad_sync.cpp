@@ -1,0 +1,58 @@
+#include "distnet/grad_sync.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+namespace distnet {
+
+std::vector<Bucket> plan_buckets(std::int64_t flat_size, double bucket_bytes) {
+  DISTNET_CHECK_USAGE(bucket_bytes > 0, "--bucket-mb must be > 0");
+  const auto per = std::max<std::int64_t>(
+      1, static_cast<std::int64_t>(std::floor(bucket_bytes / sizeof(float))));
+  std::vector<Bucket> b;
+  for (std::int64_t begin = 0; begin < flat_size; begin += per)
+    b.push_back({begin, std::min(flat_size, begin + per)});
+  return b;
+}
+
+GradSync::GradSync(const Model& model, Communicator& comm, double bucket_mb)
+    : grads_(model.grad_data()),
+      comm_(comm),
+      buckets_(plan_buckets(model.flat_size(), bucket_mb * 1024.0 * 1024.0)) {
+  // Layers finish backward from last to first; layer i done means every tensor of layers >= i
+  // is final, i.e. the prefix up to the furthest end among them.
+  const int layers = static_cast<int>(model.layers().size());
+  prefix_after_.assign(static_cast<std::size_t>(layers), 0);
+  std::int64_t prefix = 0;
+  for (int i = layers - 1; i >= 0; --i) {
+    for (const ParamEntry& e : model.params())
+      if (e.layer == i) prefix = std::max(prefix, e.offset + e.spec.shape.numel());
+    prefix_after_[static_cast<std::size_t>(i)] = prefix;
+  }
+}
+
+void GradSync::begin_step() {
+  next_ = 0;
+}
+
+void GradSync::on_layer_done(int layer) {
+  release_up_to(prefix_after_[static_cast<std::size_t>(layer)]);
+}
+
+void GradSync::finish() {
+  release_up_to(buckets_.empty() ? 0 : buckets_.back().end);
+}
+
+void GradSync::release_up_to(std::int64_t prefix) {
+  while (next_ < buckets_.size() && buckets_[next_].end <= prefix) {
+    const Bucket& b = buckets_[next_];
+    const auto t0 = std::chrono::steady_clock::now();
+    comm_.allreduce_sum(grads_ + b.begin, static_cast<std::size_t>(b.end - b.begin));
+    comm_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (hook_) hook_(next_);
+    ++next_;
+  }
+}
+
+}  // namespace distnet

@@ -1,0 +1,297 @@
+#include "distnet/config.hpp"
+
+#include <sys/stat.h>
+
+#include <boost/program_options.hpp>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "distnet/error.hpp"
+
+namespace po = boost::program_options;
+
+namespace distnet {
+namespace {
+
+template <typename T>
+std::vector<T> parse_list(const std::string& text, const std::string& option) {
+  std::vector<T> out;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) {
+    std::istringstream is(item);
+    T v;
+    if (!(is >> v) || !(is >> std::ws).eof()) {
+      throw UsageError("--" + option + " must be a comma-separated list of numbers, got '" + text +
+                       "'");
+    }
+    out.push_back(v);
+  }
+  return out;
+}
+
+Shape parse_shape(const std::string& text, const std::string& option) {
+  std::vector<std::int64_t> dims;
+  bool ok = true;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, 'x');) {
+    std::istringstream is(item);
+    std::int64_t v = 0;
+    ok = ok && (is >> v) && (is >> std::ws).eof() && v >= 1;
+    dims.push_back(v);
+  }
+  if (!ok || dims.size() != 3)
+    throw UsageError("--" + option + " must be CxHxW with positive sizes (e.g. 1x28x28), got '" +
+                     text + "'");
+  return Shape(dims);
+}
+
+std::string num(double v) {
+  std::ostringstream o;
+  o << v;
+  return o.str();
+}
+
+void one_of(const std::string& option, const std::string& value,
+            std::initializer_list<const char*> allowed) {
+  std::string list;
+  for (const char* a : allowed) {
+    if (value == a) return;
+    list += (list.empty() ? "" : ", ") + std::string(a);
+  }
+  throw UsageError("--" + option + " must be one of " + list + ", got '" + value + "'");
+}
+
+}  // namespace
+
+RunConfig parse_run_config(int argc, const char* const argv[]) {
+  RunConfig c;
+  std::string norm_mean, norm_std, lr_steps, synthetic_shape = "1x28x28";
+
+  po::options_description general("General");
+  general.add_options()                                                     //
+      ("help,h", "show this help and exit")                                 //
+      ("version", "show versions of distnet and its libraries, then exit")  //
+      ("config", po::value(&c.config_file),
+       "read options from an INI file (key = value per line); "
+       "the command line overrides it")  //
+      ("print-shapes",
+       "print each layer's output shape and parameter count for the data's "
+       "input, then exit (needs no mpirun)")  //
+      ("print-config",
+       "print the effective configuration (defaults < --config file < command "
+       "line) as INI, then exit");
+
+  po::options_description model("Model");
+  model.add_options()  //
+      ("model", po::value(&c.model)->default_value(c.model),
+       "network: alexnet, alexnet-nopad, alexnet-bn, lenet")  //
+      ("resize", po::value(&c.resize)->default_value(c.resize),
+       "resize images to N x N (bilinear); 0 keeps the dataset's size")                    //
+      ("dropout", po::value(&c.dropout)->default_value(c.dropout), "dropout probability")  //
+      ("bn-momentum", po::value(&c.bn_momentum)->default_value(c.bn_momentum),
+       "batch-norm running statistics: running = m * running + (1 - m) * batch")  //
+      ("init", po::value(&c.init)->default_value(c.init),
+       "weight initialiser: xavier or normal")  //
+      ("init-magnitude", po::value(&c.init_magnitude)->default_value(c.init_magnitude),
+       "Xavier magnitude (uniform, average fan)")  //
+      ("init-sigma", po::value(&c.init_sigma)->default_value(c.init_sigma),
+       "standard deviation of the normal initialiser");
+
+  po::options_description data("Data");
+  data.add_options()  //
+      ("dataset", po::value(&c.data.name)->default_value(c.data.name),
+       "fashion-mnist, mnist, cifar10 or synthetic")  //
+      ("data-dir", po::value(&c.data.dir),
+       "dataset directory (default: /usr/share/datasets/fashion-mnist for fashion-mnist)")  //
+      ("train-limit", po::value(&c.train_limit)->default_value(0),
+       "use the first N training samples (0: all)")  //
+      ("test-limit", po::value(&c.test_limit)->default_value(0),
+       "use the first N test samples (0: all)")                                                //
+      ("drop-last", po::bool_switch(&c.drop_last), "drop the last partial batch of an epoch")  //
+      ("workers", po::value(&c.workers)->default_value(-1),
+       "loader threads per rank (-1: from the core count, 0: load in the training thread)")  //
+      ("normalize-mean", po::value(&norm_mean),
+       "per-channel means, after scaling to [0,1] (e.g. 0.5,0.5,0.5)")            //
+      ("normalize-std", po::value(&norm_std), "per-channel standard deviations")  //
+      ("eval-batch-size", po::value(&c.eval_batch)->default_value(0),
+       "per-rank batch for evaluation (0: the training batch)")  //
+      ("synthetic-shape", po::value(&synthetic_shape)->default_value(synthetic_shape),
+       "synthetic images: CxHxW")  //
+      ("synthetic-train-size",
+       po::value(&c.data.synthetic_train_size)->default_value(c.data.synthetic_train_size),
+       "synthetic training samples")  //
+      ("synthetic-test-size",
+       po::value(&c.data.synthetic_test_size)->default_value(c.data.synthetic_test_size),
+       "synthetic test samples")  //
+      ("synthetic-classes",
+       po::value(&c.data.synthetic_classes)->default_value(c.data.synthetic_classes),
+       "synthetic classes");
+
+  po::options_description train("Training");
+  train.add_options()                                                               //
+      ("epochs", po::value(&c.epochs)->default_value(c.epochs), "epochs to train")  //
+      ("batch-size", po::value(&c.batch)->default_value(c.batch),
+       "global batch, split over all ranks (as split_and_load)")                       //
+      ("lr", po::value(&c.lr)->default_value(c.lr), "learning rate")                   //
+      ("momentum", po::value(&c.momentum)->default_value(c.momentum), "SGD momentum")  //
+      ("weight-decay", po::value(&c.weight_decay)->default_value(c.weight_decay),
+       "L2 weight decay")  //
+      ("lr-schedule", po::value(&c.lr_schedule)->default_value(c.lr_schedule),
+       "constant, step or cosine")  //
+      ("lr-steps", po::value(&lr_steps),
+       "step schedule: epochs at which lr is multiplied by --lr-gamma (e.g. 30,60)")           //
+      ("lr-gamma", po::value(&c.lr_gamma)->default_value(c.lr_gamma), "step schedule factor")  //
+      ("lr-min", po::value(&c.lr_min)->default_value(c.lr_min),
+       "cosine schedule: final learning rate")  //
+      ("warmup-epochs", po::value(&c.warmup_epochs)->default_value(c.warmup_epochs),
+       "linear learning-rate warm-up (may be fractional)")  //
+      ("lr-scale-by-world", po::bool_switch(&c.lr_scale_by_world),
+       "multiply lr by the number of ranks (linear scaling rule)")  //
+      ("seed", po::value(&c.seed)->default_value(c.seed),
+       "seed of initialisation, shuffling, dropout and synthetic data");
+
+  po::options_description dist("Devices and distribution");
+  dist.add_options()                                                                  //
+      ("device", po::value(&c.device)->default_value(c.device), "auto, cpu or cuda")  //
+      ("cpu-conv", po::value(&c.cpu_conv)->default_value(c.cpu_conv),
+       "CPU convolution algorithm: auto (oneDNN chooses, Winograd where faster) or direct")  //
+      ("bucket-mb", po::value(&c.bucket_mb)->default_value(c.bucket_mb),
+       "gradient all-reduce bucket size in MiB");
+
+  po::options_description output("Output");
+  output.add_options()  //
+      ("metrics-file", po::value(&c.metrics_file),
+       "write every figure as JSON lines to FILE (rank 0)")  //
+      ("progress", po::value(&c.progress)->default_value(c.progress),
+       "progress bar: auto (when stdout is a terminal), on or off");
+
+  po::options_description bench("Benchmark");
+  bench.add_options()  //
+      ("benchmark", po::bool_switch(&c.benchmark),
+       "time training steps on synthetic data of the model's input shape instead of training")  //
+      ("warmup-steps", po::value(&c.warmup_steps)->default_value(c.warmup_steps),
+       "untimed steps first")  //
+      ("steps", po::value(&c.steps)->default_value(c.steps), "timed steps");
+
+  po::options_description all(
+      "Usage: alexnet [options]   (mpirun -np N alexnet [options] for N ranks)");
+  all.add(general).add(model).add(data).add(train).add(dist).add(output).add(bench);
+
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, all), vm);
+    if (vm.count("config")) {
+      const std::string path = vm["config"].as<std::string>();
+      struct stat st {};
+      if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+        throw UsageError("config file '" + path + "' does not exist or is not a file");
+      std::ifstream in(path);
+      // Values stored first win: the command line, then the file, then the defaults.
+      po::store(po::parse_config_file(in, all), vm);
+    }
+    po::notify(vm);
+  } catch (const po::invalid_config_file_syntax& e) {
+    throw UsageError("config file '" + vm["config"].as<std::string>() + "': " + e.what());
+  } catch (const po::error& e) {
+    std::string what = e.what();
+    if (vm.count("config"))
+      what += " (in " + vm["config"].as<std::string>() + " or on the command line)";
+    throw UsageError(what);
+  }
+
+  std::ostringstream help;
+  help << all;
+  c.help_text = help.str();
+  c.help = vm.count("help") > 0;
+  c.version = vm.count("version") > 0;
+  c.print_shapes = vm.count("print-shapes") > 0;
+  c.print_config = vm.count("print-config") > 0;
+  if (c.help || c.version) return c;
+
+  if (!norm_mean.empty()) c.norm_mean = parse_list<float>(norm_mean, "normalize-mean");
+  if (!norm_std.empty()) c.norm_std = parse_list<float>(norm_std, "normalize-std");
+  if (!lr_steps.empty()) c.lr_steps = parse_list<double>(lr_steps, "lr-steps");
+  c.data.synthetic_shape = parse_shape(synthetic_shape, "synthetic-shape");
+  c.data.seed = c.seed;
+
+  auto need = [](bool ok, const std::string& msg) {
+    if (!ok) throw UsageError(msg);
+  };
+  need(c.batch >= 1, "--batch-size must be at least 1, got " + std::to_string(c.batch));
+  need(c.lr > 0 && std::isfinite(c.lr), "--lr must be > 0, got " + num(c.lr));
+  need(c.epochs >= 1, "--epochs must be at least 1, got " + std::to_string(c.epochs));
+  need(c.momentum >= 0 && c.momentum < 1, "--momentum must be in [0, 1), got " + num(c.momentum));
+  need(c.weight_decay >= 0, "--weight-decay must be >= 0, got " + num(c.weight_decay));
+  need(c.dropout >= 0 && c.dropout < 1, "--dropout must be in [0, 1), got " + num(c.dropout));
+  need(c.bn_momentum >= 0 && c.bn_momentum <= 1,
+       "--bn-momentum must be in [0, 1], got " + num(c.bn_momentum));
+  need(c.resize >= 0, "--resize must be >= 0, got " + std::to_string(c.resize));
+  need(c.train_limit >= 0, "--train-limit must be >= 0, got " + std::to_string(c.train_limit));
+  need(c.test_limit >= 0, "--test-limit must be >= 0, got " + std::to_string(c.test_limit));
+  need(c.workers >= -1,
+       "--workers must be >= 0 (or -1 for automatic), got " + std::to_string(c.workers));
+  need(c.eval_batch >= 0, "--eval-batch-size must be >= 0, got " + std::to_string(c.eval_batch));
+  need(c.bucket_mb > 0, "--bucket-mb must be > 0, got " + num(c.bucket_mb));
+  need(c.lr_gamma > 0, "--lr-gamma must be > 0, got " + num(c.lr_gamma));
+  need(c.lr_min >= 0 && c.lr_min <= c.lr, "--lr-min must be in [0, lr], got " + num(c.lr_min));
+  need(c.warmup_epochs >= 0, "--warmup-epochs must be >= 0, got " + num(c.warmup_epochs));
+  need(c.warmup_steps >= 0, "--warmup-steps must be >= 0, got " + std::to_string(c.warmup_steps));
+  need(c.steps >= 1, "--steps must be at least 1, got " + std::to_string(c.steps));
+  need(c.init_magnitude > 0, "--init-magnitude must be > 0");
+  need(c.init_sigma > 0, "--init-sigma must be > 0");
+  one_of("init", c.init, {"xavier", "normal"});
+  one_of("device", c.device, {"auto", "cpu", "cuda"});
+  one_of("cpu-conv", c.cpu_conv, {"auto", "direct"});
+  one_of("progress", c.progress, {"auto", "on", "off"});
+  parse_schedule_kind(c.lr_schedule);
+  if (c.lr_schedule == "step") need(!c.lr_steps.empty(), "--lr-schedule step needs --lr-steps");
+  bool known_model = false;
+  for (const auto& m : model_names()) known_model |= m == c.model;
+  if (!known_model) {
+    std::string list;
+    for (const auto& m : model_names()) list += (list.empty() ? "" : ", ") + m;
+    throw UsageError("unknown model '" + c.model + "'; expected one of: " + list);
+  }
+  bool known_data = false;
+  for (const auto& d : data::dataset_names()) known_data |= d == c.data.name;
+  if (!known_data) {
+    std::string list;
+    for (const auto& d : data::dataset_names()) list += (list.empty() ? "" : ", ") + d;
+    throw UsageError("unknown dataset '" + c.data.name + "'; expected one of: " + list);
+  }
+  return c;
+}
+
+std::string RunConfig::effective_ini() const {
+  std::ostringstream o;
+  auto list = [](const auto& v) {
+    std::ostringstream s;
+    for (std::size_t i = 0; i < v.size(); ++i) s << (i ? "," : "") << v[i];
+    return s.str();
+  };
+  o << "model = " << model << "\nresize = " << resize << "\ndropout = " << dropout
+    << "\nbn-momentum = " << bn_momentum << "\ninit = " << init
+    << "\ninit-magnitude = " << init_magnitude << "\ninit-sigma = " << init_sigma
+    << "\ndataset = " << data.name
+    << "\ndata-dir = " << (data.dir.empty() ? data::default_data_dir(data.name) : data.dir)
+    << "\ntrain-limit = " << train_limit << "\ntest-limit = " << test_limit
+    << "\ndrop-last = " << (drop_last ? "true" : "false") << "\nworkers = " << workers
+    << "\nnormalize-mean = " << list(norm_mean) << "\nnormalize-std = " << list(norm_std)
+    << "\neval-batch-size = " << eval_batch << "\nsynthetic-shape = " << data.synthetic_shape.str()
+    << "\nsynthetic-train-size = " << data.synthetic_train_size
+    << "\nsynthetic-test-size = " << data.synthetic_test_size
+    << "\nsynthetic-classes = " << data.synthetic_classes << "\nepochs = " << epochs
+    << "\nbatch-size = " << batch << "\nlr = " << lr << "\nmomentum = " << momentum
+    << "\nweight-decay = " << weight_decay << "\nlr-schedule = " << lr_schedule
+    << "\nlr-steps = " << list(lr_steps) << "\nlr-gamma = " << lr_gamma << "\nlr-min = " << lr_min
+    << "\nwarmup-epochs = " << warmup_epochs
+    << "\nlr-scale-by-world = " << (lr_scale_by_world ? "true" : "false") << "\nseed = " << seed
+    << "\ndevice = " << device << "\ncpu-conv = " << cpu_conv << "\nbucket-mb = " << bucket_mb
+    << "\nmetrics-file = " << metrics_file << "\nprogress = " << progress
+    << "\nbenchmark = " << (benchmark ? "true" : "false") << "\nwarmup-steps = " << warmup_steps
+    << "\nsteps = " << steps << "\n";
+  return o.str();
+}
+
+}  // namespace distnet

@@ -1,0 +1,230 @@
+#include "distnet/trainer.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+namespace distnet {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+LrSchedule make_schedule(const RunConfig& c, std::int64_t steps_per_epoch, int world) {
+  LrSchedule s;
+  s.kind = parse_schedule_kind(c.lr_schedule);
+  s.base_lr = c.lr * (c.lr_scale_by_world ? world : 1);
+  s.milestones = c.lr_steps;
+  s.gamma = c.lr_gamma;
+  s.min_lr = c.lr_min;
+  s.warmup_epochs = c.warmup_epochs;
+  s.steps_per_epoch = steps_per_epoch;
+  s.total_steps = steps_per_epoch * c.epochs;
+  return s;
+}
+
+}  // namespace
+
+Trainer::Trainer(const RunConfig& cfg, const TrainerParts& parts)
+    : cfg_(cfg),
+      p_(parts),
+      sampler_(parts.train.size(), cfg.batch, /*shuffle=*/true, cfg.drop_last, cfg.seed),
+      schedule_(make_schedule(cfg, sampler_.batches_per_epoch(), parts.world.size())),
+      sync_(parts.model, parts.comm, cfg.bucket_mb) {
+  workers_ =
+      cfg.workers >= 0
+          ? cfg.workers
+          : std::clamp(data::LoaderOptions::default_workers() / parts.world.local_size(), 1, 4);
+  stats_ = p_.backend.allocate(2 * sizeof(double));
+  p_.backend.fill_zero(stats_.data(), 2 * sizeof(double));
+  broadcast_parameters();
+}
+
+// Every rank initialised from the same seed already; broadcasting from rank 0 makes it a fact
+// rather than an assumption (and covers parameters loaded on rank 0 only).
+void Trainer::broadcast_parameters() {
+  Model& m = p_.model;
+  p_.comm.broadcast(m.param_data(), sizeof(float) * std::size_t(m.flat_size()), 0);
+  p_.comm.broadcast(m.state_data(), sizeof(float) * std::size_t(m.state_size()), 0);
+}
+
+std::array<double, 2> Trainer::read_and_reset_stats() {
+  std::array<double, 2> s{};
+  p_.backend.download(s.data(), stats_.data(), sizeof s);
+  p_.backend.fill_zero(stats_.data(), sizeof s);
+  return s;
+}
+
+// One data-parallel SGD step on this rank's slice of a global batch.
+void Trainer::train_step(const data::Batch& b) {
+  Backend& be = p_.backend;
+  Model& m = p_.model;
+  const int n = b.size();
+  const auto* x = static_cast<const float*>(
+      be.stage(b.images.data(), b.images.size() * sizeof(float), stage_x_));
+  const auto* ids = static_cast<const std::uint32_t*>(
+      be.stage(b.sample_ids.data(), b.sample_ids.size() * sizeof(std::uint32_t), stage_ids_));
+  const auto* labels = static_cast<const std::int32_t*>(
+      be.stage(b.labels.data(), b.labels.size() * sizeof(std::int32_t), stage_labels_));
+  const StepContext ctx{true, cfg_.seed, static_cast<std::uint32_t>(step_), ids};
+
+  const float* logits = m.forward(ctx, n, x);
+  // The loss is the sum over this rank's samples divided by the *global* batch, and gradients
+  // are summed over ranks: N ranks take exactly the step one process with the whole batch takes.
+  be.softmax_xent(n, m.config().classes, logits, labels, 1.0f / float(b.global_size), m.dlogits(),
+                  static_cast<double*>(stats_.data()));
+  sync_.begin_step();
+  m.backward(ctx, n, x, [this](int layer) { sync_.on_layer_done(layer); });
+  sync_.finish();
+  const SgdParams sgd{static_cast<float>(lr_at(schedule_, step_)),
+                      static_cast<float>(cfg_.momentum), static_cast<float>(cfg_.weight_decay)};
+  be.sgd_update(m.flat_size(), m.param_data(), m.grad_data(), m.momentum_data(), sgd);
+  ++step_;
+}
+
+std::vector<EpochMetrics> Trainer::fit() {
+  std::vector<EpochMetrics> history;
+  const std::int64_t steps_per_epoch = sampler_.batches_per_epoch();
+  data::LoaderOptions lo;
+  lo.rank = p_.world.rank(), lo.world = p_.world.size(), lo.workers = workers_;
+  data::Loader loader(p_.train, sampler_, &p_.transform, lo, step_ / steps_per_epoch,
+                      step_ % steps_per_epoch);
+
+  for (int epoch = int(step_ / steps_per_epoch); epoch < cfg_.epochs; ++epoch) {
+    const auto t0 = Clock::now();
+    const double wait0 = loader.wait_seconds(), comm0 = sync_.comm_seconds();
+    std::int64_t local_samples = 0, global_samples = 0;
+    read_and_reset_stats();
+    for (std::int64_t b = step_ % steps_per_epoch; b < steps_per_epoch; ++b) {
+      const data::Batch batch = loader.next();
+      train_step(batch);
+      local_samples += batch.size();
+      global_samples += batch.global_size;
+      if (p_.report.progress_due() || (b + 1 == steps_per_epoch && p_.report.active())) {
+        std::array<double, 2> s{};
+        p_.backend.download(s.data(), stats_.data(), sizeof s);
+        p_.report.progress(epoch + 1, b + 1, steps_per_epoch,
+                           s[0] / std::max<std::int64_t>(1, local_samples),
+                           s[1] / std::max<std::int64_t>(1, local_samples),
+                           double(global_samples) / seconds_since(t0));
+      }
+    }
+    // Loss and accuracy accumulated on the fly over the epoch (as the notebooks report them),
+    // summed over ranks.
+    const auto s = read_and_reset_stats();
+    double sums[3] = {s[0], s[1], double(local_samples)};
+    p_.comm.allreduce_sum(sums, 3);
+    const double train_time = seconds_since(t0);
+
+    EpochMetrics em;
+    em.epoch = epoch + 1;
+    em.samples = static_cast<std::int64_t>(sums[2]);
+    em.steps = steps_per_epoch;
+    em.loss = sums[0] / sums[2];
+    em.train_acc = sums[1] / sums[2];
+    em.time_s = train_time;
+    em.examples_per_s = sums[2] / train_time;
+    em.lr = lr_at(schedule_, step_ - 1);
+    em.data_wait_s = loader.wait_seconds() - wait0;
+    em.comm_s = sync_.comm_seconds() - comm0;
+    if (p_.test) {
+      const EvalResult ev = evaluate();
+      em.test_loss = ev.loss;
+      em.test_acc = ev.accuracy;
+    }
+    p_.report.epoch(em, p_.world.size(), p_.backend.device().str());
+    history.push_back(em);
+  }
+  return history;
+}
+
+EvalResult Trainer::evaluate() {
+  DISTNET_CHECK(p_.test != nullptr, "no test set to evaluate on");
+  Backend& be = p_.backend;
+  Model& m = p_.model;
+  const data::Slice shard = data::split_slice(p_.test->size(), p_.world.size(), p_.world.rank());
+  const std::int64_t batch =
+      cfg_.eval_batch > 0 ? cfg_.eval_batch : (cfg_.batch + p_.world.size() - 1) / p_.world.size();
+  const auto saved = read_and_reset_stats();  // keep the training figures of a running epoch
+  if (shard.size() > 0) {
+    const data::Sampler s(shard.size(), batch, false, false, 0, shard.begin);
+    data::LoaderOptions lo;
+    lo.workers = workers_;
+    data::Loader loader(*p_.test, s, &p_.transform, lo);
+    for (std::int64_t b = 0; b < s.batches_per_epoch(); ++b) {
+      const data::Batch bt = loader.next();
+      const auto* x = static_cast<const float*>(
+          be.stage(bt.images.data(), bt.images.size() * sizeof(float), stage_x_));
+      const auto* labels = static_cast<const std::int32_t*>(
+          be.stage(bt.labels.data(), bt.labels.size() * sizeof(std::int32_t), stage_labels_));
+      const StepContext ctx{false, cfg_.seed, 0, nullptr};
+      const float* logits = m.forward(ctx, bt.size(), x);
+      be.softmax_xent(bt.size(), m.config().classes, logits, labels, 1.0f, nullptr,
+                      static_cast<double*>(stats_.data()));
+    }
+  }
+  const auto s = read_and_reset_stats();
+  be.upload(stats_.data(), saved.data(), sizeof saved);
+  double sums[3] = {s[0], s[1], double(shard.size())};
+  p_.comm.allreduce_sum(sums, 3);
+  EvalResult r;
+  r.samples = static_cast<std::int64_t>(sums[2]);
+  r.loss = r.samples ? sums[0] / sums[2] : 0.0;
+  r.accuracy = r.samples ? sums[1] / sums[2] : 0.0;
+  return r;
+}
+
+BenchmarkResult Trainer::benchmark() {
+  data::LoaderOptions lo;
+  lo.rank = p_.world.rank(), lo.world = p_.world.size(), lo.workers = workers_;
+  data::Loader loader(p_.train, sampler_, &p_.transform, lo);
+  for (int i = 0; i < cfg_.warmup_steps; ++i) train_step(loader.next());
+  p_.backend.synchronize();
+  p_.comm.barrier();
+
+  const double wait0 = loader.wait_seconds(), comm0 = sync_.comm_seconds();
+  const auto t0 = Clock::now();
+  std::int64_t images = 0;
+  for (int i = 0; i < cfg_.steps; ++i) {
+    const data::Batch b = loader.next();
+    train_step(b);
+    images += b.global_size;
+  }
+  p_.backend.synchronize();
+  const double wall = seconds_since(t0);
+
+  BenchmarkResult r;
+  r.steps = cfg_.steps;
+  r.global_batch = cfg_.batch;
+  double split[3] = {wall, sync_.comm_seconds() - comm0, loader.wait_seconds() - wait0};
+  p_.comm.allreduce_sum(split, 3);  // mean over ranks
+  const double ranks = p_.world.size();
+  r.step_ms = 1000.0 * split[0] / ranks / cfg_.steps;
+  r.comm_ms = 1000.0 * split[1] / ranks / cfg_.steps;
+  r.data_ms = 1000.0 * split[2] / ranks / cfg_.steps;
+  r.compute_ms = r.step_ms - r.comm_ms - r.data_ms;
+  r.images_per_s = double(images) / wall;
+  r.images_per_s_per_rank = r.images_per_s / ranks;
+
+  // Per-layer split from a few more steps with a device sync around every layer.
+  p_.model.set_profiling(&r.layers);
+  LayerTimes sum;
+  const int profiled = std::min(cfg_.steps, 3);
+  for (int i = 0; i < profiled; ++i) {
+    train_step(loader.next());
+    sum.forward_ms.resize(r.layers.forward_ms.size());
+    sum.backward_ms.resize(r.layers.backward_ms.size());
+    for (std::size_t l = 0; l < sum.forward_ms.size(); ++l) {
+      sum.forward_ms[l] += r.layers.forward_ms[l] / profiled;
+      sum.backward_ms[l] += r.layers.backward_ms[l] / profiled;
+    }
+  }
+  p_.model.set_profiling(nullptr);
+  r.layers = sum;
+  p_.report.benchmark(r, p_.world.size(), p_.model);
+  return r;
+}
+
+}  // namespace distnet

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# alexnet under mpiexec as users run it: exit codes on every rank, one message per problem,
+# a real 2-rank training run that must learn, and the benchmark mode.
+#   test_alexnet_mpi.sh PATH/TO/alexnet MPIEXEC [MPIEXEC FLAGS...]
+set -u
+bin=$1
+shift
+mpi=("$@")
+fails=0
+pass=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+ok() { echo "ok: $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
+
+# A bad option: both ranks leave with 2, the message is printed once.
+out=$("${mpi[@]}" -n 2 "$bin" --lr 0 2>&1); rc=$?
+[ "$rc" -eq 2 ] && ok "bad option exits 2 under mpiexec" || bad "bad option: mpiexec exit $rc: $out"
+n=$(grep -c "alexnet: error: --lr must be > 0, got 0" <<<"$out")
+[ "$n" -eq 1 ] && ok "bad option reported once" || bad "bad option reported $n times: $out"
+
+# A data problem found after MPI start-up: every rank agrees and exits 1; one message.
+out=$("${mpi[@]}" -n 2 "$bin" --model lenet --resize 0 --data-dir "$tmp/none" 2>&1); rc=$?
+[ "$rc" -eq 1 ] && ok "missing data exits 1" || bad "missing data: exit $rc: $out"
+n=$(grep -c "data directory of fashion-mnist does not exist" <<<"$out")
+[ "$n" -eq 1 ] && ok "missing data reported once" || bad "missing data reported $n times: $out"
+grep -q "^\[rank 0 " <<<"$out" && ok "message names the rank" || bad "no [rank r host] prefix: $out"
+
+# A model that does not fit the data: a usage error (2) found after start-up.
+out=$("${mpi[@]}" -n 2 "$bin" --model alexnet --resize 0 2>&1); rc=$?
+[ "$rc" -eq 2 ] && ok "model/data mismatch exits 2" || bad "mismatch: exit $rc: $out"
+
+# End to end: LeNet on the real Fashion-MNIST, 1 epoch on 2 ranks, must reach 0.80 test accuracy.
+out=$("${mpi[@]}" -n 2 "$bin" --model lenet --resize 0 --epochs 1 --lr 0.1 --momentum 0.9 \
+  --metrics-file "$tmp/m.jsonl" 2>&1); rc=$?
+[ "$rc" -eq 0 ] && ok "2-rank training exits 0" || bad "training: exit $rc: $out"
+grep -qE "^epoch 1, loss [0-9.]+, train acc [0-9.]+, test acc [0-9.]+, [0-9.]+ examples/sec on 2 ranks \(cpu\)$" <<<"$out" \
+  && ok "epoch line" || bad "no epoch line: $out"
+acc=$(grep '"event":"epoch"' "$tmp/m.jsonl" | sed -E 's/.*"test_acc":([0-9.]+).*/\1/')
+python3 -c "import sys; sys.exit(0 if float('${acc:-0}') >= 0.80 else 1)" \
+  && ok "test accuracy $acc >= 0.80" || bad "test accuracy ${acc:-none} < 0.80"
+grep -q '"event":"run".*"ranks":2.*"ctx":\[{"rank":0' "$tmp/m.jsonl" && ok "metrics file has the run and ctx list" \
+  || bad "metrics file: $(head -c 300 "$tmp/m.jsonl")"
+grep -q "ctx rank 1: host" <<<"$out" && ok "ctx list printed" || bad "no ctx list: $out"
+
+# Benchmark mode on synthetic data.
+out=$("${mpi[@]}" -n 2 "$bin" --benchmark --model lenet --resize 28 --steps 5 --warmup-steps 1 2>&1); rc=$?
+[ "$rc" -eq 0 ] && grep -qE "images/s: [0-9.]+ total, [0-9.]+ per rank" <<<"$out" \
+  && grep -qE "step time: [0-9.]+ ms = compute [0-9.-]+ \+ exposed communication [0-9.]+ \+ data wait [0-9.]+" <<<"$out" \
+  && ok "benchmark figures" || bad "benchmark: exit $rc: $out"
+
+echo "$pass passed, $fails failed"
+[ "$fails" -eq 0 ]

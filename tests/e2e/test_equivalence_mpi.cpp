@@ -1,0 +1,140 @@
+// DESIGN.md invariant 1 under mpiexec -n 3: with the same global batch and seed, 1, 2 and 3 ranks
+// (3 does not divide 128) end with the same parameters -- dropout on, masks drawn per global
+// sample. Sub-communicators of the first k ranks run one after the other inside one job.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <cmath>
+
+#include "distnet/trainer.hpp"
+
+using namespace distnet;
+
+namespace {
+
+int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+int world_size() {
+  int n = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  return n;
+}
+
+struct Outcome {
+  std::vector<float> params;
+  std::vector<EpochMetrics> history;
+  EvalResult eval;
+};
+
+// Trains `cfg` on the first k ranks of the world; rank 0 of the world gets the outcome.
+Outcome run_on_first(int k, const RunConfig& cfg, std::int64_t train_size, std::int64_t test_size) {
+  Outcome out;
+  MPI_Comm sub;
+  MPI_Comm_split(MPI_COMM_WORLD, world_rank() < k ? 0 : MPI_UNDEFINED, world_rank(), &sub);
+  if (sub != MPI_COMM_NULL) {
+    World world(sub);
+    auto comm = make_mpi_communicator(sub);
+    auto be = make_cpu_backend({CpuOptions::ConvAlgorithm::direct});
+    data::DatasetOptions d = cfg.data;
+    d.synthetic_train_size = train_size, d.synthetic_test_size = test_size;
+    auto train = data::open_dataset(d, data::Split::train);
+    auto test = data::open_dataset(d, data::Split::test);
+    ModelConfig mc;
+    mc.name = cfg.model, mc.input = d.synthetic_shape, mc.classes = d.synthetic_classes;
+    const data::ImageTransform transform(d.synthetic_shape, {});
+    Model model(mc, *be, int(std::max<std::int64_t>(cfg.batch, 1)));
+    InitConfig init;
+    init.seed = cfg.seed;
+    model.initialize(init);
+    Reporter quiet(false, "", "off");
+    Trainer trainer(cfg, {world, *comm, *be, model, *train, test.get(), transform, quiet});
+    out.history = trainer.fit();
+    out.eval = trainer.evaluate();
+    out.params.assign(model.param_data(), model.param_data() + model.flat_size());
+    MPI_Comm_free(&sub);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  return out;
+}
+
+double max_relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  double diff = 0, scale = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    diff = std::max(diff, std::abs(double(a[i]) - b[i]));
+    scale = std::max(scale, std::abs(double(b[i])));
+  }
+  return diff / scale;
+}
+
+RunConfig small_alexnet(std::int64_t batch) {
+  RunConfig c;
+  c.model = "alexnet";  // with its two dropout layers
+  c.data.name = "synthetic";
+  c.data.synthetic_shape = Shape{1, 67, 67};  // the smallest input AlexNet accepts
+  c.data.synthetic_classes = 10;
+  c.data.seed = c.seed = 11;
+  c.batch = batch;
+  c.epochs = 1;
+  c.lr = 0.01;
+  c.momentum = 0.9;
+  c.weight_decay = 1e-4;
+  c.workers = 1;
+  c.bucket_mb = 4;  // several buckets, one tensor split over two
+  return c;
+}
+
+}  // namespace
+
+TEST(Equivalence, OneTwoAndThreeRanksGiveTheSameParameters) {
+  ASSERT_EQ(world_size(), 3) << "run under mpiexec -n 3";
+  const RunConfig cfg = small_alexnet(128);
+  const Outcome one = run_on_first(1, cfg, 5 * 128, 50);  // 5 steps
+  for (int k : {2, 3}) {
+    const Outcome many = run_on_first(k, cfg, 5 * 128, 50);
+    if (world_rank() != 0) continue;
+    ASSERT_EQ(one.history.size(), 1u);
+    EXPECT_EQ(many.history[0].steps, 5);
+    const double err = max_relative_difference(many.params, one.params);
+    std::printf("%d ranks vs 1: max relative parameter difference %.3g\n", k, err);
+    EXPECT_LT(err, 1e-5);
+    EXPECT_NEAR(many.history[0].loss, one.history[0].loss, 1e-5 * one.history[0].loss);
+    EXPECT_EQ(many.history[0].train_acc, one.history[0].train_acc);
+  }
+}
+
+// 130 samples in batches of 128: the second batch holds 2 samples, so with 3 ranks the last
+// rank's slice is empty. Nobody hangs and the result is that of one process.
+TEST(Equivalence, PartialBatchSmallerThanTheWorld) {
+  const RunConfig cfg = small_alexnet(128);
+  const Outcome one = run_on_first(1, cfg, 130, 7);
+  const Outcome three = run_on_first(3, cfg, 130, 7);  // 7 test samples: shards of 3, 2, 2
+  if (world_rank() != 0) return;
+  EXPECT_EQ(three.history[0].steps, 2);
+  const double err = max_relative_difference(three.params, one.params);
+  std::printf("partial batch, 3 ranks vs 1: max relative parameter difference %.3g\n", err);
+  EXPECT_LT(err, 1e-5);
+}
+
+TEST(Equivalence, GlobalBatchOfTwoOnThreeRanks) {
+  const RunConfig cfg = small_alexnet(2);
+  const Outcome one = run_on_first(1, cfg, 6, 5);
+  const Outcome three = run_on_first(3, cfg, 6, 5);
+  if (world_rank() != 0) return;
+  EXPECT_EQ(three.history[0].steps, 3);
+  EXPECT_LT(max_relative_difference(three.params, one.params), 1e-5);
+}
+
+// Every test sample is evaluated exactly once: the counts match one process exactly.
+TEST(Equivalence, DistributedEvaluationEqualsSingleProcess) {
+  const RunConfig cfg = small_alexnet(64);
+  const Outcome one = run_on_first(1, cfg, 64, 101);
+  const Outcome three = run_on_first(3, cfg, 64, 101);
+  if (world_rank() != 0) return;
+  EXPECT_EQ(three.eval.samples, 101);
+  EXPECT_EQ(one.eval.samples, 101);
+  EXPECT_EQ(three.eval.accuracy, one.eval.accuracy);
+  EXPECT_NEAR(three.eval.loss, one.eval.loss, 1e-6 * std::abs(one.eval.loss));
+}
