@@ -49,5 +49,15 @@ out=$("${mpi[@]}" -n 2 "$bin" --benchmark --model lenet --resize 28 --steps 5 --
   && grep -qE "step time: [0-9.]+ ms = compute [0-9.-]+ \+ exposed communication [0-9.]+ \+ data wait [0-9.]+" <<<"$out" \
   && ok "benchmark figures" || bad "benchmark: exit $rc: $out"
 
+# launch/run-local: picks the binary from ALEXNET, starts the ranks, forwards the environment.
+runlocal=$(cd "$(dirname "$0")/../.." && pwd)/launch/run-local
+out=$(ALEXNET="$bin" NCCL_DEBUG=WARN "$runlocal" -np 2 --benchmark --model lenet --resize 28 --steps 2 \
+  --warmup-steps 1 2>&1); rc=$?
+[ "$rc" -eq 0 ] && grep -q "run-local: 2 rank(s)" <<<"$out" && grep -q -- "-x NCCL_DEBUG" <<<"$out" \
+  && grep -q "images/s:" <<<"$out" && ok "run-local starts 2 ranks and forwards NCCL_*" || bad "run-local: exit $rc: $out"
+out=$(ALEXNET="$bin" "$runlocal" -np zero --help 2>&1); rc=$?
+[ "$rc" -eq 2 ] && grep -q "run-local: error: -np needs a positive integer, got 'zero'" <<<"$out" \
+  && ok "run-local rejects a bad -np" || bad "run-local -np zero: exit $rc: $out"
+
 echo "$pass passed, $fails failed"
 [ "$fails" -eq 0 ]

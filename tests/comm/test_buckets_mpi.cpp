@@ -1,0 +1,109 @@
+// Gradient buckets on the CPU path with MPI (2 and 3 ranks): boundaries, release in backward
+// order exactly once per step, everything summed before the update, and the same parameters for
+// any bucket size -- including one bucket larger than the whole model and buckets smaller than
+// a single tensor.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <cmath>
+
+#include "distnet/grad_sync.hpp"
+
+using namespace distnet;
+
+namespace {
+ModelConfig lenet() {
+  ModelConfig c;
+  c.name = "lenet", c.input = Shape{1, 28, 28};
+  return c;
+}
+int rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+int size() {
+  int n = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  return n;
+}
+}  // namespace
+
+TEST(Buckets, PlanCoversTheBufferInOrder) {
+  const auto b = plan_buckets(1000, 400.0 * 4);  // 400 floats per bucket
+  ASSERT_EQ(b.size(), 3u);
+  EXPECT_EQ(b[0].begin, 0);
+  EXPECT_EQ(b[0].end, 400);
+  EXPECT_EQ(b[2].begin, 800);
+  EXPECT_EQ(b[2].end, 1000);
+  EXPECT_EQ(plan_buckets(1000, 1e12).size(), 1u);  // larger than the model: one bucket
+  EXPECT_EQ(plan_buckets(10, 1).size(), 10u);      // smaller than a float: one float each
+}
+
+TEST(Buckets, ReleasedInBackwardOrderOnceAndSummedBeforeTheUpdate) {
+  auto be = make_cpu_backend();
+  Model m(lenet(), *be, 2);
+  auto comm = make_mpi_communicator(MPI_COMM_WORLD);
+  // 64 KiB buckets: smaller than dense1.weight (1.6 MB), so that tensor spans many buckets.
+  GradSync sync(m, *comm, 64.0 / 1024);
+  ASSERT_GT(sync.buckets().size(), 10u);
+  std::vector<std::size_t> released;
+  sync.set_release_hook([&](std::size_t i) { released.push_back(i); });
+  for (int step = 0; step < 2; ++step) {
+    released.clear();
+    // Each rank's gradient is rank + 1 everywhere: the sum is n(n+1)/2.
+    for (std::int64_t i = 0; i < m.flat_size(); ++i) m.grad_data()[i] = float(rank() + 1);
+    sync.begin_step();
+    std::int64_t done_prefix = 0;
+    for (int layer = int(m.layers().size()) - 1; layer >= 0; --layer) {
+      sync.on_layer_done(layer);
+      // Everything released so far lies within the gradients that are final.
+      for (const ParamEntry& e : m.params())
+        if (e.layer >= layer) done_prefix = std::max(done_prefix, e.offset + e.spec.shape.numel());
+      if (!released.empty()) EXPECT_LE(sync.buckets()[released.back()].end, done_prefix);
+    }
+    sync.finish();
+    ASSERT_EQ(released.size(), sync.buckets().size());
+    for (std::size_t i = 0; i < released.size(); ++i) EXPECT_EQ(released[i], i);  // in order, once
+    const float want = float(size() * (size() + 1) / 2);
+    for (std::int64_t i = 0; i < m.flat_size(); ++i) ASSERT_EQ(m.grad_data()[i], want) << i;
+  }
+}
+
+// The same training steps with different bucket sizes give the same parameters.
+TEST(Buckets, BucketSizeDoesNotChangeTheResult) {
+  std::vector<std::vector<float>> results;
+  for (double mb : {0.0001, 0.25, 1000.0}) {
+    auto be = make_cpu_backend();
+    Model m(lenet(), *be, 8);
+    m.initialize({});
+    auto comm = make_mpi_communicator(MPI_COMM_WORLD);
+    GradSync sync(m, *comm, mb);
+    std::vector<float> x(8 * 784);
+    for (std::size_t i = 0; i < x.size(); ++i)
+      x[i] = float((i * 7 + std::size_t(rank()) * 13) % 255) / 255;
+    std::vector<std::int32_t> labels(8);
+    std::vector<std::uint32_t> ids(8);
+    for (int i = 0; i < 8; ++i)
+      labels[std::size_t(i)] = (i + rank()) % 10,
+      ids[std::size_t(i)] = std::uint32_t(8 * rank() + i);
+    for (std::uint32_t step = 0; step < 3; ++step) {
+      const StepContext ctx{true, 1, step, ids.data()};
+      double stats[2] = {0, 0};
+      be->softmax_xent(8, 10, m.forward(ctx, 8, x.data()), labels.data(), 1.0f / float(8 * size()),
+                       m.dlogits(), stats);
+      sync.begin_step();
+      m.backward(ctx, 8, x.data(), [&](int l) { sync.on_layer_done(l); });
+      sync.finish();
+      be->sgd_update(m.flat_size(), m.param_data(), m.grad_data(), m.momentum_data(),
+                     {0.05f, 0.9f, 0.0f});
+    }
+    results.emplace_back(m.param_data(), m.param_data() + m.flat_size());
+  }
+  for (std::size_t k = 1; k < results.size(); ++k) {
+    double diff = 0;
+    for (std::size_t i = 0; i < results[0].size(); ++i)
+      diff = std::max(diff, double(std::abs(results[k][i] - results[0][i])));
+    EXPECT_LT(diff, 1e-6) << "bucket size " << k;
+  }
+}
