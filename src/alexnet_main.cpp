@@ -11,13 +11,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "distnet/backend.hpp"
+#include "distnet/checkpoint.hpp"
 #include "distnet/comm.hpp"
 #include "distnet/config.hpp"
 #include "distnet/gpu.hpp"
 #include "distnet/report.hpp"
+#include "distnet/signals.hpp"
 #include "distnet/trainer.hpp"
 #include "distnet/version.hpp"
 #include "distnet/world.hpp"
@@ -116,6 +119,7 @@ int agree_on_failure(const World& world, int my_code, const std::string& message
 }
 
 struct Setup {
+  std::optional<CheckpointMeta> resumed;  // rank 0
   std::unique_ptr<Backend> backend;
   std::unique_ptr<Communicator> comm;
   std::unique_ptr<data::Dataset> train, test;
@@ -123,10 +127,47 @@ struct Setup {
   std::unique_ptr<Model> model;
 };
 
+// Rank 0 picks the checkpoint to continue from: a given file, or with "auto" the newest valid one
+// in --checkpoint-dir (invalid ones are skipped with a warning). Loads it into the model.
+std::optional<CheckpointMeta> resume_from(const RunConfig& cfg, Model& model,
+                                          std::int64_t train_samples) {
+  const bool automatic = cfg.resume == "auto";
+  const std::vector<std::string> candidates =
+      automatic ? list_checkpoints(cfg.checkpoint_dir) : std::vector<std::string>{cfg.resume};
+  for (const std::string& path : candidates) {
+    try {
+      const CheckpointMeta meta = read_checkpoint_meta(path);
+      if (meta.global_batch != cfg.batch) {
+        throw UsageError(path + ": written with a global batch of " +
+                         std::to_string(meta.global_batch) + ", this run has " +
+                         std::to_string(cfg.batch) +
+                         " (a resumed run keeps the global batch; the number of ranks may change)");
+      }
+      if (meta.train_samples != train_samples) {
+        throw UsageError(path + ": written for " + std::to_string(meta.train_samples) +
+                         " training samples, this run has " + std::to_string(train_samples));
+      }
+      load_checkpoint(path, model, /*weights_only=*/false);
+      std::printf("resuming from %s: epoch %lld, step %lld (written by %lld ranks)\n", path.c_str(),
+                  static_cast<long long>(meta.state.epoch + 1),
+                  static_cast<long long>(meta.state.step), static_cast<long long>(meta.world_size));
+      return meta;
+    } catch (const UsageError&) {
+      throw;
+    } catch (const Error& e) {
+      if (!automatic) throw;
+      std::fprintf(stderr, "alexnet: warning: skipping checkpoint %s: %s\n", path.c_str(),
+                   e.what());
+    }
+  }
+  std::printf("no usable checkpoint in %s; starting from scratch\n", cfg.checkpoint_dir.c_str());
+  return std::nullopt;
+}
+
 Setup set_up(const RunConfig& cfg, const World& world) {
   Setup s;
   s.backend = select_backend(cfg);
-  s.comm = make_mpi_communicator(world.comm());
+  s.comm = with_watchdog(make_mpi_communicator(world.comm()), cfg.comm_timeout, prefix(world));
   data::DatasetOptions d = cfg.data;
   if (cfg.benchmark) {  // synthetic images of the model's input size: no resize, no I/O
     d.name = "synthetic";
@@ -150,7 +191,29 @@ Setup set_up(const RunConfig& cfg, const World& world) {
   init.normal_sigma = cfg.init_sigma;
   init.seed = cfg.seed;
   s.model->initialize(init);
+  // Checkpoint files are read on rank 0 only; the trainer broadcasts what it loaded.
+  if (world.is_root()) {
+    if (!cfg.checkpoint_dir.empty()) ensure_writable_dir(cfg.checkpoint_dir);
+    if (!cfg.init_from.empty()) load_checkpoint(cfg.init_from, *s.model, /*weights_only=*/true);
+    if (cfg.eval_only) load_checkpoint(cfg.checkpoint, *s.model, /*weights_only=*/true);
+    if (!cfg.resume.empty()) s.resumed = resume_from(cfg, *s.model, s.train->size());
+  }
   return s;
+}
+
+// Rank 0's resume point, on every rank (all zero when not resuming).
+std::optional<TrainingState> share_resume_state(const World& world, const Setup& s) {
+  double v[5] = {0, 0, 0, 0, 0};
+  if (s.resumed) {
+    v[0] = 1, v[1] = double(s.resumed->state.step);
+    for (int i = 0; i < 3; ++i) v[2 + i] = s.resumed->state.epoch_sums[std::size_t(i)];
+  }
+  MPI_Bcast(v, 5, MPI_DOUBLE, 0, world.comm());
+  if (v[0] == 0) return std::nullopt;
+  TrainingState t;
+  t.step = static_cast<std::int64_t>(v[1]);
+  t.epoch_sums = {v[2], v[3], v[4]};
+  return t;
 }
 
 void print_start(const RunConfig& cfg, const World& world, const Setup& s, Reporter& report) {
@@ -207,16 +270,31 @@ int run(const RunConfig& cfg, const World& world) {
   }
   if (const int agreed = agree_on_failure(world, code, message); agreed != kExitOk) return agreed;
 
+  const std::optional<TrainingState> resume = share_resume_state(world, s);
   Reporter report(world.is_root(), cfg.metrics_file, cfg.progress);
   print_start(cfg, world, s, report);
-  Trainer trainer(
-      cfg, {world, *s.comm, *s.backend, *s.model, *s.train, s.test.get(), *s.transform, report});
+  std::unique_ptr<CheckpointWriter> writer;
+  if (world.is_root() && !cfg.checkpoint_dir.empty())
+    writer = std::make_unique<CheckpointWriter>(cfg.checkpoint_dir, cfg.keep_checkpoints);
+  Trainer trainer(cfg, {world, *s.comm, *s.backend, *s.model, *s.train, s.test.get(), *s.transform,
+                        report, writer.get()});
+  if (cfg.eval_only) {
+    const EvalResult r = trainer.evaluate();
+    char text[512];
+    std::snprintf(text, sizeof text, "%s: test loss %.4f, test acc %.4f on %lld samples",
+                  cfg.checkpoint.c_str(), r.loss, r.accuracy, static_cast<long long>(r.samples));
+    report.line(text);
+    report.json("{\"event\":\"eval\",\"checkpoint\":\"" + json_escape(cfg.checkpoint) +
+                "\",\"test_loss\":" + std::to_string(r.loss) + ",\"test_acc\":" +
+                std::to_string(r.accuracy) + ",\"samples\":" + std::to_string(r.samples) + "}");
+    return kExitOk;
+  }
   if (cfg.benchmark) {
     trainer.benchmark();
-  } else {
-    trainer.fit();
+    return kExitOk;
   }
-  return kExitOk;
+  if (resume) trainer.restore(*resume);
+  return trainer.fit().stopped ? kExitStopped : kExitOk;
 }
 
 }  // namespace
@@ -250,6 +328,7 @@ int main(int argc, char** argv) {
 
   try {
     MpiSession mpi(&argc, &argv);
+    install_stop_handlers();  // after MPI_Init, which may install handlers of its own
     World world;
     try {
       return run(cfg, world);

@@ -26,4 +26,10 @@ class Communicator {
 // Owns a duplicate of `comm`, so distnet's traffic never mixes with anyone else's.
 std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm);
 
+// Wraps `inner` so that a collective still waiting after `timeout_s` seconds prints
+// "<who>alexnet: error: <operation> did not complete within ..." and aborts the job (MPI_Abort).
+// timeout_s <= 0 returns `inner` unchanged.
+std::unique_ptr<Communicator> with_watchdog(std::unique_ptr<Communicator> inner, double timeout_s,
+                                            std::string who);
+
 }  // namespace distnet

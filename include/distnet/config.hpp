@@ -56,6 +56,17 @@ struct RunConfig {
   // benchmark mode
   int warmup_steps = 5, steps = 20;
 
+  // checkpoints and failures
+  std::string checkpoint_dir;  // empty: no checkpoints
+  std::string checkpoint_every = "1epochs";
+  std::int64_t checkpoint_every_epochs = 1, checkpoint_every_steps = 0;  // parsed from the above
+  int keep_checkpoints = 3;
+  std::string resume;         // "", "auto" (newest valid in checkpoint_dir) or a file
+  bool eval_only = false;     // with `checkpoint`
+  std::string checkpoint;     // file for --eval-only
+  std::string init_from;      // weights only (fine-tuning)
+  double comm_timeout = 300;  // seconds a collective may take before the job is aborted; 0: never
+
   // The effective configuration as INI text (every option with its final value).
   std::string effective_ini() const;
 };

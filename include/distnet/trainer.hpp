@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "distnet/backend.hpp"
+#include "distnet/checkpoint.hpp"
 #include "distnet/comm.hpp"
 #include "distnet/config.hpp"
 #include "distnet/data/loader.hpp"
@@ -48,15 +49,26 @@ struct TrainerParts {
   const data::Dataset* test;  // null: no evaluation
   const data::ImageTransform& transform;
   Reporter& report;
+  CheckpointWriter* writer = nullptr;  // rank 0 when --checkpoint-dir is set; null elsewhere
+};
+
+struct FitResult {
+  std::vector<EpochMetrics> history;
+  bool stopped = false;  // a stop request ended the run early (after a checkpoint, if enabled)
 };
 
 class Trainer {
  public:
   Trainer(const RunConfig& cfg, const TrainerParts& parts);
 
-  std::vector<EpochMetrics> fit();  // trains cfg.epochs epochs
-  EvalResult evaluate();            // every test sample exactly once over the ranks
-  BenchmarkResult benchmark();      // cfg.warmup_steps, then cfg.steps timed steps
+  FitResult fit();  // trains up to cfg.epochs epochs
+  // Continue from a checkpoint's state (parameters and momentum are already in the model on
+  // rank 0; the constructor broadcast them). Call on every rank, with the same state.
+  void restore(const TrainingState& s);
+  // A collective: every rank calls it; rank 0 snapshots and hands the snapshot to the writer.
+  void save_checkpoint();
+  EvalResult evaluate();        // every test sample exactly once over the ranks
+  BenchmarkResult benchmark();  // cfg.warmup_steps, then cfg.steps timed steps
 
   std::int64_t step_count() const { return step_; }
   const GradSync& grad_sync() const { return sync_; }
@@ -75,6 +87,8 @@ class Trainer {
   GradSync sync_;
   int workers_;
   std::int64_t step_ = 0;
+  std::int64_t epoch_samples_ = 0;  // this rank's samples so far in the running epoch
+  std::int64_t saved_step_ = -1;
   Buffer stats_;  // 2 doubles on the device: loss sum, correct count
   Buffer stage_x_, stage_ids_, stage_labels_;
 };

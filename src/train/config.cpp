@@ -5,6 +5,7 @@
 #include <boost/program_options.hpp>
 #include <cmath>
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include "distnet/error.hpp"
@@ -174,9 +175,27 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
        "untimed steps first")  //
       ("steps", po::value(&c.steps)->default_value(c.steps), "timed steps");
 
+  po::options_description ckpt("Checkpoints and failures");
+  ckpt.add_options()                                                                           //
+      ("checkpoint-dir", po::value(&c.checkpoint_dir), "rank 0 writes HDF5 checkpoints here")  //
+      ("checkpoint-every", po::value(&c.checkpoint_every)->default_value(c.checkpoint_every),
+       "checkpoint cadence: N or Nepochs, or Nsteps (and always at the end)")  //
+      ("keep-checkpoints", po::value(&c.keep_checkpoints)->default_value(c.keep_checkpoints),
+       "keep the newest N checkpoints")  //
+      ("resume", po::value(&c.resume),
+       "auto: continue from the newest valid checkpoint in --checkpoint-dir (if any); or a file")  //
+      ("eval-only", po::bool_switch(&c.eval_only),
+       "evaluate --checkpoint on the test set and exit")                               //
+      ("checkpoint", po::value(&c.checkpoint), "the checkpoint file for --eval-only")  //
+      ("init-from", po::value(&c.init_from),
+       "start from a checkpoint's weights (fine-tuning); "
+       "optimizer state and counters start fresh")  //
+      ("comm-timeout", po::value(&c.comm_timeout)->default_value(c.comm_timeout),
+       "seconds a collective may wait before the job is aborted as hung (0: no limit)");
+
   po::options_description all(
       "Usage: alexnet [options]   (mpirun -np N alexnet [options] for N ranks)");
-  all.add(general).add(model).add(data).add(train).add(dist).add(output).add(bench);
+  all.add(general).add(model).add(data).add(train).add(dist).add(output).add(bench).add(ckpt);
 
   po::variables_map vm;
   try {
@@ -240,6 +259,23 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   need(c.steps >= 1, "--steps must be at least 1, got " + std::to_string(c.steps));
   need(c.init_magnitude > 0, "--init-magnitude must be > 0");
   need(c.init_sigma > 0, "--init-sigma must be > 0");
+  {
+    static const std::regex every(R"(^\s*([0-9]+)\s*(epochs?|steps?)?\s*$)");
+    std::smatch m;
+    if (!std::regex_match(c.checkpoint_every, m, every) || std::stoll(m[1]) < 1)
+      throw UsageError("--checkpoint-every must be N, Nepochs or Nsteps with N >= 1, got '" +
+                       c.checkpoint_every + "'");
+    const std::int64_t n = std::stoll(m[1]);
+    const bool steps = m[2].length() > 0 && m[2].str()[0] == 's';
+    c.checkpoint_every_epochs = steps ? 0 : n;
+    c.checkpoint_every_steps = steps ? n : 0;
+  }
+  need(c.keep_checkpoints >= 1,
+       "--keep-checkpoints must be at least 1, got " + std::to_string(c.keep_checkpoints));
+  need(c.comm_timeout >= 0, "--comm-timeout must be >= 0, got " + num(c.comm_timeout));
+  need(!c.eval_only || !c.checkpoint.empty(), "--eval-only needs --checkpoint FILE");
+  need(c.resume != "auto" || !c.checkpoint_dir.empty(), "--resume auto needs --checkpoint-dir");
+  need(c.resume.empty() || c.init_from.empty(), "--resume and --init-from exclude each other");
   one_of("init", c.init, {"xavier", "normal"});
   one_of("device", c.device, {"auto", "cpu", "cuda"});
   one_of("cpu-conv", c.cpu_conv, {"auto", "direct"});
@@ -290,7 +326,11 @@ std::string RunConfig::effective_ini() const {
     << "\ndevice = " << device << "\ncpu-conv = " << cpu_conv << "\nbucket-mb = " << bucket_mb
     << "\nmetrics-file = " << metrics_file << "\nprogress = " << progress
     << "\nbenchmark = " << (benchmark ? "true" : "false") << "\nwarmup-steps = " << warmup_steps
-    << "\nsteps = " << steps << "\n";
+    << "\nsteps = " << steps << "\ncheckpoint-dir = " << checkpoint_dir
+    << "\ncheckpoint-every = " << checkpoint_every << "\nkeep-checkpoints = " << keep_checkpoints
+    << "\nresume = " << resume << "\neval-only = " << (eval_only ? "true" : "false")
+    << "\ncheckpoint = " << checkpoint << "\ninit-from = " << init_from
+    << "\ncomm-timeout = " << comm_timeout << "\n";
   return o.str();
 }
 

@@ -4,6 +4,9 @@
 #include <chrono>
 #include <cmath>
 
+#include "distnet/signals.hpp"
+#include "distnet/version.hpp"
+
 namespace distnet {
 namespace {
 
@@ -48,6 +51,45 @@ void Trainer::broadcast_parameters() {
   Model& m = p_.model;
   p_.comm.broadcast(m.param_data(), sizeof(float) * std::size_t(m.flat_size()), 0);
   p_.comm.broadcast(m.state_data(), sizeof(float) * std::size_t(m.state_size()), 0);
+  p_.comm.broadcast(m.momentum_data(), sizeof(float) * std::size_t(m.flat_size()), 0);
+}
+
+void Trainer::restore(const TrainingState& s) {
+  step_ = s.step;
+  saved_step_ = s.step;
+  // The running epoch's sums live on rank 0 only; the epoch-end all-reduce adds everyone's.
+  const bool root = p_.world.rank() == 0;
+  const double sums[2] = {root ? s.epoch_sums[0] : 0.0, root ? s.epoch_sums[1] : 0.0};
+  p_.backend.upload(stats_.data(), sums, sizeof sums);
+  epoch_samples_ = root ? static_cast<std::int64_t>(s.epoch_sums[2]) : 0;
+}
+
+void Trainer::save_checkpoint() {
+  std::array<double, 2> local{};
+  p_.backend.download(local.data(), stats_.data(), sizeof local);
+  double sums[3] = {local[0], local[1], double(epoch_samples_)};
+  p_.comm.allreduce_sum(sums, 3);
+  saved_step_ = step_;
+  if (!p_.writer) return;
+  const std::int64_t spe = sampler_.batches_per_epoch();
+  CheckpointMeta meta;
+  meta.distnet_version = DISTNET_VERSION;
+  meta.model = p_.model.config().name;
+  meta.input = p_.model.config().input;
+  meta.classes = p_.model.config().classes;
+  meta.world_size = p_.world.size();
+  meta.global_batch = cfg_.batch;
+  meta.train_samples = p_.train.size();
+  meta.config = cfg_.effective_ini();
+  meta.state.step = step_;
+  meta.state.epoch = step_ / spe;
+  meta.state.batch_in_epoch = step_ % spe;
+  meta.state.seed = cfg_.seed;
+  meta.state.learning_rate = step_ > 0 ? lr_at(schedule_, step_ - 1) : lr_at(schedule_, 0);
+  meta.state.epoch_sums = {sums[0], sums[1], sums[2]};
+  // The host copy is the only stall; the writer thread does the disk work.
+  p_.writer->submit(take_snapshot(p_.model, meta),
+                    checkpoint_file_name(meta.state.epoch, meta.state.step));
 }
 
 std::array<double, 2> Trainer::read_and_reset_stats() {
@@ -84,9 +126,10 @@ void Trainer::train_step(const data::Batch& b) {
   ++step_;
 }
 
-std::vector<EpochMetrics> Trainer::fit() {
-  std::vector<EpochMetrics> history;
+FitResult Trainer::fit() {
+  FitResult result;
   const std::int64_t steps_per_epoch = sampler_.batches_per_epoch();
+  const bool checkpoints = !cfg_.checkpoint_dir.empty();
   data::LoaderOptions lo;
   lo.rank = p_.world.rank(), lo.world = p_.world.size(), lo.workers = workers_;
   data::Loader loader(p_.train, sampler_, &p_.transform, lo, step_ / steps_per_epoch,
@@ -95,26 +138,40 @@ std::vector<EpochMetrics> Trainer::fit() {
   for (int epoch = int(step_ / steps_per_epoch); epoch < cfg_.epochs; ++epoch) {
     const auto t0 = Clock::now();
     const double wait0 = loader.wait_seconds(), comm0 = sync_.comm_seconds();
-    std::int64_t local_samples = 0, global_samples = 0;
-    read_and_reset_stats();
+    std::int64_t global_samples = 0;
     for (std::int64_t b = step_ % steps_per_epoch; b < steps_per_epoch; ++b) {
       const data::Batch batch = loader.next();
       train_step(batch);
-      local_samples += batch.size();
+      epoch_samples_ += batch.size();
       global_samples += batch.global_size;
       if (p_.report.progress_due() || (b + 1 == steps_per_epoch && p_.report.active())) {
         std::array<double, 2> s{};
         p_.backend.download(s.data(), stats_.data(), sizeof s);
-        p_.report.progress(epoch + 1, b + 1, steps_per_epoch,
-                           s[0] / std::max<std::int64_t>(1, local_samples),
-                           s[1] / std::max<std::int64_t>(1, local_samples),
+        const double n = double(std::max<std::int64_t>(1, epoch_samples_));
+        p_.report.progress(epoch + 1, b + 1, steps_per_epoch, s[0] / n, s[1] / n,
                            double(global_samples) / seconds_since(t0));
       }
+      // Step boundary: do all ranks go on? (A signal may have reached only some of them.)
+      double stop = stop_requested() ? 1.0 : 0.0;
+      p_.comm.allreduce_sum(&stop, 1);
+      if (stop > 0) {
+        if (checkpoints) save_checkpoint();
+        if (p_.writer) p_.writer->wait();
+        p_.report.line("stopped on request at step " + std::to_string(step_) +
+                       (checkpoints ? "; checkpoint written, resume with --resume auto"
+                                    : "; no --checkpoint-dir, nothing saved"));
+        result.stopped = true;
+        return result;
+      }
+      if (checkpoints && cfg_.checkpoint_every_steps > 0 &&
+          step_ % cfg_.checkpoint_every_steps == 0)
+        save_checkpoint();
     }
     // Loss and accuracy accumulated on the fly over the epoch (as the notebooks report them),
     // summed over ranks.
     const auto s = read_and_reset_stats();
-    double sums[3] = {s[0], s[1], double(local_samples)};
+    double sums[3] = {s[0], s[1], double(epoch_samples_)};
+    epoch_samples_ = 0;
     p_.comm.allreduce_sum(sums, 3);
     const double train_time = seconds_since(t0);
 
@@ -125,7 +182,7 @@ std::vector<EpochMetrics> Trainer::fit() {
     em.loss = sums[0] / sums[2];
     em.train_acc = sums[1] / sums[2];
     em.time_s = train_time;
-    em.examples_per_s = sums[2] / train_time;
+    em.examples_per_s = double(global_samples) / train_time;
     em.lr = lr_at(schedule_, step_ - 1);
     em.data_wait_s = loader.wait_seconds() - wait0;
     em.comm_s = sync_.comm_seconds() - comm0;
@@ -135,9 +192,14 @@ std::vector<EpochMetrics> Trainer::fit() {
       em.test_acc = ev.accuracy;
     }
     p_.report.epoch(em, p_.world.size(), p_.backend.device().str());
-    history.push_back(em);
+    result.history.push_back(em);
+    if (checkpoints && cfg_.checkpoint_every_epochs > 0 &&
+        (epoch + 1) % cfg_.checkpoint_every_epochs == 0)
+      save_checkpoint();
   }
-  return history;
+  if (checkpoints && saved_step_ != step_) save_checkpoint();  // always one at the end
+  if (p_.writer) p_.writer->wait();
+  return result;
 }
 
 EvalResult Trainer::evaluate() {

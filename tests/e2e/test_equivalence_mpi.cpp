@@ -51,7 +51,7 @@ Outcome run_on_first(int k, const RunConfig& cfg, std::int64_t train_size, std::
     model.initialize(init);
     Reporter quiet(false, "", "off");
     Trainer trainer(cfg, {world, *comm, *be, model, *train, test.get(), transform, quiet});
-    out.history = trainer.fit();
+    out.history = trainer.fit().history;
     out.eval = trainer.evaluate();
     out.params.assign(model.param_data(), model.param_data() + model.flat_size());
     MPI_Comm_free(&sub);

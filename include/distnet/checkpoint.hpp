@@ -1,0 +1,106 @@
+// HDF5 checkpoints (layout: docs/checkpoint-format.md). Rank 0 takes a host snapshot of the
+// model and training state -- the only part that stalls training -- and a writer thread puts it
+// on disk under a temporary name, flushes, fsyncs file and directory, and renames: a crash never
+// leaves a half-written file under a checkpoint's name. Loading validates every attribute, name
+// and shape before anything is copied into the model.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "distnet/model.hpp"
+
+namespace distnet {
+
+constexpr std::int64_t kCheckpointFormatVersion = 1;
+
+struct TrainingState {
+  std::int64_t step = 0;            // optimizer steps taken
+  std::int64_t epoch = 0;           // epoch of the next step (0-based)
+  std::int64_t batch_in_epoch = 0;  // sampler position: next batch within that epoch
+  std::uint64_t seed = 0;    // all randomness is Philox(seed, counters): this is the RNG state
+  double learning_rate = 0;  // of the last step taken
+  // Running sums of the epoch in progress, over all ranks: loss, correct, samples.
+  std::vector<double> epoch_sums{0, 0, 0};
+};
+
+struct CheckpointMeta {
+  std::int64_t format_version = kCheckpointFormatVersion;
+  std::string distnet_version;
+  std::string model;
+  Shape input;
+  std::int64_t classes = 0;
+  std::int64_t world_size = 1;
+  std::int64_t global_batch = 0;
+  std::int64_t train_samples = 0;  // resuming needs the same data (and so the same epochs)
+  std::string config;              // the full effective configuration, INI
+  TrainingState state;
+};
+
+// Host copies of everything a checkpoint holds.
+struct Snapshot {
+  CheckpointMeta meta;
+  std::vector<ParamEntry> params, state;
+  std::vector<float> param_values, momentum_values, state_values;
+};
+
+Snapshot take_snapshot(const Model& model, const CheckpointMeta& meta);
+
+// Writes atomically to `path` (temporary file in the same directory, then rename). Throws on any
+// failure after removing the temporary file; an existing file at `path` is never touched unless
+// the new one is complete.
+void write_checkpoint(const Snapshot& snap, const std::string& path);
+
+// Reads the attributes only (validating format and types).
+CheckpointMeta read_checkpoint_meta(const std::string& path);
+
+// Validates `path` against `model` (model name, input shape, classes, every tensor's presence and
+// shape) and loads parameters, batch-norm statistics and -- unless weights_only -- momentum.
+// On any problem throws one line naming the file (and tensor) and leaves the model untouched.
+CheckpointMeta load_checkpoint(const std::string& path, Model& model, bool weights_only);
+
+// "ckpt-epoch0003-step00001407.h5"
+std::string checkpoint_file_name(std::int64_t epoch, std::int64_t step);
+// Complete checkpoints in `dir` (by name; temporaries excluded), newest (highest step) first.
+std::vector<std::string> list_checkpoints(const std::string& dir);
+// Deletes all but the newest `keep` checkpoints in `dir`.
+void prune_checkpoints(const std::string& dir, int keep);
+// Throws a one-line error unless `dir` exists (or can be created) and is writable.
+void ensure_writable_dir(const std::string& dir);
+
+// Writes snapshots on a background thread, one at a time. submit() waits for the previous write
+// (so at most one snapshot is held) and rethrows its error, if any; wait() does the same at the
+// end.
+class CheckpointWriter {
+ public:
+  CheckpointWriter(std::string dir, int keep);
+  ~CheckpointWriter();
+  CheckpointWriter(const CheckpointWriter&) = delete;
+  CheckpointWriter& operator=(const CheckpointWriter&) = delete;
+
+  void submit(Snapshot snap, const std::string& file_name);
+  void wait();
+  double last_write_seconds() const { return last_write_s_; }
+  const std::string& last_path() const { return last_path_; }
+
+ private:
+  void run();
+  std::string dir_;
+  int keep_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<Snapshot> pending_;
+  std::string pending_name_, last_path_;
+  bool busy_ = false, stop_ = false;
+  std::exception_ptr error_;
+  double last_write_s_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace distnet

@@ -1,0 +1,15 @@
+// Stop requests: SIGTERM, SIGUSR1 and SIGINT set a flag that the trainer reads at the next step
+// boundary (where the ranks agree, checkpoint and exit with kExitStopped). A second SIGINT ends
+// the process at once.
+#pragma once
+
+namespace distnet {
+
+constexpr int kExitStopped = 3;  // stopped on request after writing a checkpoint: resume to go on
+
+void install_stop_handlers();
+bool stop_requested();
+int stop_signal();  // the signal that asked, 0 if none
+void request_stop_for_testing();
+
+}  // namespace distnet

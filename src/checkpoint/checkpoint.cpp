@@ -1,0 +1,302 @@
+#include "distnet/checkpoint.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <regex>
+#include <utility>
+
+#include "distnet/h5.hpp"
+
+namespace distnet {
+namespace {
+
+// "conv1.weight" -> "conv1/weight": one HDF5 group per layer.
+std::string h5_name(const std::string& param_name) {
+  std::string s = param_name;
+  std::replace(s.begin(), s.end(), '.', '/');
+  return s;
+}
+
+std::string layer_of(const std::string& param_name) {
+  return param_name.substr(0, param_name.find('.'));
+}
+
+void fsync_path(const std::string& path, bool directory) {
+  const int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0) throw Error(path + ": cannot open for fsync: " + std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) throw Error(path + ": fsync failed: " + std::strerror(err));
+}
+
+std::string dir_of(const std::string& path) {
+  const auto slash = path.rfind('/');
+  return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+}
+
+void write_group(hid_t file, const std::string& root, const std::vector<ParamEntry>& entries,
+                 const std::vector<float>& values) {
+  h5::Id g = h5::create_group(file, root);
+  std::vector<std::string> made;
+  for (const ParamEntry& e : entries) {
+    const std::string layer = layer_of(e.spec.name);
+    if (std::find(made.begin(), made.end(), layer) == made.end()) {
+      h5::create_group(g.get(), layer);
+      made.push_back(layer);
+    }
+    h5::write_floats(g.get(), h5_name(e.spec.name), e.spec.shape.dims(), values.data() + e.offset);
+  }
+}
+
+std::int64_t step_from_name(const std::string& name) {
+  static const std::regex re(R"(^ckpt-epoch(\d+)-step(\d+)\.h5$)");
+  std::smatch m;
+  return std::regex_match(name, m, re) ? std::stoll(m[2]) : -1;
+}
+
+}  // namespace
+
+Snapshot take_snapshot(const Model& model, const CheckpointMeta& meta) {
+  Snapshot s;
+  s.meta = meta;
+  s.params = model.params();
+  s.state = model.state();
+  Backend& be = model.backend();
+  const auto n = static_cast<std::size_t>(model.flat_size());
+  s.param_values.resize(n);
+  s.momentum_values.resize(n);
+  s.state_values.resize(static_cast<std::size_t>(model.state_size()));
+  be.download(s.param_values.data(), model.param_data(), n * sizeof(float));
+  be.download(s.momentum_values.data(), model.momentum_data(), n * sizeof(float));
+  be.download(s.state_values.data(), model.state_data(), s.state_values.size() * sizeof(float));
+  return s;
+}
+
+void write_checkpoint(const Snapshot& snap, const std::string& path) {
+  const std::string dir = dir_of(path);
+  const std::string tmp =
+      dir + "/." + path.substr(path.rfind('/') + 1) + ".tmp-" + std::to_string(::getpid());
+  try {
+    h5::Id file = h5::create_file(tmp);
+    const hid_t f = file.get();
+    const CheckpointMeta& m = snap.meta;
+    h5::set_attr(f, "format_version", m.format_version);
+    h5::set_attr(f, "distnet_version", m.distnet_version);
+    h5::set_attr(f, "model", m.model);
+    h5::set_attr(f, "input_shape", m.input.dims());
+    h5::set_attr(f, "classes", m.classes);
+    h5::set_attr(f, "world_size", m.world_size);
+    h5::set_attr(f, "global_batch", m.global_batch);
+    h5::set_attr(f, "train_samples", m.train_samples);
+    h5::set_attr(f, "config", m.config);
+    h5::set_attr(f, "step", m.state.step);
+    h5::set_attr(f, "epoch", m.state.epoch);
+    h5::set_attr(f, "batch_in_epoch", m.state.batch_in_epoch);
+    h5::set_attr(f, "seed", static_cast<std::int64_t>(m.state.seed));
+    h5::set_attr(f, "rng", std::string("philox4x32-10, counter-based: the state is (seed, step)"));
+    h5::set_attr(f, "learning_rate", m.state.learning_rate);
+    h5::set_attr(f, "epoch_sums", m.state.epoch_sums);
+    std::vector<ParamEntry> all = snap.params;
+    std::vector<float> values = snap.param_values;
+    // Batch-norm statistics sit beside their layer's parameters under /params.
+    const std::int64_t base = static_cast<std::int64_t>(values.size());
+    values.insert(values.end(), snap.state_values.begin(), snap.state_values.end());
+    for (ParamEntry e : snap.state) {
+      e.offset += base;
+      all.push_back(e);
+    }
+    write_group(f, "params", all, values);
+    write_group(f, "momentum", snap.params, snap.momentum_values);
+    DISTNET_CHECK_HDF5(H5Fflush(f, H5F_SCOPE_GLOBAL));
+    file.close_checked();
+    fsync_path(tmp, false);
+    if (::rename(tmp.c_str(), path.c_str()) != 0)
+      throw Error(path +
+                  ": cannot rename the finished checkpoint into place: " + std::strerror(errno));
+    fsync_path(dir, true);
+  } catch (const std::exception& e) {
+    ::unlink(tmp.c_str());
+    throw Error(path + ": checkpoint not written: " + e.what());
+  }
+}
+
+CheckpointMeta read_checkpoint_meta(const std::string& path) {
+  h5::Id file = h5::open_file_readonly(path);
+  const hid_t f = file.get();
+  CheckpointMeta m;
+  try {
+    m.format_version = h5::get_int(f, "format_version");
+    if (m.format_version != kCheckpointFormatVersion) {
+      throw Error("format version " + std::to_string(m.format_version) + ", expected " +
+                  std::to_string(kCheckpointFormatVersion));
+    }
+    m.distnet_version = h5::get_string(f, "distnet_version");
+    m.model = h5::get_string(f, "model");
+    m.input = Shape(h5::get_ints(f, "input_shape"));
+    m.classes = h5::get_int(f, "classes");
+    m.world_size = h5::get_int(f, "world_size");
+    m.global_batch = h5::get_int(f, "global_batch");
+    m.train_samples = h5::get_int(f, "train_samples");
+    m.config = h5::get_string(f, "config");
+    m.state.step = h5::get_int(f, "step");
+    m.state.epoch = h5::get_int(f, "epoch");
+    m.state.batch_in_epoch = h5::get_int(f, "batch_in_epoch");
+    m.state.seed = static_cast<std::uint64_t>(h5::get_int(f, "seed"));
+    m.state.learning_rate = h5::get_double(f, "learning_rate");
+    m.state.epoch_sums = h5::get_doubles(f, "epoch_sums");
+    if (m.state.epoch_sums.size() != 3) throw Error("attribute 'epoch_sums' must hold 3 values");
+  } catch (const Error& e) {
+    throw Error(path + ": not a distnet checkpoint: " + e.what());
+  }
+  return m;
+}
+
+CheckpointMeta load_checkpoint(const std::string& path, Model& model, bool weights_only) {
+  const CheckpointMeta m = read_checkpoint_meta(path);
+  const ModelConfig& mc = model.config();
+  if (m.model != mc.name)
+    throw Error(path + ": checkpoint of model '" + m.model + "', this run trains '" + mc.name +
+                "'");
+  if (m.input != mc.input)
+    throw Error(path + ": checkpoint for input " + m.input.str() + ", this run has " +
+                mc.input.str());
+  if (m.classes != mc.classes)
+    throw Error(path + ": checkpoint for " + std::to_string(m.classes) + " classes, this run has " +
+                std::to_string(mc.classes));
+  // Everything is read into host buffers first; the model changes only if all of it is valid.
+  h5::Id file = h5::open_file_readonly(path);
+  std::vector<float> params(static_cast<std::size_t>(model.flat_size()), 0.0f);
+  std::vector<float> momentum(params.size(), 0.0f);
+  std::vector<float> state(static_cast<std::size_t>(model.state_size()), 0.0f);
+  for (const ParamEntry& e : model.params()) {
+    h5::read_floats(file.get(), "params/" + h5_name(e.spec.name), e.spec.shape.dims(),
+                    params.data() + e.offset, path);
+    if (!weights_only)
+      h5::read_floats(file.get(), "momentum/" + h5_name(e.spec.name), e.spec.shape.dims(),
+                      momentum.data() + e.offset, path);
+  }
+  for (const ParamEntry& e : model.state())
+    h5::read_floats(file.get(), "params/" + h5_name(e.spec.name), e.spec.shape.dims(),
+                    state.data() + e.offset, path);
+  Backend& be = model.backend();
+  be.upload(model.param_data(), params.data(), params.size() * sizeof(float));
+  be.upload(model.state_data(), state.data(), state.size() * sizeof(float));
+  if (weights_only) {
+    be.fill_zero(model.momentum_data(), momentum.size() * sizeof(float));
+  } else {
+    be.upload(model.momentum_data(), momentum.data(), momentum.size() * sizeof(float));
+  }
+  return m;
+}
+
+std::string checkpoint_file_name(std::int64_t epoch, std::int64_t step) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "ckpt-epoch%04lld-step%08lld.h5", static_cast<long long>(epoch),
+                static_cast<long long>(step));
+  return buf;
+}
+
+std::vector<std::string> list_checkpoints(const std::string& dir) {
+  std::vector<std::pair<std::int64_t, std::string>> found;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (const dirent* ent = ::readdir(d)) {
+      const std::int64_t step = step_from_name(ent->d_name);
+      if (step >= 0) found.emplace_back(step, dir + "/" + ent->d_name);
+    }
+    ::closedir(d);
+  }
+  std::sort(found.begin(), found.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<std::string> out;
+  for (auto& f : found) out.push_back(std::move(f.second));
+  return out;
+}
+
+void prune_checkpoints(const std::string& dir, int keep) {
+  const auto all = list_checkpoints(dir);
+  for (std::size_t i = static_cast<std::size_t>(std::max(keep, 1)); i < all.size(); ++i)
+    ::unlink(all[i].c_str());
+}
+
+void ensure_writable_dir(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) {
+    if (::mkdir(dir.c_str(), 0755) != 0)
+      throw Error(dir + ": cannot create the checkpoint directory: " + std::strerror(errno));
+  } else if (!S_ISDIR(st.st_mode)) {
+    throw Error(dir + ": the checkpoint directory is not a directory");
+  }
+  if (::access(dir.c_str(), W_OK | X_OK) != 0)
+    throw Error(dir + ": the checkpoint directory is not writable: " + std::strerror(errno));
+}
+
+CheckpointWriter::CheckpointWriter(std::string dir, int keep)
+    : dir_(std::move(dir)), keep_(keep), thread_([this] { run(); }) {}
+
+CheckpointWriter::~CheckpointWriter() {
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return !busy_ && !pending_; });  // a started write is finished, not cut
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void CheckpointWriter::submit(Snapshot snap, const std::string& file_name) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return !busy_ && !pending_; });
+  if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+  pending_ = std::move(snap);
+  pending_name_ = file_name;
+  cv_.notify_all();
+}
+
+void CheckpointWriter::wait() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return !busy_ && !pending_; });
+  if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+}
+
+void CheckpointWriter::run() {
+  for (;;) {
+    Snapshot snap;
+    std::string name;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || pending_; });
+      if (!pending_) return;
+      snap = std::move(*pending_);
+      pending_.reset();
+      name = pending_name_;
+      busy_ = true;
+    }
+    std::exception_ptr err;
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::string path = dir_ + "/" + name;
+    try {
+      write_checkpoint(snap, path);
+      prune_checkpoints(dir_, keep_);
+    } catch (...) {
+      err = std::current_exception();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      last_write_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (!err) last_path_ = path;
+      error_ = err;
+      busy_ = false;
+    }
+    cv_.notify_all();
+  }
+}
+
+}  // namespace distnet

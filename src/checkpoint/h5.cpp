@@ -1,0 +1,192 @@
+#include "distnet/h5.hpp"
+
+#include <mutex>
+
+namespace distnet::h5 {
+namespace {
+
+Id attr_for_write(hid_t obj, const std::string& name, hid_t type, hid_t space) {
+  if (DISTNET_CHECK_HDF5(H5Aexists(obj, name.c_str())) > 0)
+    DISTNET_CHECK_HDF5(H5Adelete(obj, name.c_str()));
+  return Id(
+      DISTNET_CHECK_HDF5(H5Acreate2(obj, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT)),
+      H5Aclose);
+}
+
+Id open_attr(hid_t obj, const std::string& name) {
+  if (H5Aexists(obj, name.c_str()) <= 0) throw Error("attribute '" + name + "' is missing");
+  return Id(DISTNET_CHECK_HDF5(H5Aopen(obj, name.c_str(), H5P_DEFAULT)), H5Aclose);
+}
+
+std::int64_t attr_elements(hid_t attr) {
+  Id space(DISTNET_CHECK_HDF5(H5Aget_space(attr)), H5Sclose);
+  return DISTNET_CHECK_HDF5(H5Sget_simple_extent_npoints(space.get()));
+}
+
+std::string dims_str(const std::vector<std::int64_t>& d) {
+  std::string s;
+  for (std::size_t i = 0; i < d.size(); ++i) s += (i ? "x" : "") + std::to_string(d[i]);
+  return s.empty() ? "scalar" : s;
+}
+
+}  // namespace
+
+void Id::close_checked() {
+  if (id_ < 0) return;
+  const hid_t id = id_;
+  id_ = H5I_INVALID_HID;
+  DISTNET_CHECK_HDF5(close_(id));
+}
+
+void quiet() {
+  static std::once_flag once;
+  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+}
+
+Id create_file(const std::string& path) {
+  quiet();
+  return Id(DISTNET_CHECK_HDF5(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)),
+            H5Fclose);
+}
+
+Id open_file_readonly(const std::string& path) {
+  quiet();
+  if (H5Fis_hdf5(path.c_str()) <= 0)  // H5Fis_accessible from HDF5 1.12 on
+    throw Error(path + ": not an HDF5 file (or unreadable / truncated)");
+  return Id(DISTNET_CHECK_HDF5(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)), H5Fclose);
+}
+
+Id create_group(hid_t parent, const std::string& name) {
+  return Id(
+      DISTNET_CHECK_HDF5(H5Gcreate2(parent, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)),
+      H5Gclose);
+}
+
+bool exists(hid_t parent, const std::string& path) {
+  // H5Lexists checks one link at a time: walk the path so a missing group is not an error.
+  std::string prefix;
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    const std::size_t slash = path.find('/', start);
+    prefix = path.substr(0, slash == std::string::npos ? path.size() : slash);
+    if (H5Lexists(parent, prefix.c_str(), H5P_DEFAULT) <= 0) return false;
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  return true;
+}
+
+void write_floats(hid_t parent, const std::string& name, const std::vector<std::int64_t>& dims,
+                  const float* data) {
+  std::vector<hsize_t> d(dims.begin(), dims.end());
+  Id space(DISTNET_CHECK_HDF5(H5Screate_simple(int(d.size()), d.data(), nullptr)), H5Sclose);
+  Id set(DISTNET_CHECK_HDF5(H5Dcreate2(parent, name.c_str(), H5T_IEEE_F32LE, space.get(),
+                                       H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)),
+         H5Dclose);
+  DISTNET_CHECK_HDF5(H5Dwrite(set.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data));
+}
+
+std::vector<std::int64_t> dataset_dims(hid_t parent, const std::string& name) {
+  Id set(DISTNET_CHECK_HDF5(H5Dopen2(parent, name.c_str(), H5P_DEFAULT)), H5Dclose);
+  Id space(DISTNET_CHECK_HDF5(H5Dget_space(set.get())), H5Sclose);
+  const int rank = DISTNET_CHECK_HDF5(H5Sget_simple_extent_ndims(space.get()));
+  std::vector<hsize_t> d(static_cast<std::size_t>(rank));
+  DISTNET_CHECK_HDF5(H5Sget_simple_extent_dims(space.get(), d.data(), nullptr));
+  return {d.begin(), d.end()};
+}
+
+void read_floats(hid_t parent, const std::string& name, const std::vector<std::int64_t>& dims,
+                 float* data, const std::string& file) {
+  if (!exists(parent, name)) throw Error(file + ": dataset /" + name + " is missing");
+  const auto found = dataset_dims(parent, name);
+  if (found != dims) {
+    throw Error(file + ": dataset /" + name + " has shape " + dims_str(found) + ", expected " +
+                dims_str(dims));
+  }
+  Id set(DISTNET_CHECK_HDF5(H5Dopen2(parent, name.c_str(), H5P_DEFAULT)), H5Dclose);
+  DISTNET_CHECK_HDF5(H5Dread(set.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data));
+}
+
+void set_attr(hid_t obj, const std::string& name, std::int64_t v) {
+  Id space(DISTNET_CHECK_HDF5(H5Screate(H5S_SCALAR)), H5Sclose);
+  Id a = attr_for_write(obj, name, H5T_STD_I64LE, space.get());
+  DISTNET_CHECK_HDF5(H5Awrite(a.get(), H5T_NATIVE_INT64, &v));
+}
+
+void set_attr(hid_t obj, const std::string& name, double v) {
+  Id space(DISTNET_CHECK_HDF5(H5Screate(H5S_SCALAR)), H5Sclose);
+  Id a = attr_for_write(obj, name, H5T_IEEE_F64LE, space.get());
+  DISTNET_CHECK_HDF5(H5Awrite(a.get(), H5T_NATIVE_DOUBLE, &v));
+}
+
+void set_attr(hid_t obj, const std::string& name, const std::string& v) {
+  // A fixed-length UTF-8 string: read as a plain str by h5py and shown as text by h5dump.
+  Id type(DISTNET_CHECK_HDF5(H5Tcopy(H5T_C_S1)), H5Tclose);
+  DISTNET_CHECK_HDF5(H5Tset_size(type.get(), std::max<std::size_t>(1, v.size())));
+  DISTNET_CHECK_HDF5(H5Tset_cset(type.get(), H5T_CSET_UTF8));
+  DISTNET_CHECK_HDF5(H5Tset_strpad(type.get(), H5T_STR_NULLPAD));
+  Id space(DISTNET_CHECK_HDF5(H5Screate(H5S_SCALAR)), H5Sclose);
+  Id a = attr_for_write(obj, name, type.get(), space.get());
+  const std::string padded = v.empty() ? std::string(1, '\0') : v;
+  DISTNET_CHECK_HDF5(H5Awrite(a.get(), type.get(), padded.data()));
+}
+
+void set_attr(hid_t obj, const std::string& name, const std::vector<std::int64_t>& v) {
+  const hsize_t n = v.size();
+  Id space(DISTNET_CHECK_HDF5(H5Screate_simple(1, &n, nullptr)), H5Sclose);
+  Id a = attr_for_write(obj, name, H5T_STD_I64LE, space.get());
+  DISTNET_CHECK_HDF5(H5Awrite(a.get(), H5T_NATIVE_INT64, v.data()));
+}
+
+void set_attr(hid_t obj, const std::string& name, const std::vector<double>& v) {
+  const hsize_t n = v.size();
+  Id space(DISTNET_CHECK_HDF5(H5Screate_simple(1, &n, nullptr)), H5Sclose);
+  Id a = attr_for_write(obj, name, H5T_IEEE_F64LE, space.get());
+  DISTNET_CHECK_HDF5(H5Awrite(a.get(), H5T_NATIVE_DOUBLE, v.data()));
+}
+
+std::int64_t get_int(hid_t obj, const std::string& name) {
+  Id a = open_attr(obj, name);
+  if (attr_elements(a.get()) != 1) throw Error("attribute '" + name + "' is not a scalar");
+  std::int64_t v = 0;
+  DISTNET_CHECK_HDF5(H5Aread(a.get(), H5T_NATIVE_INT64, &v));
+  return v;
+}
+
+double get_double(hid_t obj, const std::string& name) {
+  Id a = open_attr(obj, name);
+  if (attr_elements(a.get()) != 1) throw Error("attribute '" + name + "' is not a scalar");
+  double v = 0;
+  DISTNET_CHECK_HDF5(H5Aread(a.get(), H5T_NATIVE_DOUBLE, &v));
+  return v;
+}
+
+std::string get_string(hid_t obj, const std::string& name) {
+  Id a = open_attr(obj, name);
+  Id type(DISTNET_CHECK_HDF5(H5Aget_type(a.get())), H5Tclose);
+  if (H5Tget_class(type.get()) != H5T_STRING)
+    throw Error("attribute '" + name + "' is not a string");
+  if (H5Tis_variable_str(type.get()) > 0)
+    throw Error("attribute '" + name + "' is a variable-length string");
+  const std::size_t size = H5Tget_size(type.get());
+  std::string v(size, '\0');
+  DISTNET_CHECK_HDF5(H5Aread(a.get(), type.get(), v.data()));
+  v.resize(std::min(v.size(), v.find('\0')));
+  return v;
+}
+
+std::vector<std::int64_t> get_ints(hid_t obj, const std::string& name) {
+  Id a = open_attr(obj, name);
+  std::vector<std::int64_t> v(static_cast<std::size_t>(attr_elements(a.get())));
+  DISTNET_CHECK_HDF5(H5Aread(a.get(), H5T_NATIVE_INT64, v.data()));
+  return v;
+}
+
+std::vector<double> get_doubles(hid_t obj, const std::string& name) {
+  Id a = open_attr(obj, name);
+  std::vector<double> v(static_cast<std::size_t>(attr_elements(a.get())));
+  DISTNET_CHECK_HDF5(H5Aread(a.get(), H5T_NATIVE_DOUBLE, v.data()));
+  return v;
+}
+
+}  // namespace distnet::h5

@@ -1,0 +1,109 @@
+// A watchdog around a communicator: if a collective has not finished after --comm-timeout
+// seconds -- a peer hung, stopped or vanished without MPI noticing -- the rank says so, naming
+// itself, its host and the operation, and aborts the whole job instead of waiting forever.
+#include <mpi.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+
+#include "distnet/comm.hpp"
+
+namespace distnet {
+namespace {
+
+class WatchdogCommunicator final : public Communicator {
+ public:
+  WatchdogCommunicator(std::unique_ptr<Communicator> inner, double timeout_s, std::string who)
+      : inner_(std::move(inner)),
+        timeout_s_(timeout_s),
+        who_(std::move(who)),
+        thread_([this] { watch(); }) {}
+  ~WatchdogCommunicator() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+  std::string name() const override { return inner_->name(); }
+  int rank() const override { return inner_->rank(); }
+  int size() const override { return inner_->size(); }
+  void allreduce_sum(float* d, std::size_t n) override {
+    Guard g(*this, "all-reduce of " + std::to_string(n) + " floats");
+    inner_->allreduce_sum(d, n);
+  }
+  void allreduce_sum(double* d, std::size_t n) override {
+    Guard g(*this, "all-reduce of " + std::to_string(n) + " doubles");
+    inner_->allreduce_sum(d, n);
+  }
+  void broadcast(void* d, std::size_t bytes, int root) override {
+    Guard g(*this,
+            "broadcast of " + std::to_string(bytes) + " bytes from rank " + std::to_string(root));
+    inner_->broadcast(d, bytes, root);
+  }
+  void barrier() override {
+    Guard g(*this, "barrier");
+    inner_->barrier();
+  }
+
+ private:
+  struct Guard {
+    Guard(WatchdogCommunicator& w, std::string op) : w_(w) {
+      std::lock_guard<std::mutex> lock(w_.mu_);
+      w_.op_ = std::move(op);
+      w_.since_ = std::chrono::steady_clock::now();
+      w_.active_ = true;
+    }
+    ~Guard() {
+      std::lock_guard<std::mutex> lock(w_.mu_);
+      w_.active_ = false;
+    }
+    WatchdogCommunicator& w_;
+  };
+
+  void watch() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_) {
+      cv_.wait_for(lock, std::chrono::milliseconds(200));
+      if (!active_) continue;
+      const double waited =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - since_).count();
+      if (waited > timeout_s_) {
+        std::fprintf(
+            stderr,
+            "%salexnet: error: %s did not complete within --comm-timeout %g s; a peer rank "
+            "has hung or died -- aborting the job\n",
+            who_.c_str(), op_.c_str(), timeout_s_);
+        std::fflush(stderr);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+        std::_Exit(1);
+      }
+    }
+  }
+
+  std::unique_ptr<Communicator> inner_;
+  double timeout_s_;
+  std::string who_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false, active_ = false;
+  std::string op_;
+  std::chrono::steady_clock::time_point since_;
+  std::thread thread_;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> with_watchdog(std::unique_ptr<Communicator> inner, double timeout_s,
+                                            std::string who) {
+  if (timeout_s <= 0) return inner;
+  return std::make_unique<WatchdogCommunicator>(std::move(inner), timeout_s, std::move(who));
+}
+
+}  // namespace distnet
