@@ -53,7 +53,11 @@ Id open_file_readonly(const std::string& path) {
   quiet();
   if (H5Fis_hdf5(path.c_str()) <= 0)  // H5Fis_accessible from HDF5 1.12 on
     throw Error(path + ": not an HDF5 file (or unreadable / truncated)");
-  return Id(DISTNET_CHECK_HDF5(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)), H5Fclose);
+  try {
+    return Id(DISTNET_CHECK_HDF5(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)), H5Fclose);
+  } catch (const Error& e) {
+    throw Error(path + ": cannot open the HDF5 file (damaged or truncated?): " + e.what());
+  }
 }
 
 Id create_group(hid_t parent, const std::string& name) {

@@ -1,0 +1,294 @@
+// HDF5 checkpoints: exact round trip, every bad input with its message and an untouched model,
+// and the guarantees of the atomic write (kill -9 mid-write, a full disk).
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+
+#include "data/data_files.hpp"
+#include "distnet/checkpoint.hpp"
+#include "distnet/h5.hpp"
+
+using namespace distnet;
+using distnet::testkit::TempDir;
+
+namespace {
+
+ModelConfig cfg(const std::string& name, Shape in) {
+  ModelConfig c;
+  c.name = name, c.input = std::move(in);
+  return c;
+}
+
+CheckpointMeta meta_for(const Model& m, std::int64_t step) {
+  CheckpointMeta meta;
+  meta.distnet_version = "test";
+  meta.model = m.config().name;
+  meta.input = m.config().input;
+  meta.classes = m.config().classes;
+  meta.world_size = 3;
+  meta.global_batch = 128;
+  meta.train_samples = 60000;
+  meta.config = "lr = 0.1\n";
+  meta.state.step = step;
+  meta.state.epoch = step / 469;
+  meta.state.batch_in_epoch = step % 469;
+  meta.state.seed = 42;
+  meta.state.learning_rate = 0.05;
+  meta.state.epoch_sums = {12.5, 100, 256};
+  return meta;
+}
+
+// Parameters, momentum and running statistics all different from their initial values.
+void scramble(Model& m, float salt) {
+  for (std::int64_t i = 0; i < m.flat_size(); ++i) {
+    m.param_data()[i] = std::sin(float(i) * 0.37f + salt);
+    m.momentum_data()[i] = std::cos(float(i) * 0.11f + salt);
+  }
+  for (std::int64_t i = 0; i < m.state_size(); ++i) m.state_data()[i] = 1.0f + float(i % 7) + salt;
+}
+
+// The tensors' values in buffer order (the alignment padding between them is not model state).
+std::vector<float> gather(const std::vector<ParamEntry>& entries, const float* base) {
+  std::vector<float> v;
+  for (const ParamEntry& e : entries)
+    v.insert(v.end(), base + e.offset, base + e.offset + e.spec.shape.numel());
+  return v;
+}
+std::vector<float> params_of(const Model& m) {
+  return gather(m.params(), m.param_data());
+}
+std::vector<float> momentum_of(const Model& m) {
+  return gather(m.params(), m.momentum_data());
+}
+std::vector<float> state_of(const Model& m) {
+  return gather(m.state(), m.state_data());
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+}  // namespace
+
+TEST(Checkpoint, RoundTripIsBitExact) {
+  auto be = make_cpu_backend();
+  Model a(cfg("alexnet-bn", Shape{1, 67, 67}), *be, 1),
+      b(cfg("alexnet-bn", Shape{1, 67, 67}), *be, 1);
+  scramble(a, 0.5f);
+  b.initialize({});
+  TempDir d;
+  const std::string path = d.path() + "/" + checkpoint_file_name(2, 1000);
+  write_checkpoint(take_snapshot(a, meta_for(a, 1000)), path);
+  const CheckpointMeta m = load_checkpoint(path, b, false);
+  EXPECT_EQ(params_of(a), params_of(b));
+  EXPECT_EQ(momentum_of(a), momentum_of(b));
+  EXPECT_EQ(state_of(a), state_of(b));
+  EXPECT_FALSE(state_of(a).empty());
+  EXPECT_EQ(m.state.step, 1000);
+  EXPECT_EQ(m.state.batch_in_epoch, 1000 % 469);
+  EXPECT_EQ(m.state.seed, 42u);
+  EXPECT_EQ(m.state.epoch_sums, (std::vector<double>{12.5, 100, 256}));
+  EXPECT_EQ(m.world_size, 3);
+  EXPECT_EQ(m.global_batch, 128);
+  EXPECT_EQ(m.config, "lr = 0.1\n");
+  EXPECT_EQ(m.input, (Shape{1, 67, 67}));
+  // weights only: momentum starts at zero
+  scramble(b, 2.0f);
+  load_checkpoint(path, b, true);
+  EXPECT_EQ(params_of(a), params_of(b));
+  for (std::int64_t i = 0; i < b.flat_size(); ++i) ASSERT_EQ(b.momentum_data()[i], 0.0f);
+}
+
+TEST(Checkpoint, DirectoryListingAndPruning) {
+  auto be = make_cpu_backend();
+  Model m(cfg("lenet", Shape{1, 28, 28}), *be, 1);
+  TempDir d;
+  for (std::int64_t step : {10, 30, 20, 40})
+    write_checkpoint(take_snapshot(m, meta_for(m, step)),
+                     d.path() + "/" + checkpoint_file_name(0, step));
+  d.write(".ckpt-epoch0000-step00000050.h5.tmp-1", {1, 2, 3});  // an unfinished write
+  d.write("notes.txt", {1});
+  auto all = list_checkpoints(d.path());
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_NE(all[0].find("step00000040"), std::string::npos);
+  EXPECT_NE(all[3].find("step00000010"), std::string::npos);
+  prune_checkpoints(d.path(), 2);
+  all = list_checkpoints(d.path());
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_NE(all[1].find("step00000030"), std::string::npos);
+}
+
+class CheckpointBadInput : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    good_ = dir_.path() + "/good.h5";
+    write_checkpoint(take_snapshot(source_, meta_for(source_, 5)), good_);
+    scramble(target_, 3.0f);
+    before_ = params_of(target_);
+  }
+  // The load fails with a message containing every part, and the model is untouched.
+  void expect_refused(const std::string& path, std::initializer_list<const char*> parts) {
+    const std::string msg = error_of([&] { load_checkpoint(path, target_, false); });
+    for (const char* p : parts)
+      EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    EXPECT_EQ(params_of(target_), before_) << "partial load into the model";
+  }
+  std::unique_ptr<Backend> be_ = make_cpu_backend();
+  Model source_{cfg("lenet", Shape{1, 28, 28}), *be_, 1};
+  Model target_{cfg("lenet", Shape{1, 28, 28}), *be_, 1};
+  TempDir dir_;
+  std::string good_;
+  std::vector<float> before_;
+};
+
+TEST_F(CheckpointBadInput, TruncatedFile) {
+  const std::string p = dir_.path() + "/cut.h5";
+  std::filesystem::copy_file(good_, p);
+  std::filesystem::resize_file(p, std::filesystem::file_size(p) / 2);
+  expect_refused(p, {"cut.h5"});
+}
+
+TEST_F(CheckpointBadInput, NotHdf5) {
+  const std::string p = dir_.write("junk.h5", std::vector<std::uint8_t>(4096, 'x'));
+  expect_refused(p, {"junk.h5: not an HDF5 file"});
+}
+
+TEST_F(CheckpointBadInput, AnotherModel) {
+  Model alex(cfg("alexnet", Shape{1, 67, 67}), *be_, 1);
+  const std::string p = dir_.path() + "/alex.h5";
+  write_checkpoint(take_snapshot(alex, meta_for(alex, 1)), p);
+  expect_refused(p, {"alex.h5: checkpoint of model 'alexnet', this run trains 'lenet'"});
+}
+
+TEST_F(CheckpointBadInput, TensorShapeDiffers) {
+  Model other(cfg("lenet", Shape{1, 32, 32}), *be_, 1);  // dense1 has 1250 inputs instead of 800
+  CheckpointMeta meta = meta_for(other, 1);
+  meta.input = Shape{1, 28, 28};  // claims the right input, but the tensors disagree
+  const std::string p = dir_.path() + "/shape.h5";
+  write_checkpoint(take_snapshot(other, meta), p);
+  expect_refused(p,
+                 {"shape.h5: dataset /params/dense1/weight has shape 500x1250, expected 500x800"});
+}
+
+TEST_F(CheckpointBadInput, MissingDataset) {
+  const std::string p = dir_.path() + "/missing.h5";
+  std::filesystem::copy_file(good_, p);
+  {
+    h5::quiet();
+    const hid_t f = H5Fopen(p.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    ASSERT_GE(f, 0);
+    H5Ldelete(f, "/momentum/conv2/weight", H5P_DEFAULT);
+    H5Fclose(f);
+  }
+  expect_refused(p, {"missing.h5: dataset /momentum/conv2/weight is missing"});
+}
+
+TEST_F(CheckpointBadInput, MissingAttribute) {
+  const std::string p = dir_.path() + "/attr.h5";
+  std::filesystem::copy_file(good_, p);
+  {
+    const hid_t f = H5Fopen(p.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    H5Adelete(f, "global_batch");
+    H5Fclose(f);
+  }
+  expect_refused(p, {"attr.h5: not a distnet checkpoint: attribute 'global_batch' is missing"});
+}
+
+TEST(CheckpointDirectory, NotWritable) {
+  EXPECT_NE(error_of([] {
+              ensure_writable_dir("/proc/distnet-checkpoints");
+            }).find("/proc/distnet-checkpoints: cannot create the checkpoint directory"),
+            std::string::npos);
+  TempDir d;
+  const std::string file = d.write("plain", {1});
+  EXPECT_NE(error_of([&] { ensure_writable_dir(file); }).find("is not a directory"),
+            std::string::npos);
+}
+
+namespace {
+// Runs `child` in a forked process and returns its wait status.
+int in_child(const std::function<void()>& child) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    child();
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return status;
+}
+}  // namespace
+
+// A full disk during a save (simulated with RLIMIT_FSIZE): the save fails with an error, the
+// previous checkpoint under the same name is untouched, no temporary file is left.
+TEST(CheckpointAtomicity, FullDiskLeavesThePreviousCheckpoint) {
+  auto be = make_cpu_backend();
+  Model m(cfg("alexnet", Shape{1, 67, 67}), *be, 1);  // ~100 MB per save
+  scramble(m, 1.0f);
+  TempDir d;
+  const std::string path = d.path() + "/" + checkpoint_file_name(1, 100);
+  write_checkpoint(take_snapshot(m, meta_for(m, 100)), path);
+  const auto size_before = std::filesystem::file_size(path);
+  const int status = in_child([&] {
+    std::signal(SIGXFSZ, SIG_IGN);  // let write() fail with EFBIG instead of killing us
+    rlimit lim{10 << 20, 10 << 20};
+    setrlimit(RLIMIT_FSIZE, &lim);
+    scramble(m, 9.0f);
+    const std::string msg =
+        error_of([&] { write_checkpoint(take_snapshot(m, meta_for(m, 100)), path); });
+    _exit(msg.find("checkpoint not written") != std::string::npos ? 42 : 1);
+  });
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 42) << "the failing save did not report an error";
+  EXPECT_EQ(std::filesystem::file_size(path), size_before);
+  Model back(cfg("alexnet", Shape{1, 67, 67}), *be, 1);
+  load_checkpoint(path, back, false);
+  EXPECT_EQ(params_of(back), params_of(m));  // the first save's values (scramble 1.0)
+  for (const auto& e : std::filesystem::directory_iterator(d.path()))
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
+}
+
+// kill -9 of the writer in the middle of a save: the newest complete checkpoint stays loadable
+// and no partial file carries a checkpoint's name.
+TEST(CheckpointAtomicity, KillDuringSaveLeavesTheNewestCompleteCheckpoint) {
+  auto be = make_cpu_backend();
+  Model m(cfg("alexnet", Shape{1, 67, 67}), *be, 1);
+  scramble(m, 1.0f);
+  TempDir d;
+  const std::string first = d.path() + "/" + checkpoint_file_name(1, 100);
+  write_checkpoint(take_snapshot(m, meta_for(m, 100)), first);
+  const Snapshot next = take_snapshot(m, meta_for(m, 200));
+  const pid_t pid = fork();
+  if (pid == 0) {
+    for (;;) write_checkpoint(next, d.path() + "/" + checkpoint_file_name(2, 200));
+  }
+  // Wait until a temporary file is being written, then kill.
+  bool saw_tmp = false;
+  for (int i = 0; i < 2000 && !saw_tmp; ++i) {
+    for (const auto& e : std::filesystem::directory_iterator(d.path()))
+      saw_tmp |= e.path().filename().string().find(".tmp-") != std::string::npos;
+    if (!saw_tmp) usleep(1000);
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  EXPECT_TRUE(saw_tmp);
+  const auto listed = list_checkpoints(d.path());
+  ASSERT_FALSE(listed.empty());
+  for (const auto& p : listed) {  // every file with a checkpoint's name is complete
+    Model back(cfg("alexnet", Shape{1, 67, 67}), *be, 1);
+    EXPECT_NO_THROW(load_checkpoint(p, back, false)) << p;
+    EXPECT_EQ(params_of(back), params_of(m));
+  }
+}

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Checkpoints, resume, stop requests and failing ranks, with alexnet under mpiexec on 2 ranks.
+#   test_checkpoint_mpi.sh PATH/TO/alexnet MPIEXEC [MPIEXEC FLAGS...]
+set -u
+bin=$1
+shift
+mpi=("$@")
+here=$(cd "$(dirname "$0")/.." && pwd)
+pass=0
+fails=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+ok() { echo "ok: $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
+# Identical parameters and momentum, compared by h5diff with no tolerance.
+same_state() { h5diff "$1" "$2" /params /params >/dev/null && h5diff "$1" "$2" /momentum /momentum >/dev/null; }
+
+run=(--model lenet --resize 0 --train-limit 6000 --test-limit 500 --lr 0.1 --momentum 0.9 --workers 1)
+
+# 1. Two epochs straight.
+"${mpi[@]}" -n 2 "$bin" "${run[@]}" --epochs 2 --checkpoint-dir "$tmp/straight" >"$tmp/straight.log" 2>&1 \
+  && ok "straight run" || bad "straight run: $(cat "$tmp/straight.log")"
+final=$(ls "$tmp"/straight/ckpt-*.h5 | tail -1)
+[ -n "$final" ] && ok "final checkpoint $(basename "$final")" || bad "no checkpoint written"
+
+# 2. One epoch, then resume to two: bitwise the same.
+"${mpi[@]}" -n 2 "$bin" "${run[@]}" --epochs 1 --checkpoint-dir "$tmp/split" >/dev/null 2>&1
+out=$("${mpi[@]}" -n 2 "$bin" "${run[@]}" --epochs 2 --checkpoint-dir "$tmp/split" --resume auto 2>&1)
+grep -q "resuming from .*ckpt-epoch0001-step00000047.h5" <<<"$out" && ok "resume picks the newest" || bad "resume: $out"
+same_state "$final" "$tmp/split/$(basename "$final")" && ok "epoch-boundary resume is bitwise exact" \
+  || bad "resumed run differs from the straight run"
+grep "^epoch 2" "$tmp/straight.log" | cut -d, -f1-4 >"$tmp/a"; grep "^epoch 2" <<<"$out" | cut -d, -f1-4 >"$tmp/b"
+cmp -s "$tmp/a" "$tmp/b" && ok "same epoch-2 metrics" || bad "metrics differ: $(cat "$tmp/a") / $(cat "$tmp/b")"
+
+# 3. A stop request (SIGUSR1 to mpiexec, forwarded to the ranks) mid-run: checkpoint, exit 3,
+#    and resuming -- here on ONE rank -- would change rounding, so resume on 2 and compare.
+"${mpi[@]}" -n 2 "$bin" "${run[@]}" --epochs 2 --checkpoint-dir "$tmp/signal" >"$tmp/signal.log" 2>&1 &
+pid=$!
+for _ in $(seq 100); do grep -q "^training" "$tmp/signal.log" 2>/dev/null && break; sleep 0.1; done
+sleep 1
+kill -USR1 "$pid"
+wait "$pid"
+rc=$?
+[ "$rc" -eq 3 ] && ok "stop request exits 3" || bad "stop request: exit $rc: $(cat "$tmp/signal.log")"
+grep -q "stopped on request at step [0-9]*; checkpoint written" "$tmp/signal.log" && ok "stop message" \
+  || bad "no stop message: $(cat "$tmp/signal.log")"
+"${mpi[@]}" -n 2 "$bin" "${run[@]}" --epochs 2 --checkpoint-dir "$tmp/signal" --resume auto >/dev/null 2>&1
+same_state "$final" "$tmp/signal/$(basename "$final")" && ok "signal, checkpoint, resume is bitwise exact" \
+  || bad "signal-resumed run differs"
+
+# 4. Readable without distnet: h5ls, h5dump and h5py.
+h5ls -r "$final" | grep -q "/params/dense1/weight .*Dataset {500, 800}" && ok "h5ls" || bad "h5ls: $(h5ls -r "$final")"
+h5dump -a /global_batch "$final" | grep -q "(0): 128" && ok "h5dump" || bad "h5dump"
+/usr/bin/python3 "$here/checkpoint/read_with_h5py.py" "$final" | grep -q "^ok" && ok "h5py" || bad "h5py cannot read it"
+
+# 5. Using a checkpoint: evaluation only, and weights only.
+acc=$(grep "^epoch 2" "$tmp/straight.log" | sed -E 's/.*test acc ([0-9.]+).*/\1/')
+out=$("${mpi[@]}" -n 2 "$bin" "${run[@]}" --eval-only --checkpoint "$final" 2>&1)
+grep -qE "test acc 0?${acc}[0-9]* on 500 samples" <<<"$out" && ok "eval-only reproduces test acc $acc" || bad "eval-only: $out"
+out=$("${mpi[@]}" -n 2 "$bin" "${run[@]}" --epochs 1 --init-from "$final" 2>&1)
+first=$(grep "^epoch 1" <<<"$out" | sed -E 's/.*train acc ([0-9.]+).*/\1/')
+python3 -c "import sys; sys.exit(0 if float('${first:-0}') > 0.7 else 1)" && ok "init-from starts from the trained weights ($first)" \
+  || bad "init-from: $out"
+
+# 6. Bad checkpoints: one line, non-zero exit on every rank.
+printf 'not hdf5' >"$tmp/junk.h5"
+out=$("${mpi[@]}" -n 2 "$bin" "${run[@]}" --resume "$tmp/junk.h5" 2>&1); rc=$?
+[ "$rc" -eq 1 ] && [ "$(grep -c "junk.h5: not an HDF5 file" <<<"$out")" -eq 1 ] && ok "bad --resume file" \
+  || bad "bad resume: exit $rc: $out"
+out=$("${mpi[@]}" -n 2 "$bin" "${run[@]}" --batch-size 64 --resume "$final" 2>&1); rc=$?
+[ "$rc" -eq 2 ] && grep -q "written with a global batch of 128, this run has 64" <<<"$out" && ok "resume with another global batch" \
+  || bad "batch mismatch: exit $rc: $out"
+out=$("${mpi[@]}" -n 2 "$bin" "${run[@]}" --checkpoint-dir /proc/distnet-ckpt 2>&1); rc=$?
+[ "$rc" -eq 1 ] && grep -q "cannot create the checkpoint directory" <<<"$out" && ok "unwritable checkpoint dir" \
+  || bad "unwritable dir: exit $rc: $out"
+
+# 7. A rank killed with -9: the job ends promptly, the newest checkpoint stays loadable.
+"${mpi[@]}" -n 2 "$bin" "${run[@]}" --epochs 50 --checkpoint-dir "$tmp/kill" --checkpoint-every 5steps \
+  >"$tmp/kill.log" 2>&1 &
+pid=$!
+for _ in $(seq 200); do ls "$tmp"/kill/ckpt-*.h5 >/dev/null 2>&1 && break; sleep 0.1; done
+victim=$(pgrep -f "$bin .*$tmp/kill" | tail -1)
+start=$(date +%s)
+kill -9 "$victim"
+wait "$pid"
+rc=$?
+took=$(($(date +%s) - start))
+[ "$rc" -ne 0 ] && [ "$took" -le 30 ] && ok "killed rank ends the job in ${took}s (exit $rc)" || bad "kill -9: exit $rc after ${took}s"
+newest=$(ls "$tmp"/kill/ckpt-*.h5 | tail -1)
+"${mpi[@]}" -n 2 "$bin" "${run[@]}" --eval-only --checkpoint "$newest" >/dev/null 2>&1 \
+  && ok "newest checkpoint after the kill loads" || bad "$newest does not load"
+
+# 8. A rank that stops answering (SIGSTOP): the watchdog ends the job after --comm-timeout.
+"${mpi[@]}" -n 2 "$bin" "${run[@]}" --epochs 50 --comm-timeout 5 >"$tmp/hang.log" 2>&1 &
+pid=$!
+for _ in $(seq 100); do grep -q "^training" "$tmp/hang.log" 2>/dev/null && break; sleep 0.1; done
+sleep 1
+victim=$(pgrep -f "$bin .*--comm-timeout 5" | tail -1)
+start=$(date +%s)
+kill -STOP "$victim"
+wait "$pid"
+rc=$?
+took=$(($(date +%s) - start))
+kill -9 "$victim" 2>/dev/null
+[ "$rc" -ne 0 ] && [ "$took" -le 30 ] && ok "hung rank ends the job in ${took}s" || bad "hang: exit $rc after ${took}s"
+grep -qE "^\[rank [01] [^]]+\] alexnet: error: all-reduce of .* did not complete within --comm-timeout 5 s" "$tmp/hang.log" \
+  && ok "watchdog names rank, host and operation" || bad "watchdog message: $(cat "$tmp/hang.log")"
+
+echo "$pass passed, $fails failed"
+[ "$fails" -eq 0 ]
