@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <initializer_list>
 #include <regex>
 #include <utility>
 
@@ -42,17 +43,24 @@ std::string dir_of(const std::string& path) {
   return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
 }
 
-void write_group(hid_t file, const std::string& root, const std::vector<ParamEntry>& entries,
-                 const std::vector<float>& values) {
+struct Tensors {
+  const std::vector<ParamEntry>* entries;
+  const float* values;
+};
+
+// One group per layer under `root`, one dataset per tensor.
+void write_group(hid_t file, const std::string& root, std::initializer_list<Tensors> parts) {
   h5::Id g = h5::create_group(file, root);
   std::vector<std::string> made;
-  for (const ParamEntry& e : entries) {
-    const std::string layer = layer_of(e.spec.name);
-    if (std::find(made.begin(), made.end(), layer) == made.end()) {
-      h5::create_group(g.get(), layer);
-      made.push_back(layer);
+  for (const Tensors& part : parts) {
+    for (const ParamEntry& e : *part.entries) {
+      const std::string layer = layer_of(e.spec.name);
+      if (std::find(made.begin(), made.end(), layer) == made.end()) {
+        h5::create_group(g.get(), layer);
+        made.push_back(layer);
+      }
+      h5::write_floats(g.get(), h5_name(e.spec.name), e.spec.shape.dims(), part.values + e.offset);
     }
-    h5::write_floats(g.get(), h5_name(e.spec.name), e.spec.shape.dims(), values.data() + e.offset);
   }
 }
 
@@ -104,17 +112,11 @@ void write_checkpoint(const Snapshot& snap, const std::string& path) {
     h5::set_attr(f, "rng", std::string("philox4x32-10, counter-based: the state is (seed, step)"));
     h5::set_attr(f, "learning_rate", m.state.learning_rate);
     h5::set_attr(f, "epoch_sums", m.state.epoch_sums);
-    std::vector<ParamEntry> all = snap.params;
-    std::vector<float> values = snap.param_values;
     // Batch-norm statistics sit beside their layer's parameters under /params.
-    const std::int64_t base = static_cast<std::int64_t>(values.size());
-    values.insert(values.end(), snap.state_values.begin(), snap.state_values.end());
-    for (ParamEntry e : snap.state) {
-      e.offset += base;
-      all.push_back(e);
-    }
-    write_group(f, "params", all, values);
-    write_group(f, "momentum", snap.params, snap.momentum_values);
+    write_group(
+        f, "params",
+        {{&snap.params, snap.param_values.data()}, {&snap.state, snap.state_values.data()}});
+    write_group(f, "momentum", {{&snap.params, snap.momentum_values.data()}});
     DISTNET_CHECK_HDF5(H5Fflush(f, H5F_SCOPE_GLOBAL));
     file.close_checked();
     fsync_path(tmp, false);
