@@ -327,8 +327,8 @@ int main(int argc, char** argv) {
   }
 
   try {
+    install_stop_handlers();  // before MPI and any thread starts: they all inherit the mask
     MpiSession mpi(&argc, &argv);
-    install_stop_handlers();  // after MPI_Init, which may install handlers of its own
     World world;
     try {
       return run(cfg, world);

@@ -7,6 +7,7 @@ namespace distnet {
 
 constexpr int kExitStopped = 3;  // stopped on request after writing a checkpoint: resume to go on
 
+// Call early in main, before MPI_Init and before any thread starts.
 void install_stop_handlers();
 bool stop_requested();
 int stop_signal();  // the signal that asked, 0 if none

@@ -1,38 +1,63 @@
+// Stop signals are blocked in every thread (they inherit the mask from main, which blocks them
+// before MPI, OpenMP or any thread of ours starts) and received synchronously by one thread with
+// sigwait(): no handler ever interrupts MPI, oneDNN or malloc on some random thread.
 #include "distnet/signals.hpp"
+#include "distnet/world.hpp"
 
+#include <pthread.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
-#include <initializer_list>
+#include <mutex>
+#include <thread>
 
 namespace distnet {
 namespace {
 
-volatile std::sig_atomic_t g_signal = 0;
+std::atomic<int> g_signal{0};
 
-extern "C" void on_stop_signal(int sig) {
-  if (sig == SIGINT && g_signal == SIGINT) _exit(130);  // the second Ctrl-C: leave now
-  g_signal = sig;
+sigset_t stop_set() {
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, SIGTERM);
+  sigaddset(&s, SIGUSR1);
+  sigaddset(&s, SIGINT);
+  return s;
 }
 
 }  // namespace
 
 void install_stop_handlers() {
-  struct sigaction sa {};
-  sa.sa_handler = on_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESTART;  // a system call interrupted by the signal resumes
-  for (int sig : {SIGTERM, SIGUSR1, SIGINT}) sigaction(sig, &sa, nullptr);
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const sigset_t set = stop_set();
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    std::thread([set] {
+      for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0) continue;
+        if (sig == SIGINT && g_signal.load() == SIGINT) _exit(130);  // the second Ctrl-C: leave now
+        if (sig == SIGINT && g_signal.load() == 0 && launcher_rank() == 0) {
+          const char msg[] =
+              "alexnet: stop requested; finishing the current step (Ctrl-C again to quit at "
+              "once)\n";
+          [[maybe_unused]] const auto n = write(STDERR_FILENO, msg, sizeof msg - 1);
+        }
+        g_signal.store(sig);
+      }
+    }).detach();
+  });
 }
 
 bool stop_requested() {
-  return g_signal != 0;
+  return g_signal.load() != 0;
 }
 int stop_signal() {
-  return g_signal;
+  return g_signal.load();
 }
 void request_stop_for_testing() {
-  g_signal = SIGUSR1;
+  g_signal.store(SIGUSR1);
 }
 
 }  // namespace distnet

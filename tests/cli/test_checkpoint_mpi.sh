@@ -48,6 +48,23 @@ grep -q "stopped on request at step [0-9]*; checkpoint written" "$tmp/signal.log
 same_state "$final" "$tmp/signal/$(basename "$final")" && ok "signal, checkpoint, resume is bitwise exact" \
   || bad "signal-resumed run differs"
 
+
+
+# 3b. One process, Ctrl-C: the first SIGINT asks for a clean stop, a second one leaves at once
+#     (exit 130). AlexNet at 224 keeps a step busy long enough for the second to arrive mid-step.
+"$bin" --model alexnet --dataset synthetic --synthetic-shape 1x224x224 --batch-size 16 --workers 1 \
+  --epochs 5 >"$tmp/int.log" 2>&1 &
+pid=$!
+for _ in $(seq 300); do grep -q "^training" "$tmp/int.log" 2>/dev/null && break; sleep 0.1; done
+sleep 1
+kill -INT "$pid"
+for _ in $(seq 50); do grep -q "stop requested; finishing the current step" "$tmp/int.log" && break; sleep 0.02; done
+kill -INT "$pid"
+wait "$pid"
+rc=$?
+[ "$rc" -eq 130 ] && grep -q "Ctrl-C again to quit at once" "$tmp/int.log" && ok "a second SIGINT exits at once" \
+  || bad "double SIGINT: exit $rc: $(tail -3 "$tmp/int.log")"
+
 # 4. Readable without distnet: h5ls, h5dump and h5py.
 h5ls -r "$final" | grep -q "/params/dense1/weight .*Dataset {500, 800}" && ok "h5ls" || bad "h5ls: $(h5ls -r "$final")"
 h5dump -a /global_batch "$final" | grep -q "(0): 128" && ok "h5dump" || bad "h5dump"
@@ -89,6 +106,28 @@ took=$(($(date +%s) - start))
 newest=$(ls "$tmp"/kill/ckpt-*.h5 | tail -1)
 "${mpi[@]}" -n 2 "$bin" "${run[@]}" --eval-only --checkpoint "$newest" >/dev/null 2>&1 \
   && ok "newest checkpoint after the kill loads" || bad "$newest does not load"
+
+# 7b. kill -9 of rank 0 in the middle of a save (AlexNet: ~100 MB per checkpoint, one per step).
+"${mpi[@]}" -n 2 "$bin" --model alexnet --resize 67 --dataset synthetic --synthetic-shape 1x67x67 \
+  --synthetic-train-size 20000 --batch-size 8 --epochs 1 --workers 1 --checkpoint-every 1steps \
+  --keep-checkpoints 2 --checkpoint-dir "$tmp/kill0" >"$tmp/kill0.log" 2>&1 &
+pid=$!
+rank0=""
+for _ in $(seq 600); do
+  if ls "$tmp"/kill0/.ckpt-*.tmp-* >/dev/null 2>&1 && ls "$tmp"/kill0/ckpt-*.h5 >/dev/null 2>&1; then
+    for p in $(pgrep -f "$bin .*$tmp/kill0"); do
+      tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=0" && rank0=$p
+    done
+    [ -n "$rank0" ] && kill -9 "$rank0" && break
+  fi
+  sleep 0.05
+done
+wait "$pid"
+[ -n "$rank0" ] && ok "killed rank 0 (pid $rank0) while it was writing a checkpoint" || bad "never saw a save in progress"
+newest=$(ls "$tmp"/kill0/ckpt-*.h5 | tail -1)
+"${mpi[@]}" -n 2 "$bin" --model alexnet --resize 67 --dataset synthetic --synthetic-shape 1x67x67 \
+  --synthetic-test-size 16 --batch-size 8 --eval-only --checkpoint "$newest" >/dev/null 2>&1 \
+  && ok "the newest complete checkpoint ($(basename "$newest")) loads after the kill" || bad "$newest does not load"
 
 # 8. A rank that stops answering (SIGSTOP): the watchdog ends the job after --comm-timeout.
 "${mpi[@]}" -n 2 "$bin" "${run[@]}" --epochs 50 --comm-timeout 5 >"$tmp/hang.log" 2>&1 &
