@@ -55,6 +55,8 @@ struct RunConfig {
 
   // benchmark mode
   int warmup_steps = 5, steps = 20;
+  // time-to-accuracy: stop once the test accuracy reaches this (0: train all epochs)
+  double target_accuracy = 0;
 
   // checkpoints and failures
   std::string checkpoint_dir;  // empty: no checkpoints

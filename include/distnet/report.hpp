@@ -29,6 +29,7 @@ class Reporter {
                 double examples_per_s);
   void epoch(const EpochMetrics& m, int world, const std::string& device);
   void benchmark(const BenchmarkResult& r, int world, const Model& model);
+  void target(double target, bool reached, int epochs, double wall_s, double test_acc, int world);
 
  private:
   void clear_progress();

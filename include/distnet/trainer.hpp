@@ -55,6 +55,8 @@ struct TrainerParts {
 struct FitResult {
   std::vector<EpochMetrics> history;
   bool stopped = false;  // a stop request ended the run early (after a checkpoint, if enabled)
+  bool target_reached = false;
+  double wall_s = 0;  // from the start of fit() to its end
 };
 
 class Trainer {

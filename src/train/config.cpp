@@ -149,6 +149,9 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
        "linear learning-rate warm-up (may be fractional)")  //
       ("lr-scale-by-world", po::bool_switch(&c.lr_scale_by_world),
        "multiply lr by the number of ranks (linear scaling rule)")  //
+      ("target-accuracy", po::value(&c.target_accuracy)->default_value(0),
+       "time-to-accuracy: stop after the first epoch whose test accuracy reaches this, and "
+       "report the wall time and epochs it took (0: off)")  //
       ("seed", po::value(&c.seed)->default_value(c.seed),
        "seed of initialisation, shuffling, dropout and synthetic data");
 
@@ -270,6 +273,8 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
     c.checkpoint_every_epochs = steps ? 0 : n;
     c.checkpoint_every_steps = steps ? n : 0;
   }
+  need(c.target_accuracy >= 0 && c.target_accuracy <= 1,
+       "--target-accuracy must be in [0, 1], got " + num(c.target_accuracy));
   need(c.keep_checkpoints >= 1,
        "--keep-checkpoints must be at least 1, got " + std::to_string(c.keep_checkpoints));
   need(c.comm_timeout >= 0, "--comm-timeout must be >= 0, got " + num(c.comm_timeout));
@@ -330,7 +335,7 @@ std::string RunConfig::effective_ini() const {
     << "\ncheckpoint-every = " << checkpoint_every << "\nkeep-checkpoints = " << keep_checkpoints
     << "\nresume = " << resume << "\neval-only = " << (eval_only ? "true" : "false")
     << "\ncheckpoint = " << checkpoint << "\ninit-from = " << init_from
-    << "\ncomm-timeout = " << comm_timeout << "\n";
+    << "\ncomm-timeout = " << comm_timeout << "\ntarget-accuracy = " << target_accuracy << "\n";
   return o.str();
 }
 

@@ -113,6 +113,19 @@ void Reporter::epoch(const EpochMetrics& m, int world, const std::string& device
        ",\"ranks\":" + std::to_string(world) + ",\"device\":\"" + device + "\"}");
 }
 
+void Reporter::target(double target, bool reached, int epochs, double wall_s, double test_acc,
+                      int world) {
+  line(std::string(reached ? "reached" : "did not reach") + " the target test accuracy " +
+       fmt("%.4g", target) + (reached ? " after " : " in ") + std::to_string(epochs) +
+       (epochs == 1 ? " epoch, " : " epochs, ") + fmt("%.1f", wall_s) + " s of training on " +
+       std::to_string(world) + (world == 1 ? " rank" : " ranks") + " (test acc " +
+       fmt("%.4f", test_acc) + ")");
+  json("{\"event\":\"time_to_accuracy\",\"target\":" + fmt("%.6g", target) +
+       ",\"reached\":" + (reached ? "true" : "false") + ",\"epochs\":" + std::to_string(epochs) +
+       ",\"wall_s\":" + fmt("%.4f", wall_s) + ",\"test_acc\":" + fmt("%.6f", test_acc) +
+       ",\"ranks\":" + std::to_string(world) + "}");
+}
+
 void Reporter::benchmark(const BenchmarkResult& r, int world, const Model& model) {
   line("benchmark: " + std::to_string(r.steps) + " steps of a global batch of " +
        std::to_string(r.global_batch) + " on " + std::to_string(world) +
@@ -129,14 +142,19 @@ void Reporter::benchmark(const BenchmarkResult& r, int world, const Model& model
     line("    " + name + std::string(10 - std::min<std::size_t>(9, name.size()), ' ') + "forward " +
          fmt("%8.2f", r.layers.forward_ms[l]) + "  backward " +
          fmt("%8.2f", r.layers.backward_ms[l]));
+    std::int64_t grads = 0;  // gradient floats of this layer: what it adds to the all-reduce
+    for (const auto& ps : model.layers()[l]->param_specs())
+      if (ps.trainable()) grads += ps.shape.numel();
     layers_json += std::string(l ? "," : "") + "{\"layer\":\"" + name +
                    "\",\"forward_ms\":" + fmt("%.4f", r.layers.forward_ms[l]) +
-                   ",\"backward_ms\":" + fmt("%.4f", r.layers.backward_ms[l]) + "}";
+                   ",\"backward_ms\":" + fmt("%.4f", r.layers.backward_ms[l]) +
+                   ",\"grad_floats\":" + std::to_string(grads) + "}";
   }
   json("{\"event\":\"benchmark\",\"ranks\":" + std::to_string(world) + ",\"global_batch\":" +
        std::to_string(r.global_batch) + ",\"steps\":" + std::to_string(r.steps) +
        ",\"images_per_s\":" + fmt("%.3f", r.images_per_s) + ",\"images_per_s_per_rank\":" +
        fmt("%.3f", r.images_per_s_per_rank) + ",\"step_ms\":" + fmt("%.4f", r.step_ms) +
+       ",\"per_rank_batch\":" + fmt("%.4f", double(r.global_batch) / world) +
        ",\"compute_ms\":" + fmt("%.4f", r.compute_ms) + ",\"comm_ms\":" + fmt("%.4f", r.comm_ms) +
        ",\"data_ms\":" + fmt("%.4f", r.data_ms) + ",\"layers\":[" + layers_json + "]}");
 }

@@ -128,6 +128,7 @@ void Trainer::train_step(const data::Batch& b) {
 
 FitResult Trainer::fit() {
   FitResult result;
+  const auto fit_start = Clock::now();
   const std::int64_t steps_per_epoch = sampler_.batches_per_epoch();
   const bool checkpoints = !cfg_.checkpoint_dir.empty();
   data::LoaderOptions lo;
@@ -193,12 +194,27 @@ FitResult Trainer::fit() {
     }
     p_.report.epoch(em, p_.world.size(), p_.backend.device().str());
     result.history.push_back(em);
+    if (cfg_.target_accuracy > 0 && p_.test && em.test_acc >= cfg_.target_accuracy) {
+      result.target_reached = true;
+      result.wall_s = seconds_since(fit_start);
+      p_.report.target(cfg_.target_accuracy, true, em.epoch, result.wall_s, em.test_acc,
+                       p_.world.size());
+      if (checkpoints && saved_step_ != step_) save_checkpoint();
+      if (p_.writer) p_.writer->wait();
+      return result;
+    }
     if (checkpoints && cfg_.checkpoint_every_epochs > 0 &&
         (epoch + 1) % cfg_.checkpoint_every_epochs == 0)
       save_checkpoint();
   }
   if (checkpoints && saved_step_ != step_) save_checkpoint();  // always one at the end
   if (p_.writer) p_.writer->wait();
+  result.wall_s = seconds_since(fit_start);
+  if (cfg_.target_accuracy > 0) {
+    p_.report.target(cfg_.target_accuracy, false, int(result.history.size()), result.wall_s,
+                     result.history.empty() ? 0.0 : result.history.back().test_acc,
+                     p_.world.size());
+  }
   return result;
 }
 

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# launch/scaling-study on 1 and 2 CPU ranks with tiny synthetic settings: the CSV has the expected
+# columns and rows, the plots exist and are images, time-to-accuracy and the projection run, and
+# bad arguments give clear errors.
+#   test_scaling_study.sh PATH/TO/alexnet
+set -u
+bin=$1
+study=$(cd "$(dirname "$0")/../.." && pwd)/launch/scaling-study
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0
+fails=0
+ok() { echo "ok: $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
+
+"$study" run --alexnet "$bin" --ranks 1,2 --repeat 2 --steps 3 --warmup-steps 1 --per-rank-batch 16 \
+  --global-batch 32 --threads-per-rank 1 --out "$tmp/s" -- --model lenet --resize 28 >"$tmp/run.log" 2>&1 \
+  && ok "study runs" || bad "study failed: $(tail -5 "$tmp/run.log")"
+header=$(head -1 "$tmp/s/scaling.csv")
+[ "$header" = "mode,ranks,nodes,per_rank_batch,global_batch,images_per_s_median,images_per_s_min,images_per_s_max,step_ms,compute_ms,comm_ms,data_ms,speedup,efficiency,repeats" ] \
+  && ok "CSV columns" || bad "CSV header: $header"
+rows=$(tail -n +2 "$tmp/s/scaling.csv" | cut -d, -f1,2,4,5 | tr '\n' ' ')
+[ "$rows" = "weak,1,16.0,16 weak,2,16.0,32 strong,1,32.0,32 strong,2,16.0,32 " ] && ok "CSV rows: weak and strong on 1 and 2 ranks" \
+  || bad "CSV rows: $rows"
+awk -F, 'NR > 1 && ($6 <= 0 || $7 > $6 || $8 < $6 || $15 != 2) {exit 1}' "$tmp/s/scaling.csv" \
+  && ok "medians lie within min..max over 2 repeats" || bad "figures: $(cat "$tmp/s/scaling.csv")"
+awk -F, 'NR > 1 && $2 == 1 && ($13 != 1 || $14 != 1) {exit 1}' "$tmp/s/scaling.csv" && ok "1 rank: speed-up and efficiency 1" \
+  || bad "baseline row"
+[ "$(head -c 8 "$tmp/s/scaling.png" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] && [ "$(stat -c %s "$tmp/s/scaling.png")" -gt 2000 ] \
+  && ok "PNG plot" || bad "no PNG plot"
+grep -q "<svg" "$tmp/s/scaling.svg" && grep -q "efficiency" "$tmp/s/scaling.svg" && ok "SVG plot" || bad "no SVG plot"
+out=$("$study" project --profile "$tmp/s/profile.json" --ranks 1,8 --busbw 100 2>&1) \
+  && grep -qE "^ +8 +[0-9.]+ " <<<"$out" && ok "projection table" || bad "project: $out"
+out=$("$study" check --study "$tmp/s" --busbw 4 2>&1) && grep -q "largest error" <<<"$out" && ok "model check" || bad "check: $out"
+
+"$study" tta --alexnet "$bin" --ranks 1,2 --target 0.3 --threads-per-rank 1 --out "$tmp/t" -- --model lenet \
+  --resize 0 --dataset synthetic --synthetic-train-size 2000 --synthetic-test-size 200 --epochs 3 \
+  --lr 0.1 --momentum 0.9 >"$tmp/tta.log" 2>&1 && ok "time-to-accuracy runs" || bad "tta: $(tail -5 "$tmp/tta.log")"
+[ "$(head -1 "$tmp/t/time_to_accuracy.csv")" = "ranks,target,reached,epochs,wall_s,test_acc" ] \
+  && [ "$(grep -c ",True," "$tmp/t/time_to_accuracy.csv")" -eq 2 ] && ok "time-to-accuracy CSV" \
+  || bad "tta CSV: $(cat "$tmp/t/time_to_accuracy.csv")"
+
+for args in "--ranks ," "--ranks 1,x" "--ranks 0,2"; do
+  out=$("$study" run --alexnet "$bin" $args --out "$tmp/bad" 2>&1); rc=$?
+  [ "$rc" -eq 2 ] && grep -q "scaling-study: error: --ranks must be a comma-separated list of positive integers" <<<"$out" \
+    && ok "bad $args" || bad "bad $args: exit $rc: $out"
+done
+out=$("$study" project --profile "$tmp/s/runs/weak-n2-r0.jsonl" --busbw 10 2>&1); rc=$?
+[ "$rc" -eq 2 ] && grep -q "must come from a 1-rank benchmark" <<<"$out" && ok "profile of 2 ranks refused" || bad "profile: $out"
+
+echo "$pass passed, $fails failed"
+[ "$fails" -eq 0 ]
