@@ -3,10 +3,10 @@
 // itself, its host and the operation, and aborts the whole job instead of waiting forever.
 #include <mpi.h>
 
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 
@@ -18,9 +18,7 @@ namespace {
 class WatchdogCommunicator final : public Communicator {
  public:
   WatchdogCommunicator(std::unique_ptr<Communicator> inner, double timeout_s, std::string who)
-      : inner_(std::move(inner)),
-        timeout_s_(timeout_s),
-        who_(std::move(who)),
+      : inner_(std::move(inner)), timeout_s_(timeout_s), who_(std::move(who)),
         thread_([this] { watch(); }) {}
   ~WatchdogCommunicator() override {
     {
@@ -34,29 +32,32 @@ class WatchdogCommunicator final : public Communicator {
   std::string name() const override { return inner_->name(); }
   int rank() const override { return inner_->rank(); }
   int size() const override { return inner_->size(); }
+
+  // The operation is recorded as a format and a size; its text is made only if the watchdog
+  // fires, so guarding a collective allocates nothing.
   void allreduce_sum(float* d, std::size_t n) override {
-    Guard g(*this, "all-reduce of " + std::to_string(n) + " floats");
+    Guard g(*this, "all-reduce of %zu floats", n);
     inner_->allreduce_sum(d, n);
   }
   void allreduce_sum(double* d, std::size_t n) override {
-    Guard g(*this, "all-reduce of " + std::to_string(n) + " doubles");
+    Guard g(*this, "all-reduce of %zu doubles", n);
     inner_->allreduce_sum(d, n);
   }
   void broadcast(void* d, std::size_t bytes, int root) override {
-    Guard g(*this,
-            "broadcast of " + std::to_string(bytes) + " bytes from rank " + std::to_string(root));
+    Guard g(*this, "broadcast of %zu bytes", bytes);
     inner_->broadcast(d, bytes, root);
   }
   void barrier() override {
-    Guard g(*this, "barrier");
+    Guard g(*this, "barrier", 0);
     inner_->barrier();
   }
 
  private:
   struct Guard {
-    Guard(WatchdogCommunicator& w, std::string op) : w_(w) {
+    Guard(WatchdogCommunicator& w, const char* format, std::size_t size) : w_(w) {
       std::lock_guard<std::mutex> lock(w_.mu_);
-      w_.op_ = std::move(op);
+      w_.format_ = format;
+      w_.size_ = size;
       w_.since_ = std::chrono::steady_clock::now();
       w_.active_ = true;
     }
@@ -75,11 +76,12 @@ class WatchdogCommunicator final : public Communicator {
       const double waited =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - since_).count();
       if (waited > timeout_s_) {
-        std::fprintf(
-            stderr,
-            "%salexnet: error: %s did not complete within --comm-timeout %g s; a peer rank "
-            "has hung or died -- aborting the job\n",
-            who_.c_str(), op_.c_str(), timeout_s_);
+        char op[128];
+        std::snprintf(op, sizeof op, format_, size_);
+        std::fprintf(stderr,
+                     "%salexnet: error: %s did not complete within --comm-timeout %g s; a peer rank "
+                     "has hung or died -- aborting the job\n",
+                     who_.c_str(), op, timeout_s_);
         std::fflush(stderr);
         MPI_Abort(MPI_COMM_WORLD, 1);
         std::_Exit(1);
@@ -93,7 +95,8 @@ class WatchdogCommunicator final : public Communicator {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false, active_ = false;
-  std::string op_;
+  const char* format_ = "";
+  std::size_t size_ = 0;
   std::chrono::steady_clock::time_point since_;
   std::thread thread_;
 };
