@@ -89,14 +89,14 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
        "network: alexnet, alexnet-nopad, alexnet-bn, lenet")  //
       ("resize", po::value(&c.resize)->default_value(c.resize),
        "resize images to N x N (bilinear); 0 keeps the dataset's size")                    //
-      ("dropout", po::value(&c.dropout)->default_value(c.dropout), "dropout probability")  //
-      ("bn-momentum", po::value(&c.bn_momentum)->default_value(c.bn_momentum),
+      ("dropout", po::value(&c.dropout)->default_value(c.dropout, "0.5"), "dropout probability")  //
+      ("bn-momentum", po::value(&c.bn_momentum)->default_value(c.bn_momentum, "0.9"),
        "batch-norm running statistics: running = m * running + (1 - m) * batch")  //
       ("init", po::value(&c.init)->default_value(c.init),
        "weight initialiser: xavier or normal")  //
-      ("init-magnitude", po::value(&c.init_magnitude)->default_value(c.init_magnitude),
+      ("init-magnitude", po::value(&c.init_magnitude)->default_value(c.init_magnitude, "2.24"),
        "Xavier magnitude (uniform, average fan)")  //
-      ("init-sigma", po::value(&c.init_sigma)->default_value(c.init_sigma),
+      ("init-sigma", po::value(&c.init_sigma)->default_value(c.init_sigma, "0.01"),
        "standard deviation of the normal initialiser");
 
   po::options_description data("Data");
