@@ -10,6 +10,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <thread>
@@ -193,6 +194,8 @@ Setup set_up(const RunConfig& cfg, const World& world) {
   s.model->initialize(init);
   // Checkpoint files are read on rank 0 only; the trainer broadcasts what it loaded.
   if (world.is_root()) {
+    if (!cfg.metrics_file.empty() && !std::ofstream(cfg.metrics_file, std::ios::app))
+      throw Error(cfg.metrics_file + ": cannot open the metrics file for writing");
     if (!cfg.checkpoint_dir.empty()) ensure_writable_dir(cfg.checkpoint_dir);
     if (!cfg.init_from.empty()) load_checkpoint(cfg.init_from, *s.model, /*weights_only=*/true);
     if (cfg.eval_only) load_checkpoint(cfg.checkpoint, *s.model, /*weights_only=*/true);

@@ -26,6 +26,11 @@ n=$(grep -c "data directory of fashion-mnist does not exist" <<<"$out")
 [ "$n" -eq 1 ] && ok "missing data reported once" || bad "missing data reported $n times: $out"
 grep -q "^\[rank 0 " <<<"$out" && ok "message names the rank" || bad "no [rank r host] prefix: $out"
 
+# An unwritable metrics file is found during set-up: every rank exits 1, one message.
+out=$("${mpi[@]}" -n 2 "$bin" --model lenet --resize 0 --metrics-file /nonexistent/dir/m.jsonl 2>&1); rc=$?
+[ "$rc" -eq 1 ] && [ "$(grep -c "/nonexistent/dir/m.jsonl: cannot open the metrics file for writing" <<<"$out")" -eq 1 ] \
+  && ok "unwritable metrics file" || bad "metrics file: exit $rc: $out"
+
 # A model that does not fit the data: a usage error (2) found after start-up.
 out=$("${mpi[@]}" -n 2 "$bin" --model alexnet --resize 0 2>&1); rc=$?
 [ "$rc" -eq 2 ] && ok "model/data mismatch exits 2" || bad "mismatch: exit $rc: $out"
