@@ -17,6 +17,8 @@ struct ConvPlan {
   Staged bd_dy, bd_w, bd_dx;    // backward data
   Staged bw_src, bw_dy, bw_dw;  // backward weights
   memory bias, dbias;
+  // Backward-data and backward-weights often want dy in the same layout: reorder it once.
+  bool dy_layouts_match = false;
 };
 
 class CpuConv2d final : public Conv2dOp {
@@ -42,17 +44,20 @@ class CpuConv2d final : public Conv2dOp {
                 float* db) override {
     ConvPlan& p = plan(n);
     auto& s = ctx_->stream;
+    memory dy_staged;
     if (dx) {
+      dy_staged = p.bd_dy.in(dy, s);
       memory diff_src = p.bd_dx.out(dx);
-      p.bwd_data.execute(s, {{DNNL_ARG_DIFF_DST, p.bd_dy.in(dy, s)},
+      p.bwd_data.execute(s, {{DNNL_ARG_DIFF_DST, dy_staged},
                              {DNNL_ARG_WEIGHTS, p.bd_w.in(w, s)},
                              {DNNL_ARG_DIFF_SRC, diff_src}});
       p.bd_dx.finish(s);
     }
     p.dbias.set_data_handle(db);
     memory diff_w = p.bw_dw.out(dw);
+    const memory dy_for_weights = dx && p.dy_layouts_match ? dy_staged : p.bw_dy.in(dy, s);
     p.bwd_weights.execute(s, {{DNNL_ARG_SRC, p.bw_src.in(x, s)},
-                              {DNNL_ARG_DIFF_DST, p.bw_dy.in(dy, s)},
+                              {DNNL_ARG_DIFF_DST, dy_for_weights},
                               {DNNL_ARG_DIFF_WEIGHTS, diff_w},
                               {DNNL_ARG_DIFF_BIAS, p.dbias}});
     p.bw_dw.finish(s);
@@ -96,6 +101,7 @@ class CpuConv2d final : public Conv2dOp {
     p->bw_src = Staged(src_u, wpd.src_desc(), e);
     p->bw_dy = Staged(dst_u, wpd.diff_dst_desc(), e);
     p->bw_dw = Staged(w_u, wpd.diff_weights_desc(), e);
+    p->dy_layouts_match = dpd.diff_dst_desc() == wpd.diff_dst_desc();
     p->bias = memory(bias_md, e, DNNL_MEMORY_NONE);
     p->dbias = memory(bias_md, e, DNNL_MEMORY_NONE);
     return p;
