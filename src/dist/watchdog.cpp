@@ -18,7 +18,9 @@ namespace {
 class WatchdogCommunicator final : public Communicator {
  public:
   WatchdogCommunicator(std::unique_ptr<Communicator> inner, double timeout_s, std::string who)
-      : inner_(std::move(inner)), timeout_s_(timeout_s), who_(std::move(who)),
+      : inner_(std::move(inner)),
+        timeout_s_(timeout_s),
+        who_(std::move(who)),
         thread_([this] { watch(); }) {}
   ~WatchdogCommunicator() override {
     {
@@ -78,10 +80,11 @@ class WatchdogCommunicator final : public Communicator {
       if (waited > timeout_s_) {
         char op[128];
         std::snprintf(op, sizeof op, format_, size_);
-        std::fprintf(stderr,
-                     "%salexnet: error: %s did not complete within --comm-timeout %g s; a peer rank "
-                     "has hung or died -- aborting the job\n",
-                     who_.c_str(), op, timeout_s_);
+        std::fprintf(
+            stderr,
+            "%salexnet: error: %s did not complete within --comm-timeout %g s; a peer rank "
+            "has hung or died -- aborting the job\n",
+            who_.c_str(), op, timeout_s_);
         std::fflush(stderr);
         MPI_Abort(MPI_COMM_WORLD, 1);
         std::_Exit(1);

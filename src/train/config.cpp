@@ -88,7 +88,7 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
       ("model", po::value(&c.model)->default_value(c.model),
        "network: alexnet, alexnet-nopad, alexnet-bn, lenet")  //
       ("resize", po::value(&c.resize)->default_value(c.resize),
-       "resize images to N x N (bilinear); 0 keeps the dataset's size")                    //
+       "resize images to N x N (bilinear); 0 keeps the dataset's size")                           //
       ("dropout", po::value(&c.dropout)->default_value(c.dropout, "0.5"), "dropout probability")  //
       ("bn-momentum", po::value(&c.bn_momentum)->default_value(c.bn_momentum, "0.9"),
        "batch-norm running statistics: running = m * running + (1 - m) * batch")  //
