@@ -86,8 +86,6 @@ class CheckpointWriter {
 
   void submit(Snapshot snap, const std::string& file_name);
   void wait();
-  double last_write_seconds() const { return last_write_s_; }
-  const std::string& last_path() const { return last_path_; }
 
  private:
   void run();
@@ -96,10 +94,9 @@ class CheckpointWriter {
   std::mutex mu_;
   std::condition_variable cv_;
   std::optional<Snapshot> pending_;
-  std::string pending_name_, last_path_;
+  std::string pending_name_;
   bool busy_ = false, stop_ = false;
   std::exception_ptr error_;
-  double last_write_s_ = 0;
   std::thread thread_;
 };
 

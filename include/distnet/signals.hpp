@@ -10,7 +10,5 @@ constexpr int kExitStopped = 3;  // stopped on request after writing a checkpoin
 // Call early in main, before MPI_Init and before any thread starts.
 void install_stop_handlers();
 bool stop_requested();
-int stop_signal();  // the signal that asked, 0 if none
-void request_stop_for_testing();
 
 }  // namespace distnet

@@ -15,7 +15,6 @@ class MpiSession {
   ~MpiSession();
   MpiSession(const MpiSession&) = delete;
   MpiSession& operator=(const MpiSession&) = delete;
-  int thread_level() const { return provided_; }
 
  private:
   int provided_ = 0;
@@ -42,10 +41,6 @@ class World {
 
   // Every rank with its host and device, in rank order (a collective).
   std::vector<RankInfo> gather_ranks(const std::string& my_device) const;
-
-  // True on every rank iff `ok` is true on every rank (a collective): lets all ranks leave
-  // together, with a non-zero exit, when any of them hit a problem.
-  bool all_ok(bool ok) const;
 
  private:
   MPI_Comm comm_;

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <initializer_list>
 #include <regex>
@@ -282,7 +281,6 @@ void CheckpointWriter::run() {
       busy_ = true;
     }
     std::exception_ptr err;
-    const auto t0 = std::chrono::steady_clock::now();
     const std::string path = dir_ + "/" + name;
     try {
       write_checkpoint(snap, path);
@@ -292,8 +290,6 @@ void CheckpointWriter::run() {
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
-      last_write_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (!err) last_path_ = path;
       error_ = err;
       busy_ = false;
     }

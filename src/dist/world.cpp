@@ -59,12 +59,6 @@ std::vector<RankInfo> World::gather_ranks(const std::string& my_device) const {
   return out;
 }
 
-bool World::all_ok(bool ok) const {
-  int mine = ok ? 1 : 0, all = 0;
-  DISTNET_CHECK_MPI(MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, comm_));
-  return all == 1;
-}
-
 int launcher_rank() {
   for (const char* v : {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID"}) {
     if (const char* s = std::getenv(v)) return std::atoi(s);

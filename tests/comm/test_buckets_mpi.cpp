@@ -5,27 +5,21 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include "mpi/mpi_util.hpp"
+
 #include <cmath>
 
 #include "distnet/grad_sync.hpp"
 
 using namespace distnet;
+using distnet::testkit::world_rank;
+using distnet::testkit::world_size;
 
 namespace {
 ModelConfig lenet() {
   ModelConfig c;
   c.name = "lenet", c.input = Shape{1, 28, 28};
   return c;
-}
-int rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int size() {
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
 }
 }  // namespace
 
@@ -52,7 +46,7 @@ TEST(Buckets, ReleasedInBackwardOrderOnceAndSummedBeforeTheUpdate) {
   for (int step = 0; step < 2; ++step) {
     released.clear();
     // Each rank's gradient is rank + 1 everywhere: the sum is n(n+1)/2.
-    for (std::int64_t i = 0; i < m.flat_size(); ++i) m.grad_data()[i] = float(rank() + 1);
+    for (std::int64_t i = 0; i < m.flat_size(); ++i) m.grad_data()[i] = float(world_rank() + 1);
     sync.begin_step();
     std::int64_t done_prefix = 0;
     for (int layer = int(m.layers().size()) - 1; layer >= 0; --layer) {
@@ -65,7 +59,7 @@ TEST(Buckets, ReleasedInBackwardOrderOnceAndSummedBeforeTheUpdate) {
     sync.finish();
     ASSERT_EQ(released.size(), sync.buckets().size());
     for (std::size_t i = 0; i < released.size(); ++i) EXPECT_EQ(released[i], i);  // in order, once
-    const float want = float(size() * (size() + 1) / 2);
+    const float want = float(world_size() * (world_size() + 1) / 2);
     for (std::int64_t i = 0; i < m.flat_size(); ++i) ASSERT_EQ(m.grad_data()[i], want) << i;
   }
 }
@@ -81,17 +75,17 @@ TEST(Buckets, BucketSizeDoesNotChangeTheResult) {
     GradSync sync(m, *comm, mb);
     std::vector<float> x(8 * 784);
     for (std::size_t i = 0; i < x.size(); ++i)
-      x[i] = float((i * 7 + std::size_t(rank()) * 13) % 255) / 255;
+      x[i] = float((i * 7 + std::size_t(world_rank()) * 13) % 255) / 255;
     std::vector<std::int32_t> labels(8);
     std::vector<std::uint32_t> ids(8);
     for (int i = 0; i < 8; ++i)
-      labels[std::size_t(i)] = (i + rank()) % 10,
-      ids[std::size_t(i)] = std::uint32_t(8 * rank() + i);
+      labels[std::size_t(i)] = (i + world_rank()) % 10,
+      ids[std::size_t(i)] = std::uint32_t(8 * world_rank() + i);
     for (std::uint32_t step = 0; step < 3; ++step) {
       const StepContext ctx{true, 1, step, ids.data()};
       double stats[2] = {0, 0};
-      be->softmax_xent(8, 10, m.forward(ctx, 8, x.data()), labels.data(), 1.0f / float(8 * size()),
-                       m.dlogits(), stats);
+      be->softmax_xent(8, 10, m.forward(ctx, 8, x.data()), labels.data(),
+                       1.0f / float(8 * world_size()), m.dlogits(), stats);
       sync.begin_step();
       m.backward(ctx, 8, x.data(), [&](int l) { sync.on_layer_done(l); });
       sync.finish();

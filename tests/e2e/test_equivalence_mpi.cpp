@@ -4,24 +4,17 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include "mpi/mpi_util.hpp"
+
 #include <cmath>
 
 #include "distnet/trainer.hpp"
 
 using namespace distnet;
+using distnet::testkit::world_rank;
+using distnet::testkit::world_size;
 
 namespace {
-
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
 
 struct Outcome {
   std::vector<float> params;

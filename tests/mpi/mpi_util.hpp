@@ -1,0 +1,20 @@
+// Small helpers for the multi-rank GoogleTest binaries (run under mpiexec).
+#pragma once
+
+#include <mpi.h>
+
+namespace distnet::testkit {
+
+inline int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+inline int world_size() {
+  int n = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  return n;
+}
+
+}  // namespace distnet::testkit
