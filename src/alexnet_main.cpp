@@ -10,7 +10,9 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <optional>
 #include <thread>
@@ -89,16 +91,76 @@ void set_threads(const World& world) {
   omp_set_num_threads(std::max(1, std::min(bound, share)));
 }
 
-std::unique_ptr<Backend> select_backend(const RunConfig& c) {
-  if (c.device == "cuda") {
-    throw UsageError(
-        "--device cuda: this version of distnet has no CUDA training backend yet; use --device "
-        "cpu");
+// --device cpu, cuda, or auto (CUDA when this rank can use a GPU). A rank drives GPU
+// local_rank % visible devices: with one rank per GPU on a node (mpirun -np <GPUs per node> x
+// nodes), or with one visible GPU per rank (Slurm's --gpus-per-task), each rank has its own.
+std::unique_ptr<Backend> select_backend(const RunConfig& c, const World& world) {
+  std::string why;
+  const int visible = c.device == "cpu" ? 0 : gpu::usable_devices(&why);
+  if (c.device == "cuda" && visible == 0) throw UsageError("--device cuda: " + why);
+  if (visible == 0) {
+    CpuOptions o;
+    o.conv = c.cpu_conv == "direct" ? CpuOptions::ConvAlgorithm::direct
+                                    : CpuOptions::ConvAlgorithm::automatic;
+    return make_cpu_backend(o);
   }
-  CpuOptions o;
-  o.conv = c.cpu_conv == "direct" ? CpuOptions::ConvAlgorithm::direct
-                                  : CpuOptions::ConvAlgorithm::automatic;
-  return make_cpu_backend(o);
+  gpu::CudaOptions o;
+  o.device = world.local_rank() % visible;
+  o.math = c.math == "fp32" ? gpu::CudaOptions::Math::fp32 : gpu::CudaOptions::Math::tf32;
+  o.conv_search = c.cudnn_algo == "heuristic" ? gpu::CudaOptions::ConvSearch::heuristic
+                                              : gpu::CudaOptions::ConvSearch::find;
+  o.workspace_limit = static_cast<std::size_t>(c.cudnn_workspace_mb * 1024 * 1024);
+  return gpu::make_cuda_backend(o);
+}
+
+// A collective over all ranks, after every rank has its backend: all ranks on the same kind of
+// device, and no two ranks on one physical GPU (NCCL cannot run that way). Returns the problem in
+// one line (the same on every rank), or "".
+std::string check_devices(const World& world, const Backend& be) {
+  struct Record {
+    char host[64];
+    char uuid[48];
+    int cuda, index;
+  } mine{};
+  std::snprintf(mine.host, sizeof mine.host, "%s", world.host().c_str());
+  mine.cuda = be.device().is_cuda();
+  mine.index = be.device().index;
+  if (mine.cuda)
+    std::snprintf(mine.uuid, sizeof mine.uuid, "%s", gpu::device_info(mine.index).uuid.c_str());
+  std::vector<Record> all(static_cast<std::size_t>(world.size()));
+  MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE, world.comm());
+  int gpus = 0;
+  for (const Record& r : all) gpus += r.cuda;
+  if (gpus != 0 && gpus != world.size()) {
+    return std::to_string(gpus) + " of " + std::to_string(world.size()) +
+           " ranks have a GPU and the others do not; every rank must use the same device "
+           "(--device cpu, or start ranks only where GPUs are)";
+  }
+  for (std::size_t a = 0; a < all.size() && gpus; ++a) {
+    for (std::size_t b = a + 1; b < all.size(); ++b) {
+      if (std::strcmp(all[a].uuid, all[b].uuid) != 0) continue;
+      return "ranks " + std::to_string(a) + " and " + std::to_string(b) + " on host " +
+             all[a].host + " would share GPU cuda:" + std::to_string(all[a].index) + " (" +
+             all[a].uuid +
+             "): one rank per GPU is required (NCCL cannot run two ranks on one GPU); start "
+             "at most as many ranks per node as it has GPUs";
+    }
+  }
+  return "";
+}
+
+// A batch that cannot fit is refused before anything is allocated.
+void check_gpu_memory(const Backend& be, const ModelConfig& mc, std::int64_t per_rank) {
+  if (!be.device().is_cuda()) return;
+  const gpu::DeviceInfo info = gpu::device_info(be.device().index);
+  const std::int64_t need = Model::device_bytes(mc, int(per_rank));
+  if (std::size_t(need) <= info.free_bytes) return;
+  throw UsageError("a batch of " + std::to_string(per_rank) + " per rank needs at least " +
+                   std::to_string(need >> 20) + " MiB on " + be.device().str() + " (" + info.name +
+                   ") for the model and its activations, but only " +
+                   std::to_string(info.free_bytes >> 20) + " MiB of " +
+                   std::to_string(info.total_bytes >> 20) +
+                   " MiB are free; use a smaller --batch-size or more GPUs");
 }
 
 std::string prefix(const World& w) {
@@ -122,7 +184,8 @@ int agree_on_failure(const World& world, int my_code, const std::string& message
 struct Setup {
   std::optional<CheckpointMeta> resumed;  // rank 0
   std::unique_ptr<Backend> backend;
-  std::unique_ptr<Communicator> comm;
+  std::unique_ptr<Communicator> comm;       // the model's buffers, on the backend's device
+  std::unique_ptr<Communicator> host_comm;  // host figures; null when `comm` is host MPI
   std::unique_ptr<data::Dataset> train, test;
   std::unique_ptr<data::ImageTransform> transform;
   std::unique_ptr<Model> model;
@@ -165,10 +228,25 @@ std::optional<CheckpointMeta> resume_from(const RunConfig& cfg, Model& model,
   return std::nullopt;
 }
 
-Setup set_up(const RunConfig& cfg, const World& world) {
-  Setup s;
-  s.backend = select_backend(cfg);
-  s.comm = with_watchdog(make_mpi_communicator(world.comm()), cfg.comm_timeout, prefix(world));
+// The communicators: MPI for host figures; for the model's buffers MPI too on the CPU, NCCL on
+// GPUs (or MPI through host memory with --comm mpi). Collective: every rank calls it.
+void make_communicators(const RunConfig& cfg, const World& world, Setup& s) {
+  auto mpi = with_watchdog(make_mpi_communicator(world.comm()), cfg.comm_timeout, prefix(world));
+  if (s.backend->device().is_cpu()) {
+    s.comm = std::move(mpi);
+    return;
+  }
+  if (cfg.comm == "mpi") {
+    s.comm = through_host(
+        with_watchdog(make_mpi_communicator(world.comm()), cfg.comm_timeout, prefix(world)),
+        *s.backend);
+  } else {
+    s.comm = gpu::make_nccl_communicator(world.comm(), *s.backend, cfg.comm_timeout, prefix(world));
+  }
+  s.host_comm = std::move(mpi);
+}
+
+Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
   data::DatasetOptions d = cfg.data;
   if (cfg.benchmark) {  // synthetic images of the model's input size: no resize, no I/O
     d.name = "synthetic";
@@ -185,6 +263,7 @@ Setup set_up(const RunConfig& cfg, const World& world) {
       s.train->image_shape(), data::TransformSpec{int(mc.input[1]), cfg.norm_mean, cfg.norm_std});
   const std::int64_t per_rank = (cfg.batch + world.size() - 1) / world.size();
   const std::int64_t eval = cfg.eval_batch > 0 ? cfg.eval_batch : per_rank;
+  check_gpu_memory(*s.backend, mc, std::max(per_rank, eval));
   s.model = std::make_unique<Model>(mc, *s.backend, int(std::max(per_rank, eval)));
   InitConfig init;
   init.kind = cfg.init == "normal" ? InitConfig::Kind::normal : InitConfig::Kind::xavier;
@@ -263,15 +342,33 @@ int run(const RunConfig& cfg, const World& world) {
   Setup s;
   int code = kExitOk;
   std::string message;
-  try {
-    set_threads(world);
-    s = set_up(cfg, world);
-  } catch (const UsageError& e) {
-    code = kExitUsage, message = e.what();
-  } catch (const std::exception& e) {
-    code = kExitError, message = e.what();
-  }
-  if (const int agreed = agree_on_failure(world, code, message); agreed != kExitOk) return agreed;
+  // Set-up in phases, each ended by an agreement, so that no rank enters a collective that a
+  // failed peer will never join: the device (local), the device check and the communicators
+  // (collective), then data, model and checkpoints (local again).
+  auto phase = [&](const std::function<void()>& step) {
+    try {
+      step();
+    } catch (const UsageError& e) {
+      code = kExitUsage, message = e.what();
+    } catch (const std::exception& e) {
+      code = kExitError, message = e.what();
+    }
+    return agree_on_failure(world, code, message);
+  };
+  if (int c = phase([&] {
+        set_threads(world);
+        s.backend = select_backend(cfg, world);
+      });
+      c != kExitOk)
+    return c;
+  if (int c = phase([&] {
+        const std::string problem = check_devices(world, *s.backend);  // same on every rank
+        if (!problem.empty()) throw UsageError(problem);
+        make_communicators(cfg, world, s);
+      });
+      c != kExitOk)
+    return c;
+  if (int c = phase([&] { s = set_up(cfg, world, std::move(s)); }); c != kExitOk) return c;
 
   const std::optional<TrainingState> resume = share_resume_state(world, s);
   Reporter report(world.is_root(), cfg.metrics_file, cfg.progress);
@@ -280,7 +377,7 @@ int run(const RunConfig& cfg, const World& world) {
   if (world.is_root() && !cfg.checkpoint_dir.empty())
     writer = std::make_unique<CheckpointWriter>(cfg.checkpoint_dir, cfg.keep_checkpoints);
   Trainer trainer(cfg, {world, *s.comm, *s.backend, *s.model, *s.train, s.test.get(), *s.transform,
-                        report, writer.get()});
+                        report, writer.get(), s.host_comm.get()});
   if (cfg.eval_only) {
     const EvalResult r = trainer.evaluate();
     char text[512];

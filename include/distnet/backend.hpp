@@ -78,6 +78,15 @@ struct DropoutKey {
   std::uint32_t step = 0;
 };
 
+// Bilinear resize (half-pixel centres, edges clamped) of uint8 C x H x W images to C x h x w
+// floats, then out = pixel * scale[c] + shift[c] (scaling to [0, 1] and normalising in one).
+// data::ImageTransform makes one from the run's settings; up to 4 channels.
+struct ResizeNormalize {
+  static constexpr int kMaxChannels = 4;
+  int channels = 1, h_in = 0, w_in = 0, h_out = 0, w_out = 0;
+  float scale[kMaxChannels] = {1, 1, 1, 1}, shift[kMaxChannels] = {0, 0, 0, 0};
+};
+
 struct SgdParams {
   float lr = 0.01f;
   float momentum = 0.0f;
@@ -129,6 +138,14 @@ class Backend {
   //   v = momentum * v + (g + weight_decay * w);  w -= lr * v     (v unused if momentum == 0)
   virtual void sgd_update(std::int64_t count, float* w, const float* g, float* v,
                           const SgdParams& p) = 0;
+
+  // n raw images (on this device) resized and normalised into `out` (on this device).
+  virtual void resize_normalize(int n, const ResizeNormalize& spec, const std::uint8_t* images,
+                                float* out) = 0;
+  // Whether the trainer should hand this backend raw uint8 images and let it resize them (the
+  // GPU: a 28x28 image is 64x fewer bytes to copy than its 224x224 float version) rather than
+  // resize in the loader threads (the CPU backend, whose cores the loader threads share anyway).
+  virtual bool transforms_images() const { return false; }
 };
 
 struct CpuOptions {

@@ -8,7 +8,14 @@
 #include <memory>
 #include <string>
 
+#include "distnet/backend.hpp"
+
 namespace distnet {
+
+// How gradient buckets travel: as they are (fp32), or as a bfloat16 copy (half the bytes; 8 bits
+// of mantissa, so each rank's contribution and each partial sum is rounded to bf16).
+enum class Wire { fp32, bf16 };
+Wire parse_wire(const std::string& name);  // "none"/"fp32" or "bf16"; UsageError otherwise
 
 class Communicator {
  public:
@@ -21,10 +28,23 @@ class Communicator {
   virtual void allreduce_sum(double* data, std::size_t count) = 0;
   virtual void broadcast(void* data, std::size_t bytes, int root) = 0;
   virtual void barrier() = 0;
+
+  // Gradient buckets. Starts an in-place sum over ranks of `count` floats that are final once the
+  // work already queued on the model's backend has run. The sums may be read only by backend
+  // work queued after wait_pending(). The MPI communicator (host memory) simply sums before it
+  // returns; NCCL queues the sum on its own stream, behind an event of the compute stream.
+  virtual void allreduce_sum_async(float* data, std::size_t count, Wire wire);
+  // Orders every started sum before backend work queued from now on (NCCL: the compute stream
+  // waits for the communication stream; the host does not wait).
+  virtual void wait_pending() {}
 };
 
 // Owns a duplicate of `comm`, so distnet's traffic never mixes with anyone else's.
 std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm);
+
+// MPI on device buffers of `backend` by copying through host memory (for --comm mpi on GPUs,
+// without relying on a CUDA-aware MPI). For a CPU backend: `host` itself.
+std::unique_ptr<Communicator> through_host(std::unique_ptr<Communicator> host, Backend& backend);
 
 // Wraps `inner` so that a collective still waiting after `timeout_s` seconds prints
 // "<who>alexnet: error: <operation> did not complete within ..." and aborts the job (MPI_Abort).

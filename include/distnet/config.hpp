@@ -47,7 +47,13 @@ struct RunConfig {
   // devices and distribution
   std::string device = "auto";
   std::string cpu_conv = "auto";
+  std::string math = "tf32";         // CUDA: tf32 or fp32
+  std::string cudnn_algo = "find";   // CUDA: find or heuristic
+  double cudnn_workspace_mb = 1024;  // CUDA: largest convolution workspace an algorithm may use
+  std::string comm = "auto";         // auto (nccl on GPUs, mpi on CPUs), nccl or mpi
   double bucket_mb = 25.0;
+  std::string overlap = "on";  // all-reduce buckets during backward (on) or after it (off)
+  std::string grad_compression = "none";  // none or bf16
 
   // output
   std::string metrics_file;

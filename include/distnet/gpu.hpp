@@ -1,8 +1,17 @@
-// What this build and this machine offer on the GPU side. Safe to call on a machine without a
-// driver: nothing here aborts; a missing or too old driver is reported as a reason.
+// What this build and this machine offer on the GPU side, and the factories of the CUDA backend
+// and the NCCL communicator. Safe to include and call in a build without CUDA: the probes report
+// why there is no GPU, the factories throw UsageError with that reason. Nothing here aborts on a
+// machine without a driver; a missing or too old driver is reported as a reason.
 #pragma once
 
+#include <mpi.h>
+
+#include <cstddef>
+#include <memory>
 #include <string>
+
+#include "distnet/backend.hpp"
+#include "distnet/comm.hpp"
 
 namespace distnet::gpu {
 
@@ -15,5 +24,41 @@ int usable_devices(std::string* why);
 // One line such as "CUDA runtime 13.0, driver 13.0, cuDNN 9.19.0, cuBLAS 13.1.0, NCCL 2.28.3";
 // "built without CUDA" otherwise.
 std::string library_versions();
+
+struct DeviceInfo {
+  std::string name;  // "NVIDIA H100 80GB HBM3"
+  std::string uuid;  // "GPU-8f2c...": tells two ranks that were handed the same physical GPU
+  int major = 0, minor = 0;
+  std::size_t free_bytes = 0, total_bytes = 0;
+};
+DeviceInfo device_info(int index);  // index among the visible devices
+
+struct CudaOptions {
+  int device = 0;  // index among the visible devices
+  // tf32: cuBLAS and cuDNN may use TF32 tensor cores for float data (Ampere and newer; the
+  // default). fp32: plain FP32 arithmetic everywhere, for comparisons with the CPU backend.
+  enum class Math { tf32, fp32 };
+  Math math = Math::tf32;
+  // find: time every cuDNN algorithm once per shape and keep the fastest (cudnn.benchmark in
+  // PyTorch); heuristic: take cuDNN's first suggestion without running anything.
+  enum class ConvSearch { find, heuristic };
+  ConvSearch conv_search = ConvSearch::find;
+  std::size_t workspace_limit = std::size_t(1) << 30;  // bytes; algorithms needing more are skipped
+};
+
+// The CUDA backend on one GPU: cuDNN for convolution, pooling, activation and batch-norm, cuBLAS
+// for dense layers, distnet's kernels for the rest. Throws UsageError when no GPU is usable.
+std::unique_ptr<Backend> make_cuda_backend(const CudaOptions& options);
+
+// How gradients travel: as they are (fp32) or as a bfloat16 copy (half the bytes, 8 bits of
+// mantissa; the sum is accumulated in the reduction's own precision and converted back).
+enum class Wire { fp32, bf16 };
+
+// An NCCL communicator over the ranks of `comm` (every rank calls this; rank 0 creates the unique
+// id and broadcasts it over MPI). Works on device memory of `backend` (a CUDA backend), on its own
+// stream. A collective that has not finished after `timeout_s` seconds (0: never) aborts the NCCL
+// communicator and the job, printing "<who>alexnet: error: NCCL <operation> did not complete ...".
+std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm comm, Backend& backend,
+                                                     double timeout_s, const std::string& who);
 
 }  // namespace distnet::gpu

@@ -1,8 +1,10 @@
 // Gradient synchronisation in buckets. Gradients sit in one flat buffer in backward order, so
 // after layer i's backward every gradient from the buffer's start up to the end of layer i's
 // tensors is final: a growing prefix. The buffer is cut into fixed-size buckets (--bucket-mb);
-// each bucket is all-reduced (summed over ranks) as soon as the prefix covers it, and finish()
-// releases the rest and waits, so the optimizer sees only complete sums.
+// each bucket is all-reduced (summed over ranks) as soon as the prefix covers it (with overlap
+// on; with it off, all of them after backward), and finish() releases the rest and orders the
+// sums before the optimizer, so it sees only complete sums. With NCCL the all-reduces are queued
+// on the communication stream behind an event of the compute stream: the host only enqueues.
 #pragma once
 
 #include <cstdint>
@@ -22,9 +24,16 @@ struct Bucket {
 // parts of several tensors, and a large tensor may span several buckets.
 std::vector<Bucket> plan_buckets(std::int64_t flat_size, double bucket_bytes);
 
+struct GradSyncOptions {
+  double bucket_mb = 25.0;
+  bool overlap = true;     // release buckets during backward
+  Wire wire = Wire::fp32;  // --grad-compression
+  bool skip = false;       // benchmark "compute alone": no all-reduce at all (wrong with > 1 rank)
+};
+
 class GradSync {
  public:
-  GradSync(const Model& model, Communicator& comm, double bucket_mb);
+  GradSync(const Model& model, Communicator& comm, const GradSyncOptions& options);
 
   void begin_step();
   // Model::backward's per-layer callback.
@@ -33,7 +42,9 @@ class GradSync {
   void finish();
 
   const std::vector<Bucket>& buckets() const { return buckets_; }
-  double comm_seconds() const { return comm_s_; }  // time spent inside all-reduce calls
+  // Host time spent inside the communicator's calls: the whole all-reduce with MPI; with NCCL
+  // only the enqueueing (the GPU-side time shows as a longer step, see the benchmark docs).
+  double comm_seconds() const { return comm_s_; }
   // For tests: called with each bucket's index when it is released.
   void set_release_hook(std::function<void(std::size_t)> hook) { hook_ = std::move(hook); }
 
@@ -42,6 +53,7 @@ class GradSync {
 
   float* grads_;
   Communicator& comm_;
+  GradSyncOptions options_;
   std::vector<Bucket> buckets_;
   std::vector<std::int64_t> prefix_after_;  // per layer: gradients final once it is done
   std::size_t next_ = 0;

@@ -56,6 +56,11 @@ class Model {
  public:
   Model(const ModelConfig& cfg, Backend& be, int max_batch);
 
+  // Bytes the constructor allocates on the device for `max_batch` (parameters, gradients,
+  // momentum, running statistics, every layer's output, two gradient scratch buffers); ops add
+  // their own workspaces on top. For a clear message before a GPU runs out of memory.
+  static std::int64_t device_bytes(const ModelConfig& cfg, int max_batch);
+
   const ModelConfig& config() const { return cfg_; }
   const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
   int max_batch() const { return max_batch_; }

@@ -42,7 +42,7 @@ struct BenchmarkResult {
 
 struct TrainerParts {
   const World& world;
-  Communicator& comm;
+  Communicator& comm;  // the model's buffers (device memory): parameters, gradient buckets
   Backend& backend;
   Model& model;
   const data::Dataset& train;
@@ -50,6 +50,8 @@ struct TrainerParts {
   const data::ImageTransform& transform;
   Reporter& report;
   CheckpointWriter* writer = nullptr;  // rank 0 when --checkpoint-dir is set; null elsewhere
+  // Sums of host figures (loss, counts, the stop vote); null: `comm` (when both are MPI).
+  Communicator* host_comm = nullptr;
 };
 
 struct FitResult {
@@ -79,6 +81,10 @@ class Trainer {
 
  private:
   void train_step(const data::Batch& b);
+  // The batch's images on the backend's device, as model input (resized there if it wants).
+  const float* device_images(const data::Batch& b);
+  const data::ImageTransform* loader_transform() const;
+  Communicator& host_comm() const { return p_.host_comm ? *p_.host_comm : p_.comm; }
   void broadcast_parameters();
   std::array<double, 2> read_and_reset_stats();
 
@@ -92,7 +98,8 @@ class Trainer {
   std::int64_t epoch_samples_ = 0;  // this rank's samples so far in the running epoch
   std::int64_t saved_step_ = -1;
   Buffer stats_;  // 2 doubles on the device: loss sum, correct count
-  Buffer stage_x_, stage_ids_, stage_labels_;
+  Buffer stage_x_, stage_ids_, stage_labels_, stage_raw_;
+  Buffer input_;  // resized images when the backend transforms them
 };
 
 }  // namespace distnet

@@ -82,6 +82,8 @@ class CpuBackend final : public Backend {
                     float grad_scale, float* dlogits, double* stats) override;
   void sgd_update(std::int64_t count, float* w, const float* g, float* v,
                   const SgdParams& p) override;
+  void resize_normalize(int n, const ResizeNormalize& spec, const std::uint8_t* images,
+                        float* out) override;
 
  private:
   std::shared_ptr<DnnlContext> ctx_;

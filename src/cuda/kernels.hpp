@@ -1,4 +1,5 @@
-// Host launchers of distnet's own CUDA kernels. Each takes an explicit stream.
+// Host launchers of distnet's own CUDA kernels. Each takes an explicit stream and checks the
+// launch; none synchronises. Pointers are device memory unless a comment says otherwise.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -14,5 +15,38 @@ namespace distnet::cuda {
 void launch_dropout(int n, std::int64_t per_sample, float p_drop, const DropoutKey& key,
                     const std::uint32_t* sample_ids, const float* in, float* out,
                     cudaStream_t stream);
+
+// Backend::softmax_xent: one block, rows spread over its threads, a fixed-order reduction, so the
+// loss and accuracy sums are the same on every run.
+void launch_softmax_xent(int n, int classes, const float* logits, const std::int32_t* labels,
+                         float grad_scale, float* dlogits, double* stats, cudaStream_t stream);
+
+// Backend::sgd_update over a flat buffer.
+void launch_sgd(std::int64_t count, float* w, const float* g, float* v, const SgdParams& p,
+                cudaStream_t stream);
+
+// Backend::resize_normalize: one thread per output pixel.
+void launch_resize_normalize(int n, const ResizeNormalize& spec, const std::uint8_t* images,
+                             float* out, cudaStream_t stream);
+
+// Dense layers: y[i, :] = b (before a GEMM that adds x w^T), and db = column sums of dy.
+void launch_broadcast_rows(int n, int width, const float* row, float* out, cudaStream_t stream);
+void launch_column_sums(int n, int width, const float* in, float* out, cudaStream_t stream);
+
+// Batch-norm running statistics from cuDNN's saved batch mean and inverse standard deviation:
+//   running = momentum * running + (1 - momentum) * batch   (biased batch variance, as the CPU)
+void launch_bn_running_update(int channels, const float* mean, const float* inv_std, float eps,
+                              float momentum, float* running_mean, float* running_var,
+                              cudaStream_t stream);
+
+// bfloat16 wire format for gradient buckets (see distnet/bf16.hpp for the rounding).
+void launch_to_bf16(std::int64_t count, const float* in, std::uint16_t* out, cudaStream_t stream);
+void launch_from_bf16(std::int64_t count, const std::uint16_t* in, float* out, cudaStream_t stream);
+
+// Grid size for a grid-stride loop over `count` items with blocks of `block` threads.
+inline unsigned grid_for(std::int64_t count, int block) {
+  const std::int64_t blocks = (count + block - 1) / block;
+  return static_cast<unsigned>(blocks < 65535 * 32 ? (blocks > 0 ? blocks : 1) : 65535 * 32);
+}
 
 }  // namespace distnet::cuda

@@ -40,6 +40,30 @@ int usable_devices(std::string* why) {
   return 0;
 }
 
+DeviceInfo device_info(int index) {
+  cudaDeviceProp prop{};
+  DISTNET_CUDA_CHECK(cudaGetDeviceProperties(&prop, index));
+  DeviceInfo info;
+  info.name = prop.name;
+  info.major = prop.major;
+  info.minor = prop.minor;
+  static const char* hex = "0123456789abcdef";
+  info.uuid = "GPU-";
+  for (int i = 0; i < 16; ++i) {
+    const auto b = static_cast<unsigned char>(prop.uuid.bytes[i]);
+    info.uuid += hex[b >> 4];
+    info.uuid += hex[b & 15];
+    if (i == 3 || i == 5 || i == 7 || i == 9) info.uuid += '-';
+  }
+  int current = 0;
+  DISTNET_CUDA_CHECK(cudaGetDevice(&current));
+  DISTNET_CUDA_CHECK(cudaSetDevice(index));
+  const cudaError_t rc = cudaMemGetInfo(&info.free_bytes, &info.total_bytes);
+  cudaSetDevice(current);
+  DISTNET_CUDA_CHECK(rc);
+  return info;
+}
+
 std::string library_versions() {
   int runtime = 0, driver = 0, nccl = 0, cublas_major = 0, cublas_minor = 0, cublas_patch = 0;
   cudaRuntimeGetVersion(&runtime);

@@ -4,19 +4,17 @@
 #include <cmath>
 
 #include "distnet/error.hpp"
+#include "distnet/resize.hpp"
 
 namespace distnet::data {
 
 ImageTransform::Taps ImageTransform::taps(std::int64_t in, std::int64_t out) {
   Taps t;
-  const double ratio = double(in) / double(out);
   for (std::int64_t o = 0; o < out; ++o) {
-    const double src = std::clamp((double(o) + 0.5) * ratio - 0.5, 0.0, double(in - 1));
-    const auto i0 = static_cast<std::int32_t>(std::floor(src));
-    const auto i1 = static_cast<std::int32_t>(std::min<std::int64_t>(i0 + 1, in - 1));
-    t.i0.push_back(i0);
-    t.i1.push_back(i1);
-    t.w1.push_back(static_cast<float>(src - i0));
+    const BilinearTap b = bilinear_tap(int(o), int(in), int(out));
+    t.i0.push_back(b.i0);
+    t.i1.push_back(b.i1);
+    t.w1.push_back(b.w1);
   }
   return t;
 }
@@ -48,6 +46,20 @@ ImageTransform::ImageTransform(const Shape& in, const TransformSpec& spec) : in_
     scale_.push_back(1.0f / (255.0f * sd));
     shift_.push_back(-mean / sd);
   }
+}
+
+ResizeNormalize ImageTransform::as_op() const {
+  ResizeNormalize r;
+  DISTNET_CHECK_USAGE(
+      in_[0] <= ResizeNormalize::kMaxChannels,
+      "device-side resizing handles up to 4 channels, the images have " + std::to_string(in_[0]));
+  r.channels = int(in_[0]), r.h_in = int(in_[1]), r.w_in = int(in_[2]);
+  r.h_out = int(out_[1]), r.w_out = int(out_[2]);
+  for (int c = 0; c < r.channels; ++c) {
+    r.scale[c] = scale_[std::size_t(c)];
+    r.shift[c] = shift_[std::size_t(c)];
+  }
+  return r;
 }
 
 void ImageTransform::apply(const std::uint8_t* in, float* out) const {

@@ -16,10 +16,11 @@ std::vector<Bucket> plan_buckets(std::int64_t flat_size, double bucket_bytes) {
   return b;
 }
 
-GradSync::GradSync(const Model& model, Communicator& comm, double bucket_mb)
+GradSync::GradSync(const Model& model, Communicator& comm, const GradSyncOptions& options)
     : grads_(model.grad_data()),
       comm_(comm),
-      buckets_(plan_buckets(model.flat_size(), bucket_mb * 1024.0 * 1024.0)) {
+      options_(options),
+      buckets_(plan_buckets(model.flat_size(), options.bucket_mb * 1024.0 * 1024.0)) {
   // Layers finish backward from last to first; layer i done means every tensor of layers >= i
   // is final, i.e. the prefix up to the furthest end among them.
   const int layers = static_cast<int>(model.layers().size());
@@ -37,18 +38,24 @@ void GradSync::begin_step() {
 }
 
 void GradSync::on_layer_done(int layer) {
-  release_up_to(prefix_after_[static_cast<std::size_t>(layer)]);
+  if (options_.overlap) release_up_to(prefix_after_[static_cast<std::size_t>(layer)]);
 }
 
 void GradSync::finish() {
   release_up_to(buckets_.empty() ? 0 : buckets_.back().end);
+  if (options_.skip) return;
+  const auto t0 = std::chrono::steady_clock::now();
+  comm_.wait_pending();
+  comm_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 void GradSync::release_up_to(std::int64_t prefix) {
   while (next_ < buckets_.size() && buckets_[next_].end <= prefix) {
     const Bucket& b = buckets_[next_];
     const auto t0 = std::chrono::steady_clock::now();
-    comm_.allreduce_sum(grads_ + b.begin, static_cast<std::size_t>(b.end - b.begin));
+    if (!options_.skip)
+      comm_.allreduce_sum_async(grads_ + b.begin, static_cast<std::size_t>(b.end - b.begin),
+                                options_.wire);
     comm_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (hook_) hook_(next_);
     ++next_;

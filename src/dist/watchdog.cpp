@@ -53,6 +53,14 @@ class WatchdogCommunicator final : public Communicator {
     Guard g(*this, "barrier", 0);
     inner_->barrier();
   }
+  void allreduce_sum_async(float* d, std::size_t n, Wire wire) override {
+    Guard g(*this, "all-reduce of %zu floats", n);
+    inner_->allreduce_sum_async(d, n, wire);
+  }
+  void wait_pending() override {
+    Guard g(*this, "wait for gradient all-reduces", 0);
+    inner_->wait_pending();
+  }
 
  private:
   struct Guard {

@@ -115,6 +115,17 @@ Model::Model(const ModelConfig& cfg, Backend& be, int max_batch)
   }
 }
 
+std::int64_t Model::device_bytes(const ModelConfig& cfg, int max_batch) {
+  std::int64_t params = 0, state = 0, acts = 0, widest = cfg.input.numel();
+  for (const auto& l : build_layers(cfg)) {
+    for (const ParamSpec& s : l->param_specs())
+      (s.trainable() ? params : state) += align_up(s.shape.numel());
+    acts += l->output_shape().numel();
+    widest = std::max(widest, l->output_shape().numel());
+  }
+  return std::int64_t(sizeof(float)) * (3 * params + state + max_batch * (acts + 2 * widest));
+}
+
 std::int64_t Model::num_trainable() const {
   std::int64_t n = 0;
   for (const auto& e : params_) n += e.spec.shape.numel();

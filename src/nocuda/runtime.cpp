@@ -1,19 +1,36 @@
-// The GPU probe of a build configured with DISTNET_CUDA=OFF (or without a CUDA toolkit).
+// The GPU side of a build configured with DISTNET_CUDA=OFF (or without a CUDA toolkit): probes
+// that say why there is no GPU, and factories that refuse with that reason.
 #include "distnet/gpu.hpp"
 
 namespace distnet::gpu {
+namespace {
+const char* const kWhy = "this distnet was built without CUDA (rebuild with -DDISTNET_CUDA=ON)";
+}
 
 bool built_with_cuda() {
   return false;
 }
 
 int usable_devices(std::string* why) {
-  if (why) *why = "this distnet was built without CUDA (rebuild with -DDISTNET_CUDA=ON)";
+  if (why) *why = kWhy;
   return 0;
 }
 
 std::string library_versions() {
   return "built without CUDA";
+}
+
+DeviceInfo device_info(int) {
+  throw UsageError(kWhy);
+}
+
+std::unique_ptr<Backend> make_cuda_backend(const CudaOptions&) {
+  throw UsageError(std::string("--device cuda: ") + kWhy);
+}
+
+std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm, Backend&, double,
+                                                     const std::string&) {
+  throw UsageError(std::string("--comm nccl: ") + kWhy);
 }
 
 }  // namespace distnet::gpu

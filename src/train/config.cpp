@@ -160,8 +160,25 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
       ("device", po::value(&c.device)->default_value(c.device), "auto, cpu or cuda")  //
       ("cpu-conv", po::value(&c.cpu_conv)->default_value(c.cpu_conv),
        "CPU convolution algorithm: auto (oneDNN chooses, Winograd where faster) or direct")  //
+      ("math", po::value(&c.math)->default_value(c.math),
+       "GPU float math: tf32 (tensor cores, Ampere and newer) or fp32 (exact FP32, for "
+       "comparisons)")  //
+      ("cudnn-algo", po::value(&c.cudnn_algo)->default_value(c.cudnn_algo),
+       "GPU convolution algorithms: find (time all once per shape, keep the fastest) or "
+       "heuristic (cuDNN's first suggestion)")  //
+      ("cudnn-workspace-mb", po::value(&c.cudnn_workspace_mb)->default_value(c.cudnn_workspace_mb),
+       "largest convolution workspace an algorithm may use, MiB")  //
+      ("comm", po::value(&c.comm)->default_value(c.comm),
+       "gradient communicator: auto (nccl with --device cuda, else mpi), nccl or mpi; none "
+       "(with --benchmark: compute alone, to measure exposed communication)")  //
       ("bucket-mb", po::value(&c.bucket_mb)->default_value(c.bucket_mb),
-       "gradient all-reduce bucket size in MiB");
+       "gradient all-reduce bucket size in MiB")  //
+      ("overlap", po::value(&c.overlap)->default_value(c.overlap),
+       "on: all-reduce each bucket as soon as backward has written it; off: all buckets after "
+       "backward")  //
+      ("grad-compression", po::value(&c.grad_compression)->default_value(c.grad_compression),
+       "none: gradients travel as fp32; bf16: as bfloat16 (half the bytes, ~3 significant "
+       "digits)");
 
   po::options_description output("Output");
   output.add_options()  //
@@ -284,6 +301,16 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   one_of("init", c.init, {"xavier", "normal"});
   one_of("device", c.device, {"auto", "cpu", "cuda"});
   one_of("cpu-conv", c.cpu_conv, {"auto", "direct"});
+  one_of("math", c.math, {"tf32", "fp32"});
+  one_of("cudnn-algo", c.cudnn_algo, {"find", "heuristic"});
+  need(c.cudnn_workspace_mb >= 0,
+       "--cudnn-workspace-mb must be >= 0, got " + num(c.cudnn_workspace_mb));
+  one_of("comm", c.comm, {"auto", "nccl", "mpi", "none"});
+  need(c.comm != "none" || c.benchmark,
+       "--comm none (compute alone: gradients are not summed) is only for --benchmark");
+  one_of("overlap", c.overlap, {"on", "off"});
+  one_of("grad-compression", c.grad_compression, {"none", "bf16"});
+  need(!(c.comm == "nccl" && c.device == "cpu"), "--comm nccl needs --device cuda (or auto)");
   one_of("progress", c.progress, {"auto", "on", "off"});
   parse_schedule_kind(c.lr_schedule);
   if (c.lr_schedule == "step") need(!c.lr_steps.empty(), "--lr-schedule step needs --lr-steps");
@@ -328,14 +355,17 @@ std::string RunConfig::effective_ini() const {
     << "\nlr-steps = " << list(lr_steps) << "\nlr-gamma = " << lr_gamma << "\nlr-min = " << lr_min
     << "\nwarmup-epochs = " << warmup_epochs
     << "\nlr-scale-by-world = " << (lr_scale_by_world ? "true" : "false") << "\nseed = " << seed
-    << "\ndevice = " << device << "\ncpu-conv = " << cpu_conv << "\nbucket-mb = " << bucket_mb
-    << "\nmetrics-file = " << metrics_file << "\nprogress = " << progress
-    << "\nbenchmark = " << (benchmark ? "true" : "false") << "\nwarmup-steps = " << warmup_steps
-    << "\nsteps = " << steps << "\ncheckpoint-dir = " << checkpoint_dir
-    << "\ncheckpoint-every = " << checkpoint_every << "\nkeep-checkpoints = " << keep_checkpoints
-    << "\nresume = " << resume << "\neval-only = " << (eval_only ? "true" : "false")
-    << "\ncheckpoint = " << checkpoint << "\ninit-from = " << init_from
-    << "\ncomm-timeout = " << comm_timeout << "\ntarget-accuracy = " << target_accuracy << "\n";
+    << "\ndevice = " << device << "\ncpu-conv = " << cpu_conv << "\nmath = " << math
+    << "\ncudnn-algo = " << cudnn_algo << "\ncudnn-workspace-mb = " << cudnn_workspace_mb
+    << "\ncomm = " << comm << "\nbucket-mb = " << bucket_mb << "\noverlap = " << overlap
+    << "\ngrad-compression = " << grad_compression << "\nmetrics-file = " << metrics_file
+    << "\nprogress = " << progress << "\nbenchmark = " << (benchmark ? "true" : "false")
+    << "\nwarmup-steps = " << warmup_steps << "\nsteps = " << steps
+    << "\ncheckpoint-dir = " << checkpoint_dir << "\ncheckpoint-every = " << checkpoint_every
+    << "\nkeep-checkpoints = " << keep_checkpoints << "\nresume = " << resume
+    << "\neval-only = " << (eval_only ? "true" : "false") << "\ncheckpoint = " << checkpoint
+    << "\ninit-from = " << init_from << "\ncomm-timeout = " << comm_timeout
+    << "\ntarget-accuracy = " << target_accuracy << "\n";
   return o.str();
 }
 

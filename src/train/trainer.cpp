@@ -35,7 +35,9 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerParts& parts)
       p_(parts),
       sampler_(parts.train.size(), cfg.batch, /*shuffle=*/true, cfg.drop_last, cfg.seed),
       schedule_(make_schedule(cfg, sampler_.batches_per_epoch(), parts.world.size())),
-      sync_(parts.model, parts.comm, cfg.bucket_mb) {
+      sync_(parts.model, parts.comm,
+            GradSyncOptions{cfg.bucket_mb, cfg.overlap == "on", parse_wire(cfg.grad_compression),
+                            cfg.comm == "none"}) {
   workers_ =
       cfg.workers >= 0
           ? cfg.workers
@@ -68,7 +70,7 @@ void Trainer::save_checkpoint() {
   std::array<double, 2> local{};
   p_.backend.download(local.data(), stats_.data(), sizeof local);
   double sums[3] = {local[0], local[1], double(epoch_samples_)};
-  p_.comm.allreduce_sum(sums, 3);
+  host_comm().allreduce_sum(sums, 3);
   saved_step_ = step_;
   if (!p_.writer) return;
   const std::int64_t spe = sampler_.batches_per_epoch();
@@ -99,13 +101,32 @@ std::array<double, 2> Trainer::read_and_reset_stats() {
   return s;
 }
 
+// Loader threads resize on the CPU; a backend that resizes itself gets raw uint8 images.
+const data::ImageTransform* Trainer::loader_transform() const {
+  return p_.backend.transforms_images() ? nullptr : &p_.transform;
+}
+
+const float* Trainer::device_images(const data::Batch& b) {
+  Backend& be = p_.backend;
+  if (!be.transforms_images()) {
+    return static_cast<const float*>(
+        be.stage(b.images.data(), b.images.size() * sizeof(float), stage_x_));
+  }
+  const auto* raw =
+      static_cast<const std::uint8_t*>(be.stage(b.raw.data(), b.raw.size(), stage_raw_));
+  const std::size_t bytes = sizeof(float) * std::size_t(p_.model.max_batch()) *
+                            std::size_t(p_.transform.output_shape().numel());
+  if (input_.bytes() < bytes) input_ = be.allocate(bytes);
+  be.resize_normalize(b.size(), p_.transform.as_op(), raw, static_cast<float*>(input_.data()));
+  return static_cast<const float*>(input_.data());
+}
+
 // One data-parallel SGD step on this rank's slice of a global batch.
 void Trainer::train_step(const data::Batch& b) {
   Backend& be = p_.backend;
   Model& m = p_.model;
   const int n = b.size();
-  const auto* x = static_cast<const float*>(
-      be.stage(b.images.data(), b.images.size() * sizeof(float), stage_x_));
+  const float* x = device_images(b);
   const auto* ids = static_cast<const std::uint32_t*>(
       be.stage(b.sample_ids.data(), b.sample_ids.size() * sizeof(std::uint32_t), stage_ids_));
   const auto* labels = static_cast<const std::int32_t*>(
@@ -133,7 +154,7 @@ FitResult Trainer::fit() {
   const bool checkpoints = !cfg_.checkpoint_dir.empty();
   data::LoaderOptions lo;
   lo.rank = p_.world.rank(), lo.world = p_.world.size(), lo.workers = workers_;
-  data::Loader loader(p_.train, sampler_, &p_.transform, lo, step_ / steps_per_epoch,
+  data::Loader loader(p_.train, sampler_, loader_transform(), lo, step_ / steps_per_epoch,
                       step_ % steps_per_epoch);
 
   for (int epoch = int(step_ / steps_per_epoch); epoch < cfg_.epochs; ++epoch) {
@@ -154,7 +175,7 @@ FitResult Trainer::fit() {
       }
       // Step boundary: do all ranks go on? (A signal may have reached only some of them.)
       double stop = stop_requested() ? 1.0 : 0.0;
-      p_.comm.allreduce_sum(&stop, 1);
+      host_comm().allreduce_sum(&stop, 1);
       if (stop > 0) {
         if (checkpoints) save_checkpoint();
         if (p_.writer) p_.writer->wait();
@@ -173,7 +194,7 @@ FitResult Trainer::fit() {
     const auto s = read_and_reset_stats();
     double sums[3] = {s[0], s[1], double(epoch_samples_)};
     epoch_samples_ = 0;
-    p_.comm.allreduce_sum(sums, 3);
+    host_comm().allreduce_sum(sums, 3);
     const double train_time = seconds_since(t0);
 
     EpochMetrics em;
@@ -230,11 +251,10 @@ EvalResult Trainer::evaluate() {
     const data::Sampler s(shard.size(), batch, false, false, 0, shard.begin);
     data::LoaderOptions lo;
     lo.workers = workers_;
-    data::Loader loader(*p_.test, s, &p_.transform, lo);
+    data::Loader loader(*p_.test, s, loader_transform(), lo);
     for (std::int64_t b = 0; b < s.batches_per_epoch(); ++b) {
       const data::Batch bt = loader.next();
-      const auto* x = static_cast<const float*>(
-          be.stage(bt.images.data(), bt.images.size() * sizeof(float), stage_x_));
+      const float* x = device_images(bt);
       const auto* labels = static_cast<const std::int32_t*>(
           be.stage(bt.labels.data(), bt.labels.size() * sizeof(std::int32_t), stage_labels_));
       const StepContext ctx{false, cfg_.seed, 0, nullptr};
@@ -246,7 +266,7 @@ EvalResult Trainer::evaluate() {
   const auto s = read_and_reset_stats();
   be.upload(stats_.data(), saved.data(), sizeof saved);
   double sums[3] = {s[0], s[1], double(shard.size())};
-  p_.comm.allreduce_sum(sums, 3);
+  host_comm().allreduce_sum(sums, 3);
   EvalResult r;
   r.samples = static_cast<std::int64_t>(sums[2]);
   r.loss = r.samples ? sums[0] / sums[2] : 0.0;
@@ -257,10 +277,10 @@ EvalResult Trainer::evaluate() {
 BenchmarkResult Trainer::benchmark() {
   data::LoaderOptions lo;
   lo.rank = p_.world.rank(), lo.world = p_.world.size(), lo.workers = workers_;
-  data::Loader loader(p_.train, sampler_, &p_.transform, lo);
+  data::Loader loader(p_.train, sampler_, loader_transform(), lo);
   for (int i = 0; i < cfg_.warmup_steps; ++i) train_step(loader.next());
   p_.backend.synchronize();
-  p_.comm.barrier();
+  host_comm().barrier();
 
   const double wait0 = loader.wait_seconds(), comm0 = sync_.comm_seconds();
   const auto t0 = Clock::now();
@@ -277,7 +297,7 @@ BenchmarkResult Trainer::benchmark() {
   r.steps = cfg_.steps;
   r.global_batch = cfg_.batch;
   double split[3] = {wall, sync_.comm_seconds() - comm0, loader.wait_seconds() - wait0};
-  p_.comm.allreduce_sum(split, 3);  // mean over ranks
+  host_comm().allreduce_sum(split, 3);  // mean over ranks
   const double ranks = p_.world.size();
   r.step_ms = 1000.0 * split[0] / ranks / cfg_.steps;
   r.comm_ms = 1000.0 * split[1] / ranks / cfg_.steps;

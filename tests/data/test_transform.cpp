@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <utility>
 #include <vector>
 
+#include "distnet/backend.hpp"
 #include "distnet/data/transform.hpp"
 #include "distnet/error.hpp"
 
@@ -65,4 +67,26 @@ TEST(Transform, BadSpecsAreUsageErrors) {
   EXPECT_THROW(ImageTransform(Shape{3, 8, 8}, {0, {0.5f, 0.5f}, {0.5f, 0.5f}}), UsageError);
   EXPECT_THROW(ImageTransform(Shape{1, 8, 8}, {0, {0.5f}, {}}), UsageError);
   EXPECT_THROW(ImageTransform(Shape{1, 8, 8}, {0, {0.5f}, {0.0f}}), UsageError);
+}
+
+// The backend op (what the CUDA backend runs on the GPU, here the CPU backend's version of it)
+// gives exactly the loader's floats, enlarging and shrinking, 1 and 3 channels.
+TEST(Transform, BackendResizeNormalizeIsTheLoaderTransformBitForBit) {
+  auto be = make_cpu_backend();
+  const std::pair<Shape, TransformSpec> cases[] = {
+      {Shape{1, 28, 28}, {224, {0.2f}, {0.5f}}},
+      {Shape{3, 32, 32}, {224, {0.2f, 0.3f, 0.4f}, {0.5f, 0.6f, 0.7f}}},
+      {Shape{3, 32, 32}, {20, {}, {}}}};
+  for (const auto& [in, spec] : cases) {
+    const ImageTransform t(in, spec);
+    const int n = 3;
+    std::vector<std::uint8_t> raw(std::size_t(n * in.numel()));
+    for (std::size_t i = 0; i < raw.size(); ++i) raw[i] = std::uint8_t((i * 37 + i / 5) % 256);
+    std::vector<float> want(std::size_t(n * t.output_shape().numel())), got(want.size());
+    for (int i = 0; i < n; ++i)
+      t.apply(raw.data() + i * in.numel(), want.data() + i * t.output_shape().numel());
+    be->resize_normalize(n, t.as_op(), raw.data(), got.data());
+    EXPECT_EQ(got, want) << in.str() << " -> " << t.output_shape().str();
+  }
+  EXPECT_THROW(ImageTransform(Shape{5, 8, 8}, {}).as_op(), UsageError);  // > 4 channels
 }

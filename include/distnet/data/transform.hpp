@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "distnet/backend.hpp"
 #include "distnet/tensor.hpp"
 
 namespace distnet::data {
@@ -23,6 +24,8 @@ class ImageTransform {
   const Shape& input_shape() const { return in_; }
   const Shape& output_shape() const { return out_; }
   void apply(const std::uint8_t* in, float* out) const;
+  // The same transform as a backend op's parameters (UsageError for more than 4 channels).
+  ResizeNormalize as_op() const;
 
  private:
   // Bilinear taps along one axis, with half-pixel centres (align_corners = false, as OpenCV,

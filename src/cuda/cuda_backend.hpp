@@ -1,0 +1,111 @@
+// The CUDA backend: one GPU, one compute stream on which every op of this rank is queued in
+// order, cuDNN and cuBLAS handles bound to that stream, one convolution workspace sized for the
+// largest algorithm chosen, and device memory from the caching allocator. Private to src/cuda.
+#pragma once
+
+#include <map>
+#include <memory>
+
+#include "allocator.hpp"
+#include "distnet/backend.hpp"
+#include "distnet/gpu.hpp"
+#include "handles.hpp"
+
+namespace distnet::cuda {
+
+// What every op of one backend shares.
+struct Context {
+  int device = 0;
+  gpu::CudaOptions options;
+  Stream stream;
+  CudnnHandle cudnn;
+  CublasHandle cublas;
+  Buffer cublas_workspace;
+
+  // The convolution workspace, grown (never shrunk) when an algorithm that needs more is chosen.
+  // Growing happens only while plans are made, i.e. in the first step of each batch size.
+  void* workspace(std::size_t bytes);
+  std::size_t workspace_bytes() const { return workspace_.bytes(); }
+
+  cudnnMathType_t conv_math() const {
+    return options.math == gpu::CudaOptions::Math::tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+  }
+
+ private:
+  Buffer workspace_;
+};
+
+// Plans (descriptors, algorithm choices) depend on the batch size; a rank sees only a few.
+template <typename Plan>
+class PlanCache {
+ public:
+  template <typename Make>
+  Plan& get(int n, Make&& make) {
+    auto it = plans_.find(n);
+    if (it == plans_.end()) it = plans_.emplace(n, make(n)).first;
+    return *it->second;
+  }
+
+ private:
+  std::map<int, std::unique_ptr<Plan>> plans_;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(const gpu::CudaOptions& options);
+  ~CudaBackend() override;
+
+  Device device() const override { return Device::cuda(ctx_->device); }
+  std::string description() const override;
+  cudaStream_t stream() const { return ctx_->stream; }
+
+  Buffer allocate(std::size_t bytes) override;
+  void upload(void* dst, const void* host_src, std::size_t bytes) override;
+  void download(void* host_dst, const void* src, std::size_t bytes) override;
+  void fill_zero(void* dst, std::size_t bytes) override;
+  void copy(void* dst, const void* src, std::size_t bytes) override;
+  void synchronize() override;
+  const void* stage(const void* host, std::size_t bytes, Buffer& staging) override;
+
+  std::unique_ptr<Conv2dOp> make_conv2d(const Conv2dGeom& g) override;
+  std::unique_ptr<MaxPoolOp> make_max_pool(const PoolGeom& g) override;
+  std::unique_ptr<DenseOp> make_dense(int in, int out) override;
+  std::unique_ptr<BatchNormOp> make_batch_norm(int channels, int spatial, float eps) override;
+
+  void relu_forward(std::int64_t count, const float* x, float* y) override;
+  void relu_backward(std::int64_t count, const float* y, const float* dy, float* dx) override;
+  void dropout_forward(int n, std::int64_t per_sample, float p_drop, const DropoutKey& key,
+                       const std::uint32_t* sample_ids, const float* x, float* y) override;
+  void dropout_backward(int n, std::int64_t per_sample, float p_drop, const DropoutKey& key,
+                        const std::uint32_t* sample_ids, const float* dy, float* dx) override;
+  void softmax_xent(int n, int classes, const float* logits, const std::int32_t* labels,
+                    float grad_scale, float* dlogits, double* stats) override;
+  void sgd_update(std::int64_t count, float* w, const float* g, float* v,
+                  const SgdParams& p) override;
+  void resize_normalize(int n, const ResizeNormalize& spec, const std::uint8_t* images,
+                        float* out) override;
+  bool transforms_images() const override { return true; }
+
+ private:
+  // A page-locked copy of host data waiting for (or done with) its upload; one per staging
+  // buffer, reused once the event says the previous upload from it has finished.
+  struct Pinned {
+    Buffer host;
+    Event uploaded;
+  };
+  cudnnTensorDescriptor_t flat_desc(std::int64_t count);
+
+  std::shared_ptr<Context> ctx_;
+  ActDesc relu_;
+  std::map<std::int64_t, TensorDesc> flat_descs_;  // (count, 1, 1, 1) for the activation calls
+  std::map<const Buffer*, Pinned> pinned_;
+};
+
+// Op factories, one per file (conv2d.cpp, max_pool.cpp, dense.cpp, batch_norm.cpp).
+std::unique_ptr<Conv2dOp> make_conv2d_op(std::shared_ptr<Context> ctx, const Conv2dGeom& g);
+std::unique_ptr<MaxPoolOp> make_max_pool_op(std::shared_ptr<Context> ctx, const PoolGeom& g);
+std::unique_ptr<DenseOp> make_dense_op(std::shared_ptr<Context> ctx, int in, int out);
+std::unique_ptr<BatchNormOp> make_batch_norm_op(std::shared_ptr<Context> ctx, int channels,
+                                                int spatial, float eps);
+
+}  // namespace distnet::cuda

@@ -1,0 +1,178 @@
+// The NCCL communicator, for gradients in GPU memory. MPI only bootstraps it (rank 0's unique id
+// is broadcast over MPI) and provides the barrier. Collectives run on the communicator's own
+// stream: a bucket's all-reduce waits for an event of the compute stream (its gradients are
+// written), and the optimizer's stream waits for an event of ours (the sums are complete), so the
+// host never blocks on a bucket. The host does wait -- polling, with NCCL's asynchronous error
+// state and --comm-timeout -- for blocking calls and for the previous step's buckets before a new
+// step starts sending: a peer that hangs or dies is noticed within the timeout.
+#include <mpi.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include "cuda_backend.hpp"
+#include "distnet/gpu.hpp"
+#include "distnet/mpi_check.hpp"
+#include "kernels.hpp"
+
+namespace distnet {
+namespace cuda {
+namespace {
+
+class NcclCommunicator final : public Communicator {
+ public:
+  NcclCommunicator(MPI_Comm comm, CudaBackend& be, double timeout_s, std::string who)
+      : be_(be), timeout_s_(timeout_s), who_(std::move(who)) {
+    DISTNET_CHECK_MPI(MPI_Comm_dup(comm, &mpi_));
+    MPI_Comm_set_errhandler(mpi_, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(mpi_, &rank_);
+    MPI_Comm_size(mpi_, &size_);
+    DISTNET_CUDA_CHECK(cudaSetDevice(be.device().index));
+    ncclUniqueId id{};
+    if (rank_ == 0) DISTNET_NCCL_CHECK(ncclGetUniqueId(&id));
+    DISTNET_CHECK_MPI(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, mpi_));
+    DISTNET_NCCL_CHECK(ncclCommInitRank(&comm_, size_, id, rank_));
+    stream_ = make_stream();
+    ready_ = make_event();
+    done_ = make_event();
+  }
+
+  ~NcclCommunicator() override {
+    if (comm_) {
+      cudaStreamSynchronize(stream_);
+      ncclCommDestroy(comm_);
+    }
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Comm_free(&mpi_);
+  }
+  NcclCommunicator(const NcclCommunicator&) = delete;
+  NcclCommunicator& operator=(const NcclCommunicator&) = delete;
+
+  std::string name() const override { return "nccl"; }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+
+  void allreduce_sum(float* data, std::size_t count) override {
+    after_compute();
+    DISTNET_NCCL_CHECK(ncclAllReduce(data, data, count, ncclFloat, ncclSum, comm_, stream_));
+    finish_blocking("all-reduce of " + std::to_string(count) + " floats");
+  }
+  void allreduce_sum(double* data, std::size_t count) override {
+    after_compute();
+    DISTNET_NCCL_CHECK(ncclAllReduce(data, data, count, ncclDouble, ncclSum, comm_, stream_));
+    finish_blocking("all-reduce of " + std::to_string(count) + " doubles");
+  }
+  void broadcast(void* data, std::size_t bytes, int root) override {
+    after_compute();
+    DISTNET_NCCL_CHECK(ncclBroadcast(data, data, bytes, ncclChar, root, comm_, stream_));
+    finish_blocking("broadcast of " + std::to_string(bytes) + " bytes");
+  }
+  void barrier() override {
+    be_.synchronize();
+    DISTNET_CHECK_MPI(MPI_Barrier(mpi_));
+  }
+
+  void allreduce_sum_async(float* data, std::size_t count, Wire wire) override {
+    if (!pending_) {
+      // First bucket of a step: the previous step's sums must have arrived by now (the
+      // optimizer already waited for them on the GPU); if they have not, a peer is stuck.
+      wait_for(done_, "gradient all-reduce of the previous step");
+      pending_ = true;
+    }
+    after_compute();
+    if (wire == Wire::fp32) {
+      DISTNET_NCCL_CHECK(ncclAllReduce(data, data, count, ncclFloat, ncclSum, comm_, stream_));
+      return;
+    }
+    // bf16 on the wire: convert, reduce, convert back, all in order on our stream.
+    if (wire_.bytes() < count * sizeof(std::uint16_t)) {
+      // The old copy may still be in use on our stream; the allocator only orders the compute
+      // stream, so let it finish before the block goes back (happens in the first step only).
+      DISTNET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      wire_ = be_.allocate(count * sizeof(std::uint16_t));
+    }
+    auto* w = static_cast<std::uint16_t*>(wire_.data());
+    launch_to_bf16(std::int64_t(count), data, w, stream_);
+    DISTNET_NCCL_CHECK(ncclAllReduce(w, w, count, ncclBfloat16, ncclSum, comm_, stream_));
+    launch_from_bf16(std::int64_t(count), w, data, stream_);
+  }
+
+  void wait_pending() override {
+    if (!pending_) return;
+    DISTNET_CUDA_CHECK(cudaEventRecord(done_, stream_));
+    DISTNET_CUDA_CHECK(cudaStreamWaitEvent(be_.stream(), done_, 0));
+    pending_ = false;
+  }
+
+ private:
+  // Our stream waits until everything queued so far on the compute stream has run.
+  void after_compute() {
+    DISTNET_CUDA_CHECK(cudaEventRecord(ready_, be_.stream()));
+    DISTNET_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_, 0));
+  }
+
+  void finish_blocking(const std::string& what) {
+    DISTNET_CUDA_CHECK(cudaEventRecord(done_, stream_));
+    wait_for(done_, what);
+  }
+
+  // Polls `ev` and NCCL's error state until the event has happened, NCCL reports an error
+  // (thrown: main prints it and aborts the job), or --comm-timeout passes (the communicator is
+  // aborted, so its kernels end, and the whole job with it).
+  void wait_for(cudaEvent_t ev, const std::string& what) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int spins = 0;; ++spins) {
+      const cudaError_t q = cudaEventQuery(ev);
+      if (q == cudaSuccess) return;
+      if (q != cudaErrorNotReady) DISTNET_CUDA_CHECK(q);
+      ncclResult_t async = ncclSuccess;
+      DISTNET_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async));
+      if (async != ncclSuccess && async != ncclInProgress) {
+        ncclCommAbort(std::exchange(comm_, nullptr));
+        throw Error("NCCL " + what + " failed: " + ncclGetErrorString(async));
+      }
+      const double waited =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (timeout_s_ > 0 && waited > timeout_s_) {
+        std::fprintf(stderr,
+                     "%salexnet: error: NCCL %s did not complete within --comm-timeout %g s; a "
+                     "peer rank has hung or died -- aborting the job\n",
+                     who_.c_str(), what.c_str(), timeout_s_);
+        std::fflush(stderr);
+        ncclCommAbort(std::exchange(comm_, nullptr));
+        MPI_Abort(MPI_COMM_WORLD, 1);
+        std::_Exit(1);
+      }
+      if (spins > 1000) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+
+  CudaBackend& be_;
+  double timeout_s_;
+  std::string who_;
+  MPI_Comm mpi_ = MPI_COMM_NULL;
+  int rank_ = 0, size_ = 1;
+  ncclComm_t comm_ = nullptr;
+  Stream stream_;
+  Event ready_, done_;
+  Buffer wire_;  // bf16 copy of a bucket
+  bool pending_ = false;
+};
+
+}  // namespace
+}  // namespace cuda
+
+namespace gpu {
+
+std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm comm, Backend& backend,
+                                                     double timeout_s, const std::string& who) {
+  auto* be = dynamic_cast<cuda::CudaBackend*>(&backend);
+  if (!be) throw UsageError("--comm nccl needs the CUDA backend (--device cuda)");
+  return std::make_unique<cuda::NcclCommunicator>(comm, *be, timeout_s, who);
+}
+
+}  // namespace gpu
+}  // namespace distnet
