@@ -1,7 +1,9 @@
 // distnet_allreduce_bench: the communicator measured as nccl-tests measures NCCL -- for each size,
 // warm-up, timed iterations, then a separate verified run; prints time, algbw = bytes / time and
 // busbw = algbw * 2(n-1)/n (what each link carries in a ring), and exits non-zero on a wrong sum.
-//   mpiexec -n 2 distnet_allreduce_bench --min-bytes 8 --max-bytes 256M
+// --comm nccl measures the NCCL communicator on GPU buffers (one GPU per rank, bound by local
+// rank), --comm mpi the MPI one on host buffers; --wire bf16 sends bfloat16 copies.
+//   mpiexec -n 2 distnet_allreduce_bench --min-bytes 8 --max-bytes 256M [--comm nccl]
 #include <mpi.h>
 
 #include <algorithm>
@@ -13,6 +15,7 @@
 
 #include "distnet/comm.hpp"
 #include "distnet/error.hpp"
+#include "distnet/gpu.hpp"
 #include "distnet/world.hpp"
 
 namespace po = boost::program_options;
@@ -39,7 +42,7 @@ int main(int argc, char** argv) {
   World world;
   int wrong_total = 0;
   try {
-    std::string min_s = "8", max_s = "256M", comm_name = "mpi";
+    std::string min_s = "8", max_s = "256M", comm_name = "mpi", wire_name = "fp32";
     int warmup = 5, iters = 20;
     bool json = false;
     po::options_description opts("Usage: mpiexec -n N distnet_allreduce_bench [options]");
@@ -49,8 +52,9 @@ int main(int argc, char** argv) {
         "warmup", po::value(&warmup)->default_value(warmup), "untimed iterations per size")(
         "iters", po::value(&iters)->default_value(iters), "timed iterations per size")(
         "comm", po::value(&comm_name)->default_value(comm_name),
-        "communicator: mpi (nccl comes with the NCCL backend)")("json", po::bool_switch(&json),
-                                                                "one JSON line per size as well");
+        "communicator: mpi (host buffers) or nccl (GPU buffers)")(
+        "wire", po::value(&wire_name)->default_value(wire_name), "fp32 or bf16")(
+        "json", po::bool_switch(&json), "one JSON line per size as well");
     po::variables_map vm;
     po::store(po::parse_command_line(argc, argv, opts), vm);
     po::notify(vm);
@@ -58,34 +62,65 @@ int main(int argc, char** argv) {
       if (world.is_root()) std::cout << opts << "\n";
       return 0;
     }
-    if (comm_name != "mpi") throw UsageError("--comm " + comm_name + ": this build offers mpi");
+    if (comm_name != "mpi" && comm_name != "nccl")
+      throw UsageError("--comm must be mpi or nccl, got '" + comm_name + "'");
+    const Wire wire = parse_wire(wire_name);
     const std::size_t lo = parse_size(min_s), hi = parse_size(max_s);
     if (lo > hi || iters < 1 || warmup < 0)
       throw UsageError("need min-bytes <= max-bytes and iters >= 1");
-    auto comm = make_mpi_communicator(world.comm());
+    // NCCL: this rank's GPU (local rank modulo the visible ones) and device buffers.
+    std::unique_ptr<Backend> be;
+    std::unique_ptr<Communicator> comm;
+    if (comm_name == "nccl") {
+      std::string why;
+      const int visible = gpu::usable_devices(&why);
+      if (visible == 0) throw UsageError("--comm nccl: " + why);
+      gpu::CudaOptions o;
+      o.device = world.local_rank() % visible;
+      be = gpu::make_cuda_backend(o);
+      comm = gpu::make_nccl_communicator(world.comm(), *be, 0, "");
+    } else {
+      be = make_cpu_backend();
+      comm = make_mpi_communicator(world.comm());
+    }
     const int n = world.size();
     if (world.is_root()) {
-      std::printf("# distnet_allreduce_bench: %d ranks, communicator %s, float32 sum, in place\n",
-                  n, comm->name().c_str());
+      std::printf(
+          "# distnet_allreduce_bench: %d ranks, communicator %s on %s, float32 sum (%s on "
+          "the wire), in place\n",
+          n, comm->name().c_str(), be->description().c_str(), wire_name.c_str());
       std::printf("# %12s %12s %12s %10s %10s %8s\n", "size(B)", "count", "time(us)", "algbw(GB/s)",
                   "busbw(GB/s)", "#wrong");
     }
-    std::vector<float> buf(std::max<std::size_t>(1, hi / sizeof(float)));
+    std::vector<float> host(std::max<std::size_t>(1, hi / sizeof(float)));
+    Buffer dev = be->allocate(host.size() * sizeof(float));
+    auto* buf = static_cast<float*>(dev.data());
+    be->upload(buf, host.data(), host.size() * sizeof(float));
+    // Iterations are queued back to back (on the GPU: without a host wait in between), then the
+    // device is synchronised: time per iteration as nccl-tests reports it.
+    auto run = [&](std::size_t count, int times) {
+      for (int i = 0; i < times; ++i) comm->allreduce_sum_async(buf, count, wire);
+      comm->wait_pending();
+      be->synchronize();
+    };
     for (std::size_t bytes = std::max<std::size_t>(lo, 4); bytes <= hi; bytes *= 2) {
       const std::size_t count = bytes / sizeof(float);
-      for (int i = 0; i < warmup; ++i) comm->allreduce_sum(buf.data(), count);
+      run(count, warmup);
       comm->barrier();
       const auto t0 = std::chrono::steady_clock::now();
-      for (int i = 0; i < iters; ++i) comm->allreduce_sum(buf.data(), count);
+      run(count, iters);
       double secs =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
       double worst = 0;  // the slowest rank sets the pace
       MPI_Allreduce(&secs, &worst, 1, MPI_DOUBLE, MPI_MAX, world.comm());
-      // Verification, outside the timing: rank r contributes r + 1 (exact in float32).
-      std::fill(buf.begin(), buf.begin() + std::ptrdiff_t(count), float(world.rank() + 1));
-      comm->allreduce_sum(buf.data(), count);
+      // Verification, outside the timing: rank r contributes r + 1 (exact in float32 and bf16
+      // for the rank counts one runs this with).
+      std::fill(host.begin(), host.begin() + std::ptrdiff_t(count), float(world.rank() + 1));
+      be->upload(buf, host.data(), count * sizeof(float));
+      run(count, 1);
+      be->download(host.data(), buf, count * sizeof(float));
       const float want = float(n * (n + 1) / 2);
-      int wrong = int(std::count_if(buf.begin(), buf.begin() + std::ptrdiff_t(count),
+      int wrong = int(std::count_if(host.begin(), host.begin() + std::ptrdiff_t(count),
                                     [&](float v) { return v != want; }));
       int all_wrong = 0;
       MPI_Allreduce(&wrong, &all_wrong, 1, MPI_INT, MPI_SUM, world.comm());

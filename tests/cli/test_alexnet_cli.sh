@@ -38,6 +38,14 @@ expect 2 "^alexnet: error: model 'alexnet' does not fit input 1x28x28: .* smalle
 expect 2 "^alexnet: error: number of classes must be at least 1, got 0$" --print-shapes --dataset synthetic --synthetic-classes 0
 expect 2 "^alexnet: error: .*unrecognised option '--frobnicate'|unrecognized option '--frobnicate'" --frobnicate
 expect 2 "^alexnet: error: .*invalid" --print-shapes --resize abc
+expect 2 "^alexnet: error: --math must be one of" --math fp16
+expect 2 "^alexnet: error: --cudnn-algo must be one of" --cudnn-algo fastest
+expect 2 "^alexnet: error: --comm must be one of" --comm gloo
+expect 2 "^alexnet: error: --comm nccl needs --device cuda" --comm nccl --device cpu
+expect 2 "^alexnet: error: --comm none .* is only for --benchmark" --comm none
+expect 2 "^alexnet: error: --overlap must be one of" --overlap maybe
+expect 2 "^alexnet: error: --grad-compression must be one of" --grad-compression zstd
+expect 2 "^alexnet: error: --device cuda: " --device cuda --model lenet --dataset synthetic --resize 0 --epochs 1
 expect 2 "^alexnet: error: --synthetic-shape must be CxHxW with positive sizes \(e.g. 1x28x28\), got '0x28x28'$" --print-shapes --dataset synthetic --synthetic-shape 0x28x28
 expect 2 "^alexnet: error: --dropout must be in \[0, 1\), got 1$" --print-shapes --dropout 1
 expect 0 "model alexnet-nopad, input 3x224x224, 10 classes" --print-shapes --model alexnet-nopad --dataset cifar10
