@@ -22,17 +22,18 @@ class CudaBatchNorm final : public BatchNormOp {
     DISTNET_CHECK_USAGE(eps >= CUDNN_BN_MIN_EPSILON,
                         "batch-norm epsilon must be >= " + std::to_string(CUDNN_BN_MIN_EPSILON) +
                             " for cuDNN, got " + std::to_string(eps));
-    saved_ = DeviceAllocator::of(ctx_->device).allocate(2 * sizeof(float) * std::size_t(c_));
+    saved_ = DeviceAllocator::of(ctx_->device).allocate(4 * sizeof(float) * std::size_t(c_));
   }
 
   void forward_train(int n, const float* x, const float* gamma, const float* beta, float* y,
                      float* running_mean, float* running_var, float momentum) override {
     if (n == 0) return;
     const float one = 1.0f, zero = 0.0f;
-    // Running averages are left to our kernel (null pointers: cuDNN does not touch them).
+    // cuDNN's own running averages (unbiased variance) go to a scratch pair that is never read;
+    // ours are updated from the saved batch statistics below.
     DISTNET_CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(
         ctx_->cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, plan(n).x, x, plan(n).x, y, param_,
-        gamma, beta, 0.0, nullptr, nullptr, eps_, mean(), inv_std()));
+        gamma, beta, 1.0, scratch(), scratch() + c_, eps_, mean(), inv_std()));
     launch_bn_running_update(c_, mean(), inv_std(), eps_, momentum, running_mean, running_var,
                              ctx_->stream);
     last_n_ = n;
@@ -62,6 +63,7 @@ class CudaBatchNorm final : public BatchNormOp {
  private:
   float* mean() const { return static_cast<float*>(saved_.data()); }
   float* inv_std() const { return static_cast<float*>(saved_.data()) + c_; }
+  float* scratch() const { return static_cast<float*>(saved_.data()) + 2 * c_; }
   BnPlan& plan(int n) {
     return plans_.get(n, [&](int batch) {
       auto p = std::make_unique<BnPlan>();
@@ -74,7 +76,7 @@ class CudaBatchNorm final : public BatchNormOp {
   int c_, spatial_;
   float eps_;
   TensorDesc param_;
-  Buffer saved_;  // batch mean and inverse std of the last training forward
+  Buffer saved_;  // batch mean and inverse std of the last training forward; 2c floats scratch
   PlanCache<BnPlan> plans_;
   int last_n_ = 0;
 };

@@ -56,16 +56,19 @@ class NcclCommunicator final : public Communicator {
   int size() const override { return size_; }
 
   void allreduce_sum(float* data, std::size_t count) override {
+    if (count == 0) return;
     after_compute();
     DISTNET_NCCL_CHECK(ncclAllReduce(data, data, count, ncclFloat, ncclSum, comm_, stream_));
     finish_blocking("all-reduce of " + std::to_string(count) + " floats");
   }
   void allreduce_sum(double* data, std::size_t count) override {
+    if (count == 0) return;
     after_compute();
     DISTNET_NCCL_CHECK(ncclAllReduce(data, data, count, ncclDouble, ncclSum, comm_, stream_));
     finish_blocking("all-reduce of " + std::to_string(count) + " doubles");
   }
   void broadcast(void* data, std::size_t bytes, int root) override {
+    if (bytes == 0) return;
     after_compute();
     DISTNET_NCCL_CHECK(ncclBroadcast(data, data, bytes, ncclChar, root, comm_, stream_));
     finish_blocking("broadcast of " + std::to_string(bytes) + " bytes");
@@ -76,6 +79,7 @@ class NcclCommunicator final : public Communicator {
   }
 
   void allreduce_sum_async(float* data, std::size_t count, Wire wire) override {
+    if (count == 0) return;
     if (!pending_) {
       // First bucket of a step: the previous step's sums must have arrived by now (the
       // optimizer already waited for them on the GPU); if they have not, a peer is stuck.
