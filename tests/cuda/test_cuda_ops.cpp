@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <ostream>
 #include <utility>
 #include <vector>
 
@@ -21,6 +22,13 @@
 #include "ops/gradcheck.hpp"
 
 using namespace distnet;
+
+namespace distnet::gpu {
+// Test names and messages show "fp32"/"tf32" rather than the enum's bytes.
+void PrintTo(CudaOptions::Math m, std::ostream* os) {
+  *os << (m == CudaOptions::Math::fp32 ? "fp32" : "tf32");
+}
+}  // namespace distnet::gpu
 
 namespace {
 
