@@ -7,6 +7,7 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "core/plan_cache.hpp"
 #include "distnet/backend.hpp"
 
 namespace distnet::cpu {
@@ -35,22 +36,6 @@ class Staged {
   dnnl::memory scratch_;
   dnnl::reorder to_want_, to_user_;
   bool same_ = true;
-};
-
-// Primitives depend on the batch size; a rank sees at most a few different ones (the slice size,
-// one less, the last partial batch), so plans are built on first use and kept.
-template <typename Plan>
-class PlanCache {
- public:
-  template <typename Make>
-  Plan& get(int n, Make&& make) {
-    auto it = plans_.find(n);
-    if (it == plans_.end()) it = plans_.emplace(n, make(n)).first;
-    return *it->second;
-  }
-
- private:
-  std::map<int, std::unique_ptr<Plan>> plans_;
 };
 
 class CpuBackend final : public Backend {

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "allocator.hpp"
+#include "core/plan_cache.hpp"
 #include "distnet/backend.hpp"
 #include "distnet/gpu.hpp"
 #include "handles.hpp"
@@ -33,21 +34,6 @@ struct Context {
 
  private:
   Buffer workspace_;
-};
-
-// Plans (descriptors, algorithm choices) depend on the batch size; a rank sees only a few.
-template <typename Plan>
-class PlanCache {
- public:
-  template <typename Make>
-  Plan& get(int n, Make&& make) {
-    auto it = plans_.find(n);
-    if (it == plans_.end()) it = plans_.emplace(n, make(n)).first;
-    return *it->second;
-  }
-
- private:
-  std::map<int, std::unique_ptr<Plan>> plans_;
 };
 
 class CudaBackend final : public Backend {

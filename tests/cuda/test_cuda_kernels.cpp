@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include "cuda/gpu_skip.hpp"
 #include "cuda/kernels.hpp"
 #include "distnet/backend.hpp"
 #include "distnet/cuda_check.hpp"
@@ -21,11 +22,6 @@ std::string message_of(const std::function<void()>& f) {
   return "(no exception)";
 }
 
-#define SKIP_WITHOUT_GPU()                                   \
-  do {                                                       \
-    std::string why;                                         \
-    if (gpu::usable_devices(&why) == 0) GTEST_SKIP() << why; \
-  } while (0)
 }  // namespace
 
 TEST(CudaChecks, EachLibraryMessageExpressionAndLocation) {

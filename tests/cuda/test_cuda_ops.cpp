@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cuda/allocator.hpp"
+#include "cuda/gpu_skip.hpp"
 #include "cuda/kernels.hpp"
 #include "distnet/backend.hpp"
 #include "distnet/bf16.hpp"
@@ -31,12 +32,6 @@ void PrintTo(CudaOptions::Math m, std::ostream* os) {
 }  // namespace distnet::gpu
 
 namespace {
-
-#define SKIP_WITHOUT_GPU()                                   \
-  do {                                                       \
-    std::string why;                                         \
-    if (gpu::usable_devices(&why) == 0) GTEST_SKIP() << why; \
-  } while (0)
 
 using Math = gpu::CudaOptions::Math;
 
