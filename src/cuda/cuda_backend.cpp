@@ -104,19 +104,21 @@ void CudaBackend::synchronize() {
 }
 
 // Host data -> pinned copy -> device, queued on the compute stream; the host returns as soon as
-// the pinned copy is made. The pinned copy is reused once its previous upload has finished (a
-// step earlier, so the wait is normally zero).
+// the pinned copy is made. Two pinned copies per staging buffer take turns, so the wait for the
+// older upload's event is, in a training loop, a wait for the step before last: none.
 const void* CudaBackend::stage(const void* host, std::size_t bytes, Buffer& staging) {
   if (staging.bytes() < bytes) staging = allocate(bytes);
   if (bytes == 0) return staging.data();
   Pinned& p = pinned_[&staging];
-  if (!p.uploaded.get()) p.uploaded = make_event();
-  DISTNET_CUDA_CHECK(cudaEventSynchronize(p.uploaded));
-  if (p.host.bytes() < bytes) p.host = allocate_pinned(bytes);
-  std::memcpy(p.host.data(), host, bytes);
-  DISTNET_CUDA_CHECK(
-      cudaMemcpyAsync(staging.data(), p.host.data(), bytes, cudaMemcpyHostToDevice, ctx_->stream));
-  DISTNET_CUDA_CHECK(cudaEventRecord(p.uploaded, ctx_->stream));
+  const int k = p.next;
+  p.next = 1 - k;
+  if (!p.uploaded[k].get()) p.uploaded[k] = make_event();
+  DISTNET_CUDA_CHECK(cudaEventSynchronize(p.uploaded[k]));
+  if (p.host[k].bytes() < bytes) p.host[k] = allocate_pinned(bytes);
+  std::memcpy(p.host[k].data(), host, bytes);
+  DISTNET_CUDA_CHECK(cudaMemcpyAsync(staging.data(), p.host[k].data(), bytes,
+                                     cudaMemcpyHostToDevice, ctx_->stream));
+  DISTNET_CUDA_CHECK(cudaEventRecord(p.uploaded[k], ctx_->stream));
   return staging.data();
 }
 

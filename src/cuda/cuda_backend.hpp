@@ -73,11 +73,12 @@ class CudaBackend final : public Backend {
   bool transforms_images() const override { return true; }
 
  private:
-  // A page-locked copy of host data waiting for (or done with) its upload; one per staging
-  // buffer, reused once the event says the previous upload from it has finished.
+  // Page-locked copies of host data for one staging buffer: two, used in turn, each reused once
+  // its event says the upload from it (two calls ago, i.e. normally two steps) has finished.
   struct Pinned {
-    Buffer host;
-    Event uploaded;
+    Buffer host[2];
+    Event uploaded[2];
+    int next = 0;
   };
   cudnnTensorDescriptor_t flat_desc(std::int64_t count);
 
