@@ -34,6 +34,12 @@ namespace {
 
 constexpr int kExitOk = 0, kExitError = 1, kExitUsage = 2;
 
+std::string num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
 std::string with_commas(std::int64_t v) {
   std::string s = std::to_string(v);
   for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(std::size_t(i), ",");
@@ -212,9 +218,8 @@ std::optional<CheckpointMeta> resume_from(const RunConfig& cfg, Model& model,
                          " training samples, this run has " + std::to_string(train_samples));
       }
       load_checkpoint(path, model, /*weights_only=*/false);
-      std::printf("resuming from %s: epoch %lld, step %lld (written by %lld ranks)\n", path.c_str(),
-                  static_cast<long long>(meta.state.epoch + 1),
-                  static_cast<long long>(meta.state.step), static_cast<long long>(meta.world_size));
+      std::printf("resuming from %s (written by %lld %s)\n", path.c_str(),
+                  static_cast<long long>(meta.world_size), meta.world_size == 1 ? "rank" : "ranks");
       return meta;
     } catch (const UsageError&) {
       throw;
@@ -253,6 +258,7 @@ Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
     if (cfg.resize > 0) d.synthetic_shape = Shape{d.synthetic_shape[0], cfg.resize, cfg.resize};
   }
   d.limit = cfg.train_limit;
+  SlowNotice loading(world.is_root(), "loading the " + d.name + " data");
   s.train = data::open_dataset(d, data::Split::train);
   if (!cfg.benchmark) {
     d.limit = cfg.test_limit;
@@ -264,6 +270,7 @@ Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
   const std::int64_t per_rank = (cfg.batch + world.size() - 1) / world.size();
   const std::int64_t eval = cfg.eval_batch > 0 ? cfg.eval_batch : per_rank;
   check_gpu_memory(*s.backend, mc, std::max(per_rank, eval));
+  SlowNotice building(world.is_root(), "building and initialising " + mc.name);
   s.model = std::make_unique<Model>(mc, *s.backend, int(std::max(per_rank, eval)));
   InitConfig init;
   init.kind = cfg.init == "normal" ? InitConfig::Kind::normal : InitConfig::Kind::xavier;
@@ -323,22 +330,41 @@ void print_start(const RunConfig& cfg, const World& world, const Setup& s, Repor
               "; global batch " + std::to_string(b) + " split " +
               (lo == hi ? std::to_string(hi) : std::to_string(hi) + "/" + std::to_string(lo)) +
               " per rank");
-  char text[512];
-  std::snprintf(text, sizeof text,
-                "training %d epochs, SGD lr %g%s (%s), momentum %g, weight decay %g, seed %llu, "
-                "gradient buckets of %g MiB",
-                cfg.epochs, cfg.lr,
-                cfg.lr_scale_by_world ? (" x " + std::to_string(world.size())).c_str() : "",
-                cfg.lr_schedule.c_str(), cfg.momentum, cfg.weight_decay,
-                static_cast<unsigned long long>(cfg.seed), cfg.bucket_mb);
-  report.line(text);
+  if (cfg.eval_only) {
+    report.line("evaluating " + cfg.checkpoint + " on the test set");
+  } else if (cfg.benchmark) {
+    report.line("benchmark: " + std::to_string(cfg.warmup_steps) + " warm-up and " +
+                std::to_string(cfg.steps) +
+                " timed steps on synthetic images, gradient buckets of " + num(cfg.bucket_mb) +
+                " MiB");
+  } else {
+    char text[512];
+    std::snprintf(text, sizeof text,
+                  "training %d epoch%s, SGD lr %g%s (%s), momentum %g, weight decay %g, seed %llu, "
+                  "gradient buckets of %g MiB",
+                  cfg.epochs, cfg.epochs == 1 ? "" : "s", cfg.lr,
+                  cfg.lr_scale_by_world ? (" x " + std::to_string(world.size())).c_str() : "",
+                  cfg.lr_schedule.c_str(), cfg.momentum, cfg.weight_decay,
+                  static_cast<unsigned long long>(cfg.seed), cfg.bucket_mb);
+    report.line(text);
+  }
   report.json("{\"event\":\"run\",\"version\":\"" + std::string(DISTNET_VERSION) +
               "\",\"ranks\":" + std::to_string(world.size()) + ",\"ctx\":[" + ctx_json +
               "],\"parameters\":" + std::to_string(m.num_trainable()) + ",\"config\":\"" +
               json_escape(cfg.effective_ini()) + "\"}");
 }
 
-int run(const RunConfig& cfg, const World& world) {
+// Rank 0's string on every rank.
+std::string broadcast_string(const World& world, std::string text) {
+  std::uint64_t n = text.size();
+  MPI_Bcast(&n, 1, MPI_UINT64_T, 0, world.comm());
+  text.resize(n);
+  MPI_Bcast(text.data(), int(n), MPI_CHAR, 0, world.comm());
+  return text;
+}
+
+int run(const RunConfig& given, const World& world) {
+  RunConfig cfg = given;
   Setup s;
   int code = kExitOk;
   std::string message;
@@ -368,10 +394,21 @@ int run(const RunConfig& cfg, const World& world) {
       });
       c != kExitOk)
     return c;
+  if (cfg.eval_only) {  // the checkpoint decides the model, input size and normalisation
+    std::string trained;
+    if (int c = phase([&] {
+          if (world.is_root()) trained = read_checkpoint_meta(cfg.checkpoint).config;
+        });
+        c != kExitOk)
+      return c;
+    trained = broadcast_string(world, trained);
+    if (int c = phase([&] { adopt_trained_settings(cfg, trained, cfg.checkpoint); }); c != kExitOk)
+      return c;
+  }
   if (int c = phase([&] { s = set_up(cfg, world, std::move(s)); }); c != kExitOk) return c;
 
   const std::optional<TrainingState> resume = share_resume_state(world, s);
-  Reporter report(world.is_root(), cfg.metrics_file, cfg.progress);
+  Reporter report(world.is_root(), cfg.metrics_file, cfg.progress, cfg.progress_interval);
   print_start(cfg, world, s, report);
   std::unique_ptr<CheckpointWriter> writer;
   if (world.is_root() && !cfg.checkpoint_dir.empty())
@@ -389,10 +426,7 @@ int run(const RunConfig& cfg, const World& world) {
                 std::to_string(r.accuracy) + ",\"samples\":" + std::to_string(r.samples) + "}");
     return kExitOk;
   }
-  if (cfg.benchmark) {
-    trainer.benchmark();
-    return kExitOk;
-  }
+  if (cfg.benchmark) return trainer.benchmark().stopped ? kExitStopped : kExitOk;
   if (resume) trainer.restore(*resume);
   return trainer.fit().stopped ? kExitStopped : kExitOk;
 }

@@ -43,14 +43,27 @@ struct CheckpointMeta {
   TrainingState state;
 };
 
-// Host copies of everything a checkpoint holds.
+// Host copies of everything a checkpoint holds -- or, when borrowed, pointers into a CPU model's
+// own buffers, which must then stay unchanged until the write has finished.
 struct Snapshot {
   CheckpointMeta meta;
   std::vector<ParamEntry> params, state;
   std::vector<float> param_values, momentum_values, state_values;
+  const float* borrowed_params = nullptr;  // set together, or none
+  const float* borrowed_momentum = nullptr;
+  const float* borrowed_state = nullptr;
+  const float* param_data() const {
+    return borrowed_params ? borrowed_params : param_values.data();
+  }
+  const float* momentum_data() const {
+    return borrowed_params ? borrowed_momentum : momentum_values.data();
+  }
+  const float* state_data() const { return borrowed_params ? borrowed_state : state_values.data(); }
 };
 
-Snapshot take_snapshot(const Model& model, const CheckpointMeta& meta);
+// `borrow`: on the CPU backend, point at the model's buffers instead of copying them (for the
+// last checkpoint of a run that is stopping: no copy, so the stop is faster).
+Snapshot take_snapshot(const Model& model, const CheckpointMeta& meta, bool borrow = false);
 
 // Writes atomically to `path` (temporary file in the same directory, then rename). Throws on any
 // failure after removing the temporary file; an existing file at `path` is never touched unless

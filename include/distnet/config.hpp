@@ -20,7 +20,10 @@ struct RunConfig {
 
   // model
   std::string model = "alexnet";
-  int resize = 224;  // 0: the dataset's own size
+  int resize = 224;           // 0: the dataset's own size; the model's natural input unless given
+  bool resize_given = false;  // --resize was set on the command line or in the config file
+  bool model_given = false;   // --model likewise
+  bool norm_given = false;    // --normalize-mean or --normalize-std likewise
   float dropout = 0.5f;
   float bn_momentum = 0.9f;
   std::string init = "xavier";
@@ -58,6 +61,7 @@ struct RunConfig {
   // output
   std::string metrics_file;
   std::string progress = "auto";
+  double progress_interval = 30;  // seconds between progress lines (not a terminal)
 
   // benchmark mode
   int warmup_steps = 5, steps = 20;
@@ -82,5 +86,11 @@ struct RunConfig {
 // Parses and validates; throws UsageError (one line) for unknown options, bad values, a missing
 // or malformed config file, or an option given twice.
 RunConfig parse_run_config(int argc, const char* const argv[]);
+
+// --eval-only: a checkpoint's own configuration (its `config` attribute, INI) decides the model,
+// the input size and the normalisation. Copies them into `c`; an option given explicitly with a
+// different value is refused with a UsageError naming `source` (the checkpoint file).
+void adopt_trained_settings(RunConfig& c, const std::string& checkpoint_ini,
+                            const std::string& source);
 
 }  // namespace distnet

@@ -34,6 +34,8 @@ struct ModelConfig {
 
 // The names build_layers() accepts, for help texts and error messages.
 const std::vector<std::string>& model_names();
+// The input side a model was designed for: 28 for lenet, 224 for the AlexNets (--resize auto).
+int default_resize(const std::string& model);
 
 // Throws UsageError for an unknown name, classes < 1, or an input that some layer would shrink
 // to nothing (the message names the layer and the smallest square input that works).
@@ -80,14 +82,20 @@ class Model {
   // every rank and both backends start from the same values), zeroes momentum.
   void initialize(const InitConfig& init);
 
-  // x: n samples of input_shape on the backend's device. Returns the logits (n x classes).
-  const float* forward(const StepContext& ctx, int n, const float* x);
+  // x: n samples of input_shape on the backend's device. Returns the logits (n x classes), or
+  // null when `cancel` returned true between two layers (a stop request: the step is abandoned).
+  const float* forward(const StepContext& ctx, int n, const float* x,
+                       const std::function<bool()>& cancel = {});
   // Where the loss writes d(loss)/d(logits) before backward().
   float* dlogits() const { return scratch_[0].data<float>(); }
   // Writes all gradients; with n == 0 (an empty slice) they are zero. `on_layer_done(i)` is
-  // called after layer i's parameter gradients are written (buckets use it).
-  void backward(const StepContext& ctx, int n, const float* x,
-                const std::function<void(int)>& on_layer_done = {});
+  // called after layer i's parameter gradients are written (buckets use it). Once `cancel`
+  // returns true the remaining layers are skipped, but `on_layer_done` is still called for each
+  // of them, so every rank issues the same collectives; returns false then (the gradients are
+  // not valid and the step must not be applied).
+  bool backward(const StepContext& ctx, int n, const float* x,
+                const std::function<void(int)>& on_layer_done = {},
+                const std::function<bool()>& cancel = {});
 
   void set_profiling(LayerTimes* times) { times_ = times; }
 

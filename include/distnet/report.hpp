@@ -1,9 +1,14 @@
-// What rank 0 tells the user: the start-up summary, a progress bar when stdout is a terminal,
-// one line per epoch in the d2l notebooks' style, and every figure as JSON lines.
+// What rank 0 tells the user: the start-up summary, progress while an epoch runs (a bar on a
+// terminal; under a launcher or into a file, one compact line every --progress-interval
+// seconds), one line per epoch in the d2l notebooks' style, and every figure as JSON lines.
 #pragma once
 
+#include <condition_variable>
+#include <cstdint>
 #include <cstdio>
+#include <mutex>
 #include <string>
+#include <thread>
 
 namespace distnet {
 
@@ -14,7 +19,8 @@ class Model;
 class Reporter {
  public:
   // `active` is true on rank 0 only; the others print nothing.
-  Reporter(bool active, const std::string& metrics_file, const std::string& progress_mode);
+  Reporter(bool active, const std::string& metrics_file, const std::string& progress_mode,
+           double interval_s = 30);
   ~Reporter();
   Reporter(const Reporter&) = delete;
   Reporter& operator=(const Reporter&) = delete;
@@ -22,11 +28,15 @@ class Reporter {
   bool active() const { return active_; }
   void line(const std::string& text);    // one line to stdout (rank 0)
   void json(const std::string& object);  // one JSON line to the metrics file, if any
-  // True when a progress-bar update is wanted now (rank 0, a terminal, >= 0.5 s since the last):
-  // the trainer reads device-side figures only then.
+  // True when a progress update is wanted now (rank 0; the bar: >= 0.5 s since the last; lines:
+  // >= the interval): the trainer reads device-side figures only then.
   bool progress_due() const;
+  // Training progress within an epoch; eta_s: the epoch's remaining time.
   void progress(int epoch, std::int64_t done, std::int64_t total, double loss, double acc,
-                double examples_per_s);
+                double images_per_s, double eta_s);
+  // Progress of another long phase (evaluation, benchmark steps), e.g. "evaluating: 40/79".
+  void phase_progress(const std::string& what, std::int64_t done, std::int64_t total,
+                      double elapsed_s);
   void epoch(const EpochMetrics& m, int world, const std::string& device);
   void benchmark(const BenchmarkResult& r, int world, const Model& model);
   void target(double target, bool reached, int epochs, double wall_s, double test_acc, int world);
@@ -34,10 +44,33 @@ class Reporter {
  private:
   void clear_progress();
   bool active_;
-  bool bar_ = false, bar_shown_ = false;
+  enum class Mode { off, bar, lines } mode_ = Mode::off;
+  bool bar_shown_ = false;
   std::FILE* metrics_ = nullptr;
-  double last_bar_ = 0;
+  double interval_s_;
+  double last_ = 0;
 };
+
+// A set-up or I/O phase that may take a while (loading a dataset, choosing cuDNN algorithms,
+// writing a checkpoint): if it is still running after `after_s` seconds, rank 0 says
+// "<what> ..."; when it ends after having said so, it says how long it took.
+class SlowNotice {
+ public:
+  SlowNotice(bool active, std::string what, double after_s = 3.0);
+  ~SlowNotice();
+  SlowNotice(const SlowNotice&) = delete;
+  SlowNotice& operator=(const SlowNotice&) = delete;
+
+ private:
+  std::string what_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false, said_ = false;
+  double start_;
+  std::thread thread_;
+};
+
+std::string format_duration(double seconds);  // "42 s", "5 min 03 s", "2 h 07 min"
 
 std::string json_escape(const std::string& s);
 

@@ -1,6 +1,7 @@
-// Stop requests: SIGTERM, SIGUSR1 and SIGINT set a flag that the trainer reads at the next step
-// boundary (where the ranks agree, checkpoint and exit with kExitStopped). A second SIGINT ends
-// the process at once.
+// Stop requests: SIGTERM, SIGUSR1 and SIGINT set a flag that the trainer reads between layers and
+// at the step boundary: a step in progress is abandoned (its update is never applied), the ranks
+// agree, rank 0 checkpoints the last completed step, and all exit with kExitStopped. A second
+// SIGINT, or SIGUSR2, ends the process at once (exit 130).
 #pragma once
 
 namespace distnet {

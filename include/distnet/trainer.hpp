@@ -37,7 +37,8 @@ struct BenchmarkResult {
   double step_ms = 0, compute_ms = 0, comm_ms = 0, data_ms = 0;  // per step, mean over ranks
   int steps = 0;
   std::int64_t global_batch = 0;
-  LayerTimes layers;  // rank 0, from separate synchronised steps
+  LayerTimes layers;     // rank 0, from separate synchronised steps
+  bool stopped = false;  // a stop request ended it early: no figures
 };
 
 struct TrainerParts {
@@ -70,7 +71,9 @@ class Trainer {
   // rank 0; the constructor broadcast them). Call on every rank, with the same state.
   void restore(const TrainingState& s);
   // A collective: every rank calls it; rank 0 snapshots and hands the snapshot to the writer.
-  void save_checkpoint();
+  // `borrow`: the model will not change until the write ends (a stopping run), so a CPU model's
+  // buffers are written without a copy.
+  void save_checkpoint(bool borrow = false);
   EvalResult evaluate();        // every test sample exactly once over the ranks
   BenchmarkResult benchmark();  // cfg.warmup_steps, then cfg.steps timed steps
 
@@ -80,12 +83,20 @@ class Trainer {
   const LrSchedule& schedule() const { return schedule_; }
 
  private:
-  void train_step(const data::Batch& b);
+  enum class StepOutcome {
+    applied,    // the update is applied; go on
+    stop,       // applied, and a stop was requested: checkpoint and leave
+    abandoned,  // a stop arrived during the step on some rank: nothing applied; checkpoint, leave
+  };
+  StepOutcome train_step(const data::Batch& b);
   // The batch's images on the backend's device, as model input (resized there if it wants).
   const float* device_images(const data::Batch& b);
   const data::ImageTransform* loader_transform() const;
   Communicator& host_comm() const { return p_.host_comm ? *p_.host_comm : p_.comm; }
   void broadcast_parameters();
+  void stop_and_save(bool abandoned);
+  std::int64_t file_epoch() const;
+  void wait_for_writer();  // says so when the write takes a while
   std::array<double, 2> read_and_reset_stats();
 
   RunConfig cfg_;
@@ -97,7 +108,9 @@ class Trainer {
   std::int64_t step_ = 0;
   std::int64_t epoch_samples_ = 0;  // this rank's samples so far in the running epoch
   std::int64_t saved_step_ = -1;
-  Buffer stats_;  // 2 doubles on the device: loss sum, correct count
+  bool first_step_done_ = false;
+  Buffer stats_;  // 4 doubles on the device: loss sum, correct count, and both at the step's start
+  Buffer state_backup_;  // batch-norm running statistics at the step's start
   Buffer stage_x_, stage_ids_, stage_labels_, stage_raw_;
   Buffer input_;  // resized images when the backend transforms them
 };

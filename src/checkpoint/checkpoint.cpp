@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <initializer_list>
 #include <regex>
@@ -71,12 +72,18 @@ std::int64_t step_from_name(const std::string& name) {
 
 }  // namespace
 
-Snapshot take_snapshot(const Model& model, const CheckpointMeta& meta) {
+Snapshot take_snapshot(const Model& model, const CheckpointMeta& meta, bool borrow) {
   Snapshot s;
   s.meta = meta;
   s.params = model.params();
   s.state = model.state();
   Backend& be = model.backend();
+  if (borrow && be.device().is_cpu()) {
+    s.borrowed_params = model.param_data();
+    s.borrowed_momentum = model.momentum_data();
+    s.borrowed_state = model.state_data();
+    return s;
+  }
   const auto n = static_cast<std::size_t>(model.flat_size());
   s.param_values.resize(n);
   s.momentum_values.resize(n);
@@ -112,10 +119,8 @@ void write_checkpoint(const Snapshot& snap, const std::string& path) {
     h5::set_attr(f, "learning_rate", m.state.learning_rate);
     h5::set_attr(f, "epoch_sums", m.state.epoch_sums);
     // Batch-norm statistics sit beside their layer's parameters under /params.
-    write_group(
-        f, "params",
-        {{&snap.params, snap.param_values.data()}, {&snap.state, snap.state_values.data()}});
-    write_group(f, "momentum", {{&snap.params, snap.momentum_values.data()}});
+    write_group(f, "params", {{&snap.params, snap.param_data()}, {&snap.state, snap.state_data()}});
+    write_group(f, "momentum", {{&snap.params, snap.momentum_data()}});
     DISTNET_CHECK_HDF5(H5Fflush(f, H5F_SCOPE_GLOBAL));
     file.close_checked();
     fsync_path(tmp, false);
@@ -240,7 +245,24 @@ void ensure_writable_dir(const std::string& dir) {
 }
 
 CheckpointWriter::CheckpointWriter(std::string dir, int keep)
-    : dir_(std::move(dir)), keep_(keep), thread_([this] { run(); }) {}
+    : dir_(std::move(dir)), keep_(keep), thread_([this] { run(); }) {
+  // A write cut short by SIGKILL (a launcher's grace period, a second Ctrl-C) leaves its
+  // temporary file; it was never a checkpoint, and this run owns the directory now.
+  if (DIR* d = ::opendir(dir_.c_str())) {
+    std::vector<std::string> stale;
+    while (const dirent* ent = ::readdir(d)) {
+      const std::string name = ent->d_name;
+      if (name.rfind(".ckpt-", 0) == 0 && name.find(".h5.tmp-") != std::string::npos)
+        stale.push_back(name);
+    }
+    ::closedir(d);
+    for (const std::string& name : stale) {
+      if (::unlink((dir_ + "/" + name).c_str()) == 0)
+        std::fprintf(stderr, "alexnet: removed %s/%s, an unfinished checkpoint of an earlier run\n",
+                     dir_.c_str(), name.c_str());
+    }
+  }
+}
 
 CheckpointWriter::~CheckpointWriter() {
   {

@@ -151,7 +151,8 @@ void Model::initialize(const InitConfig& init) {
   be_->fill_zero(momentum_data(), sizeof(float) * static_cast<std::size_t>(flat_size_));
 }
 
-const float* Model::forward(const StepContext& ctx, int n, const float* x) {
+const float* Model::forward(const StepContext& ctx, int n, const float* x,
+                            const std::function<bool()>& cancel) {
   DISTNET_CHECK(n >= 0 && n <= max_batch_, "batch of " + std::to_string(n) +
                                                " exceeds the model's capacity of " +
                                                std::to_string(max_batch_));
@@ -159,6 +160,7 @@ const float* Model::forward(const StepContext& ctx, int n, const float* x) {
   if (n == 0) return acts_.back().data<float>();
   const float* in = x;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
+    if (cancel && cancel()) return nullptr;
     float* out = acts_[i].data<float>();
     const auto t0 = std::chrono::steady_clock::now();
     layers_[i]->forward(ctx, n, in, out);
@@ -171,8 +173,9 @@ const float* Model::forward(const StepContext& ctx, int n, const float* x) {
   return in;
 }
 
-void Model::backward(const StepContext& ctx, int n, const float* x,
-                     const std::function<void(int)>& on_layer_done) {
+bool Model::backward(const StepContext& ctx, int n, const float* x,
+                     const std::function<void(int)>& on_layer_done,
+                     const std::function<bool()>& cancel) {
   const int last = static_cast<int>(layers_.size()) - 1;
   if (times_) times_->backward_ms.assign(layers_.size(), 0.0);
   if (n == 0) {
@@ -180,12 +183,18 @@ void Model::backward(const StepContext& ctx, int n, const float* x,
     be_->fill_zero(grad_data(), sizeof(float) * static_cast<std::size_t>(flat_size_));
     if (on_layer_done)
       for (int i = last; i >= 0; --i) on_layer_done(i);
-    return;
+    return true;
   }
   float* dy = scratch_[0].data<float>();
   float* other = scratch_[1].data<float>();
+  bool complete = true;
   for (int i = last; i >= 0; --i) {
     const auto idx = static_cast<std::size_t>(i);
+    complete = complete && !(cancel && cancel());
+    if (!complete) {  // abandoned: no more compute, but the same collectives as every peer
+      if (on_layer_done) on_layer_done(i);
+      continue;
+    }
     const float* in = i == 0 ? x : acts_[idx - 1].data<float>();
     float* dx = i == 0 ? nullptr : other;
     const auto t0 = std::chrono::steady_clock::now();
@@ -197,6 +206,7 @@ void Model::backward(const StepContext& ctx, int n, const float* x,
     if (on_layer_done) on_layer_done(i);
     std::swap(dy, other);
   }
+  return complete;
 }
 
 }  // namespace distnet

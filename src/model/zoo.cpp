@@ -91,6 +91,10 @@ const std::vector<std::string>& model_names() {
   return names;
 }
 
+int default_resize(const std::string& model) {
+  return model == "lenet" ? 28 : 224;
+}
+
 std::vector<std::unique_ptr<Layer>> build_layers(const ModelConfig& cfg) {
   const auto it = registry().find(cfg.name);
   if (it == registry().end()) {

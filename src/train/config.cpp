@@ -5,6 +5,7 @@
 #include <boost/program_options.hpp>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <sstream>
 
@@ -67,7 +68,7 @@ void one_of(const std::string& option, const std::string& value,
 
 RunConfig parse_run_config(int argc, const char* const argv[]) {
   RunConfig c;
-  std::string norm_mean, norm_std, lr_steps, synthetic_shape = "1x28x28";
+  std::string norm_mean, norm_std, lr_steps, synthetic_shape = "1x28x28", resize = "auto";
 
   po::options_description general("General");
   general.add_options()                                                     //
@@ -87,8 +88,9 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   model.add_options()  //
       ("model", po::value(&c.model)->default_value(c.model),
        "network: alexnet, alexnet-nopad, alexnet-bn, lenet")  //
-      ("resize", po::value(&c.resize)->default_value(c.resize),
-       "resize images to N x N (bilinear); 0 keeps the dataset's size")                           //
+      ("resize", po::value(&resize)->default_value(resize),
+       "resize images to N x N (bilinear); 0 keeps the dataset's size; auto: the model's "
+       "natural input (224 for the AlexNets, 28 for lenet)")                                      //
       ("dropout", po::value(&c.dropout)->default_value(c.dropout, "0.5"), "dropout probability")  //
       ("bn-momentum", po::value(&c.bn_momentum)->default_value(c.bn_momentum, "0.9"),
        "batch-norm running statistics: running = m * running + (1 - m) * batch")  //
@@ -141,8 +143,9 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
       ("lr-schedule", po::value(&c.lr_schedule)->default_value(c.lr_schedule),
        "constant, step or cosine")  //
       ("lr-steps", po::value(&lr_steps),
-       "step schedule: epochs at which lr is multiplied by --lr-gamma (e.g. 30,60)")           //
-      ("lr-gamma", po::value(&c.lr_gamma)->default_value(c.lr_gamma), "step schedule factor")  //
+       "step schedule: epochs at which lr is multiplied by --lr-gamma (e.g. 30,60)")  //
+      ("lr-gamma", po::value(&c.lr_gamma)->default_value(c.lr_gamma, num(c.lr_gamma)),
+       "step schedule factor")  //
       ("lr-min", po::value(&c.lr_min)->default_value(c.lr_min),
        "cosine schedule: final learning rate")  //
       ("warmup-epochs", po::value(&c.warmup_epochs)->default_value(c.warmup_epochs),
@@ -185,7 +188,11 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
       ("metrics-file", po::value(&c.metrics_file),
        "write every figure as JSON lines to FILE (rank 0)")  //
       ("progress", po::value(&c.progress)->default_value(c.progress),
-       "progress bar: auto (when stdout is a terminal), on or off");
+       "progress: auto (a bar on a terminal outside a launcher; otherwise a line every "
+       "--progress-interval seconds), on (always the bar) or off")  //
+      ("progress-interval",
+       po::value(&c.progress_interval)->default_value(c.progress_interval, "30"),
+       "seconds between progress lines under a launcher or into a file");
 
   po::options_description bench("Benchmark");
   bench.add_options()  //
@@ -219,7 +226,10 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
 
   po::variables_map vm;
   try {
-    po::store(po::parse_command_line(argc, argv, all), vm);
+    // No guessing from prefixes: a typo such as --epoch must be an error, not --epochs.
+    const int style =
+        po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
+    po::store(po::command_line_parser(argc, argv).options(all).style(style).run(), vm);
     if (vm.count("config")) {
       const std::string path = vm["config"].as<std::string>();
       struct stat st {};
@@ -252,6 +262,19 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   if (!norm_std.empty()) c.norm_std = parse_list<float>(norm_std, "normalize-std");
   if (!lr_steps.empty()) c.lr_steps = parse_list<double>(lr_steps, "lr-steps");
   c.data.synthetic_shape = parse_shape(synthetic_shape, "synthetic-shape");
+  c.resize_given = !vm["resize"].defaulted();
+  c.model_given = !vm["model"].defaulted();
+  c.norm_given = vm.count("normalize-mean") > 0 || vm.count("normalize-std") > 0;
+  if (resize == "auto") {
+    c.resize = default_resize(c.model);
+  } else {
+    std::istringstream is(resize);
+    int v = -1;
+    if (!(is >> v) || !(is >> std::ws).eof() || v < 0)
+      throw UsageError("--resize must be auto or a size >= 0 (0 keeps the dataset's size), got '" +
+                       resize + "'");
+    c.resize = v;
+  }
   c.data.seed = c.seed;
 
   auto need = [](bool ok, const std::string& msg) {
@@ -265,7 +288,8 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   need(c.dropout >= 0 && c.dropout < 1, "--dropout must be in [0, 1), got " + num(c.dropout));
   need(c.bn_momentum >= 0 && c.bn_momentum <= 1,
        "--bn-momentum must be in [0, 1], got " + num(c.bn_momentum));
-  need(c.resize >= 0, "--resize must be >= 0, got " + std::to_string(c.resize));
+  need(c.progress_interval > 0,
+       "--progress-interval must be > 0 seconds, got " + num(c.progress_interval));
   need(c.train_limit >= 0, "--train-limit must be >= 0, got " + std::to_string(c.train_limit));
   need(c.test_limit >= 0, "--test-limit must be >= 0, got " + std::to_string(c.test_limit));
   need(c.workers >= -1,
@@ -331,8 +355,68 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   return c;
 }
 
+void adopt_trained_settings(RunConfig& c, const std::string& checkpoint_ini,
+                            const std::string& source) {
+  std::map<std::string, std::string> kv;
+  std::istringstream in(checkpoint_ini);
+  for (std::string line; std::getline(in, line);) {
+    const auto eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    auto trim = [](std::string t) {
+      const auto b = t.find_first_not_of(" \t"), e = t.find_last_not_of(" \t");
+      return b == std::string::npos ? std::string() : t.substr(b, e - b + 1);
+    };
+    kv[trim(line.substr(0, eq))] = trim(line.substr(eq + 1));
+  }
+  for (const char* key : {"model", "resize", "normalize-mean", "normalize-std"})
+    if (!kv.count(key))
+      throw UsageError(source + ": its config attribute has no '" + key +
+                       "' (not a distnet checkpoint, or a damaged one)");
+  auto contradiction = [&](const std::string& option, const std::string& given,
+                           const std::string& trained) {
+    throw UsageError("--" + option + " " + given + " contradicts " + source +
+                     ", which was trained with " + option + " = " +
+                     (trained.empty() ? "(none)" : trained) +
+                     "; --eval-only takes it from the checkpoint, so leave the option out");
+  };
+  const std::string model = kv["model"];
+  if (c.model_given && c.model != model) contradiction("model", c.model, model);
+  int resize = -1;
+  {
+    std::istringstream is(kv["resize"]);
+    if (!(is >> resize) || resize < 0)
+      throw UsageError(source + ": its config attribute has a bad resize '" + kv["resize"] + "'");
+  }
+  if (c.resize_given && c.resize != resize)
+    contradiction("resize", std::to_string(c.resize), kv["resize"]);
+  auto floats = [&](const std::string& key) {
+    return kv[key].empty() ? std::vector<float>{} : parse_list<float>(kv[key], key);
+  };
+  const std::vector<float> mean = floats("normalize-mean"), std_dev = floats("normalize-std");
+  auto same = [](const std::vector<float>& a, const std::vector<float>& b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)  // stored as text with 6 or more digits
+      if (std::fabs(a[i] - b[i]) > 1e-5f * std::max(1.0f, std::fabs(b[i]))) return false;
+    return true;
+  };
+  auto text = [](const std::vector<float>& v) {
+    std::ostringstream o;
+    for (std::size_t i = 0; i < v.size(); ++i) o << (i ? "," : "") << v[i];
+    return v.empty() ? std::string("(none)") : o.str();
+  };
+  if (c.norm_given && !same(c.norm_mean, mean))
+    contradiction("normalize-mean", text(c.norm_mean), kv["normalize-mean"]);
+  if (c.norm_given && !same(c.norm_std, std_dev))
+    contradiction("normalize-std", text(c.norm_std), kv["normalize-std"]);
+  c.model = model;
+  c.resize = resize;
+  c.norm_mean = mean;
+  c.norm_std = std_dev;
+}
+
 std::string RunConfig::effective_ini() const {
   std::ostringstream o;
+  o.precision(9);  // floats read back exactly (e.g. a checkpoint's normalisation)
   auto list = [](const auto& v) {
     std::ostringstream s;
     for (std::size_t i = 0; i < v.size(); ++i) s << (i ? "," : "") << v[i];

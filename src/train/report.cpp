@@ -40,14 +40,32 @@ std::string json_escape(const std::string& s) {
   return o;
 }
 
-Reporter::Reporter(bool active, const std::string& metrics_file, const std::string& progress_mode)
-    : active_(active) {
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const auto t = static_cast<long long>(std::llround(seconds));
+  char buf[64];
+  if (t < 60)
+    std::snprintf(buf, sizeof buf, "%lld s", t);
+  else if (t < 3600)
+    std::snprintf(buf, sizeof buf, "%lld min %02lld s", t / 60, t % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%lld h %02lld min", t / 3600, (t % 3600) / 60);
+  return buf;
+}
+
+Reporter::Reporter(bool active, const std::string& metrics_file, const std::string& progress_mode,
+                   double interval_s)
+    : active_(active), interval_s_(interval_s), last_(now_s()) {
   if (!active_) return;
   // Under mpirun, Open MPI hands every rank a pseudo-terminal even when the user's output goes to
-  // a file or pipe, so "auto" shows the bar only outside a launcher; --progress on forces it.
+  // a file or pipe, so "auto" shows the bar only outside a launcher on a terminal, and otherwise
+  // prints a compact line every interval; --progress on forces the bar, off silences both.
   const bool launched = std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE") ||
                         std::getenv("SLURM_STEP_ID");
-  bar_ = progress_mode == "on" || (progress_mode == "auto" && !launched && isatty(STDOUT_FILENO));
+  if (progress_mode == "on")
+    mode_ = Mode::bar;
+  else if (progress_mode == "auto")
+    mode_ = !launched && isatty(STDOUT_FILENO) ? Mode::bar : Mode::lines;
   if (!metrics_file.empty()) {
     metrics_ = std::fopen(metrics_file.c_str(), "w");
     if (!metrics_) throw Error(metrics_file + ": cannot open the metrics file for writing");
@@ -72,22 +90,45 @@ void Reporter::json(const std::string& object) {
 }
 
 bool Reporter::progress_due() const {
-  return active_ && bar_ && now_s() - last_bar_ >= 0.5;
+  if (!active_ || mode_ == Mode::off) return false;
+  return now_s() - last_ >= (mode_ == Mode::bar ? 0.5 : interval_s_);
 }
 
 void Reporter::progress(int epoch, std::int64_t done, std::int64_t total, double loss, double acc,
-                        double examples_per_s) {
-  if (!active_ || !bar_) return;
-  last_bar_ = now_s();
+                        double images_per_s, double eta_s) {
+  if (!active_ || mode_ == Mode::off) return;
+  if (mode_ == Mode::lines) {
+    if (done == total) return;  // the epoch's own line follows at once
+    last_ = now_s();
+    std::printf("epoch %d: step %lld/%lld, loss %.3f, acc %.3f, %.1f examples/sec, epoch ETA %s\n",
+                epoch, static_cast<long long>(done), static_cast<long long>(total), loss, acc,
+                images_per_s, format_duration(eta_s).c_str());
+    std::fflush(stdout);
+    return;
+  }
+  last_ = now_s();
   constexpr int kWidth = 30;
   const int filled = static_cast<int>(kWidth * done / std::max<std::int64_t>(1, total));
   std::string bar(static_cast<std::size_t>(filled), '#');
   bar.resize(kWidth, '.');
-  std::printf("\repoch %d [%s] %lld/%lld  loss %.3f  acc %.3f  %.1f examples/sec (rank 0) ", epoch,
+  std::printf("\repoch %d [%s] %lld/%lld  loss %.3f  acc %.3f  %.1f examples/sec  ETA %s   ", epoch,
               bar.c_str(), static_cast<long long>(done), static_cast<long long>(total), loss, acc,
-              examples_per_s);
+              images_per_s, format_duration(eta_s).c_str());
   std::fflush(stdout);
   bar_shown_ = true;
+}
+
+void Reporter::phase_progress(const std::string& what, std::int64_t done, std::int64_t total,
+                              double elapsed_s) {
+  if (!active_ || mode_ == Mode::off) return;
+  last_ = now_s();
+  const double eta = done > 0 ? elapsed_s * double(total - done) / double(done) : -1;
+  std::printf("%s%s: %lld/%lld, %s elapsed, ETA %s%s", mode_ == Mode::bar ? "\r" : "", what.c_str(),
+              static_cast<long long>(done), static_cast<long long>(total),
+              format_duration(elapsed_s).c_str(), format_duration(eta).c_str(),
+              mode_ == Mode::bar ? "   " : "\n");
+  std::fflush(stdout);
+  bar_shown_ = mode_ == Mode::bar;
 }
 
 void Reporter::clear_progress() {
@@ -157,6 +198,33 @@ void Reporter::benchmark(const BenchmarkResult& r, int world, const Model& model
        ",\"per_rank_batch\":" + fmt("%.4f", double(r.global_batch) / world) +
        ",\"compute_ms\":" + fmt("%.4f", r.compute_ms) + ",\"comm_ms\":" + fmt("%.4f", r.comm_ms) +
        ",\"data_ms\":" + fmt("%.4f", r.data_ms) + ",\"layers\":[" + layers_json + "]}");
+}
+
+SlowNotice::SlowNotice(bool active, std::string what, double after_s)
+    : what_(std::move(what)), start_(now_s()) {
+  if (!active) return;
+  thread_ = std::thread([this, after_s] {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (cv_.wait_for(lock, std::chrono::duration<double>(after_s), [this] { return done_; }))
+      return;
+    said_ = true;
+    std::printf("%s ...\n", what_.c_str());
+    std::fflush(stdout);
+  });
+}
+
+SlowNotice::~SlowNotice() {
+  if (!thread_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    done_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  if (said_) {
+    std::printf("%s: done in %s\n", what_.c_str(), format_duration(now_s() - start_).c_str());
+    std::fflush(stdout);
+  }
 }
 
 }  // namespace distnet

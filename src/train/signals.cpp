@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstring>
 #include <mutex>
 #include <thread>
 
@@ -23,6 +24,7 @@ sigset_t stop_set() {
   sigaddset(&s, SIGTERM);
   sigaddset(&s, SIGUSR1);
   sigaddset(&s, SIGINT);
+  sigaddset(&s, SIGUSR2);
   return s;
 }
 
@@ -37,12 +39,17 @@ void install_stop_handlers() {
       for (;;) {
         int sig = 0;
         if (sigwait(&set, &sig) != 0) continue;
-        if (sig == SIGINT && g_signal.load() == SIGINT) _exit(130);  // the second Ctrl-C: leave now
-        if (sig == SIGINT && g_signal.load() == 0 && launcher_rank() == 0) {
-          const char msg[] =
-              "alexnet: stop requested; finishing the current step (Ctrl-C again to quit at "
-              "once)\n";
-          [[maybe_unused]] const auto n = write(STDERR_FILENO, msg, sizeof msg - 1);
+        // SIGUSR2 (what launch/run-local sends on a second Ctrl-C) or a second SIGINT: leave now.
+        if (sig == SIGUSR2 || (sig == SIGINT && g_signal.load() == SIGINT)) _exit(130);
+        if (g_signal.load() == 0 && launcher_rank() == 0) {
+          const char* msg = sig == SIGINT
+                                ? "alexnet: stop requested (SIGINT): saving a checkpoint at the "
+                                  "last step boundary (Ctrl-C again to quit at once)\n"
+                            : sig == SIGTERM ? "alexnet: stop requested (SIGTERM): saving a "
+                                               "checkpoint at the last step boundary\n"
+                                             : "alexnet: stop requested (SIGUSR1): saving a "
+                                               "checkpoint at the last step boundary\n";
+          [[maybe_unused]] const auto n = write(STDERR_FILENO, msg, std::strlen(msg));
         }
         g_signal.store(sig);
       }

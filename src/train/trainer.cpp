@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 #include "distnet/signals.hpp"
 #include "distnet/version.hpp"
@@ -42,8 +43,11 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerParts& parts)
       cfg.workers >= 0
           ? cfg.workers
           : std::clamp(data::LoaderOptions::default_workers() / parts.world.local_size(), 1, 4);
-  stats_ = p_.backend.allocate(2 * sizeof(double));
-  p_.backend.fill_zero(stats_.data(), 2 * sizeof(double));
+  // Loss sum and correct count of the running epoch, and their copy from the step's start.
+  stats_ = p_.backend.allocate(4 * sizeof(double));
+  p_.backend.fill_zero(stats_.data(), 4 * sizeof(double));
+  if (parts.model.state_size() > 0)
+    state_backup_ = p_.backend.allocate(sizeof(float) * std::size_t(parts.model.state_size()));
   broadcast_parameters();
 }
 
@@ -56,8 +60,23 @@ void Trainer::broadcast_parameters() {
   p_.comm.broadcast(m.momentum_data(), sizeof(float) * std::size_t(m.flat_size()), 0);
 }
 
+// Checkpoint names count epochs as the log does, from 1: the epoch the last step taken belongs to
+// (ckpt-epoch0001-step00000469.h5 ends epoch 1 of 469 steps; ...-step00000050.h5 is within it).
+std::int64_t Trainer::file_epoch() const {
+  const std::int64_t spe = sampler_.batches_per_epoch();
+  return (step_ + spe - 1) / spe;
+}
+
 void Trainer::restore(const TrainingState& s) {
   step_ = s.step;
+  const std::int64_t spe = sampler_.batches_per_epoch();
+  const std::int64_t done = step_ / spe, in_epoch = step_ % spe;
+  p_.report.line(in_epoch == 0
+                     ? "continuing after epoch " + std::to_string(done) + " (step " +
+                           std::to_string(step_) + ") with epoch " + std::to_string(done + 1)
+                     : "continuing epoch " + std::to_string(done + 1) + " at batch " +
+                           std::to_string(in_epoch + 1) + " of " + std::to_string(spe) + " (step " +
+                           std::to_string(step_) + ")");
   saved_step_ = s.step;
   // The running epoch's sums live on rank 0 only; the epoch-end all-reduce adds everyone's.
   const bool root = p_.world.rank() == 0;
@@ -66,7 +85,7 @@ void Trainer::restore(const TrainingState& s) {
   epoch_samples_ = root ? static_cast<std::int64_t>(s.epoch_sums[2]) : 0;
 }
 
-void Trainer::save_checkpoint() {
+void Trainer::save_checkpoint(bool borrow) {
   std::array<double, 2> local{};
   p_.backend.download(local.data(), stats_.data(), sizeof local);
   double sums[3] = {local[0], local[1], double(epoch_samples_)};
@@ -90,8 +109,34 @@ void Trainer::save_checkpoint() {
   meta.state.learning_rate = step_ > 0 ? lr_at(schedule_, step_ - 1) : lr_at(schedule_, 0);
   meta.state.epoch_sums = {sums[0], sums[1], sums[2]};
   // The host copy is the only stall; the writer thread does the disk work.
-  p_.writer->submit(take_snapshot(p_.model, meta),
-                    checkpoint_file_name(meta.state.epoch, meta.state.step));
+  p_.writer->submit(take_snapshot(p_.model, meta, borrow),
+                    checkpoint_file_name(file_epoch(), step_));
+}
+
+// A stop request: every rank is at the same step boundary (the last applied step). Write the
+// checkpoint and wait for it, saying what happens, since a launcher may be counting down.
+void Trainer::stop_and_save(bool abandoned) {
+  const bool checkpoints = !cfg_.checkpoint_dir.empty();
+  const std::string at = "step " + std::to_string(step_) +
+                         (abandoned ? " (the step in progress was abandoned, not applied)" : "");
+  if (!checkpoints) {
+    p_.report.line("stopped on request at " + at + "; no --checkpoint-dir, nothing saved");
+    return;
+  }
+  const auto t0 = Clock::now();
+  if (saved_step_ != step_) save_checkpoint(/*borrow=*/true);  // nothing changes the model now
+  wait_for_writer();
+  char took[64];
+  std::snprintf(took, sizeof took, " in %.2f s", seconds_since(t0));
+  p_.report.line("stopped on request at " + at + "; checkpoint " +
+                 checkpoint_file_name(file_epoch(), step_) + " written" + took +
+                 "; resume with --resume auto");
+}
+
+void Trainer::wait_for_writer() {
+  if (!p_.writer) return;
+  SlowNotice notice(p_.report.active(), "writing the checkpoint");
+  p_.writer->wait();
 }
 
 std::array<double, 2> Trainer::read_and_reset_stats() {
@@ -121,8 +166,11 @@ const float* Trainer::device_images(const data::Batch& b) {
   return static_cast<const float*>(input_.data());
 }
 
-// One data-parallel SGD step on this rank's slice of a global batch.
-void Trainer::train_step(const data::Batch& b) {
+// One data-parallel SGD step on this rank's slice of a global batch. A stop request that arrives
+// during the step abandons it: the remaining layers are skipped (their collectives still run, so
+// every rank stays in step), the ranks agree, and nobody applies the update -- the model is left
+// exactly as it was at the last step boundary, ready to be checkpointed at once.
+Trainer::StepOutcome Trainer::train_step(const data::Batch& b) {
   Backend& be = p_.backend;
   Model& m = p_.model;
   const int n = b.size();
@@ -132,19 +180,39 @@ void Trainer::train_step(const data::Batch& b) {
   const auto* labels = static_cast<const std::int32_t*>(
       be.stage(b.labels.data(), b.labels.size() * sizeof(std::int32_t), stage_labels_));
   const StepContext ctx{true, cfg_.seed, static_cast<std::uint32_t>(step_), ids};
+  // What a step changes before its update -- the loss sums and the batch-norm running
+  // statistics -- is kept, so that an abandoned step leaves no trace.
+  auto* stats = static_cast<double*>(stats_.data());
+  be.copy(stats + 2, stats, 2 * sizeof(double));
+  if (m.state_size() > 0)
+    be.copy(state_backup_.data(), m.state_data(), sizeof(float) * std::size_t(m.state_size()));
+  const std::function<bool()> cancel = [] { return stop_requested(); };
+  const std::function<bool()> cancelled = [] { return true; };
 
-  const float* logits = m.forward(ctx, n, x);
+  const float* logits = m.forward(ctx, n, x, cancel);
   // The loss is the sum over this rank's samples divided by the *global* batch, and gradients
   // are summed over ranks: N ranks take exactly the step one process with the whole batch takes.
-  be.softmax_xent(n, m.config().classes, logits, labels, 1.0f / float(b.global_size), m.dlogits(),
-                  static_cast<double*>(stats_.data()));
+  if (logits)
+    be.softmax_xent(n, m.config().classes, logits, labels, 1.0f / float(b.global_size), m.dlogits(),
+                    stats);
   sync_.begin_step();
-  m.backward(ctx, n, x, [this](int layer) { sync_.on_layer_done(layer); });
+  const bool complete = m.backward(
+      ctx, n, x, [this](int layer) { sync_.on_layer_done(layer); }, logits ? cancel : cancelled);
   sync_.finish();
+  // The step boundary: do all ranks go on? (A signal may have reached only some of them.)
+  double vote[2] = {stop_requested() ? 1.0 : 0.0, complete ? 0.0 : 1.0};
+  host_comm().allreduce_sum(vote, 2);
+  if (vote[1] > 0) {
+    be.copy(stats, stats + 2, 2 * sizeof(double));
+    if (m.state_size() > 0)
+      be.copy(m.state_data(), state_backup_.data(), sizeof(float) * std::size_t(m.state_size()));
+    return StepOutcome::abandoned;
+  }
   const SgdParams sgd{static_cast<float>(lr_at(schedule_, step_)),
                       static_cast<float>(cfg_.momentum), static_cast<float>(cfg_.weight_decay)};
   be.sgd_update(m.flat_size(), m.param_data(), m.grad_data(), m.momentum_data(), sgd);
   ++step_;
+  return vote[0] > 0 ? StepOutcome::stop : StepOutcome::applied;
 }
 
 FitResult Trainer::fit() {
@@ -161,27 +229,32 @@ FitResult Trainer::fit() {
     const auto t0 = Clock::now();
     const double wait0 = loader.wait_seconds(), comm0 = sync_.comm_seconds();
     std::int64_t global_samples = 0;
+    const std::int64_t first_batch = step_ % steps_per_epoch;
     for (std::int64_t b = step_ % steps_per_epoch; b < steps_per_epoch; ++b) {
       const data::Batch batch = loader.next();
-      train_step(batch);
-      epoch_samples_ += batch.size();
-      global_samples += batch.global_size;
-      if (p_.report.progress_due() || (b + 1 == steps_per_epoch && p_.report.active())) {
-        std::array<double, 2> s{};
-        p_.backend.download(s.data(), stats_.data(), sizeof s);
-        const double n = double(std::max<std::int64_t>(1, epoch_samples_));
-        p_.report.progress(epoch + 1, b + 1, steps_per_epoch, s[0] / n, s[1] / n,
-                           double(global_samples) / seconds_since(t0));
+      std::optional<SlowNotice> first;  // the first step also chooses algorithms and plans
+      if (!first_step_done_)
+        first.emplace(p_.report.active(), p_.backend.device().is_cuda()
+                                              ? "first step (cuDNN chooses convolution algorithms)"
+                                              : "first step (oneDNN builds its kernels)");
+      const StepOutcome outcome = train_step(batch);
+      first.reset();
+      first_step_done_ = true;
+      if (outcome != StepOutcome::abandoned) {
+        epoch_samples_ += batch.size();
+        global_samples += batch.global_size;
+        if (p_.report.progress_due() || (b + 1 == steps_per_epoch && p_.report.active())) {
+          std::array<double, 2> s{};
+          p_.backend.download(s.data(), stats_.data(), sizeof s);
+          const double n = double(std::max<std::int64_t>(1, epoch_samples_));
+          p_.report.progress(
+              epoch + 1, b + 1, steps_per_epoch, s[0] / n, s[1] / n,
+              double(global_samples) / seconds_since(t0),
+              seconds_since(t0) * double(steps_per_epoch - b - 1) / double(b + 1 - first_batch));
+        }
       }
-      // Step boundary: do all ranks go on? (A signal may have reached only some of them.)
-      double stop = stop_requested() ? 1.0 : 0.0;
-      host_comm().allreduce_sum(&stop, 1);
-      if (stop > 0) {
-        if (checkpoints) save_checkpoint();
-        if (p_.writer) p_.writer->wait();
-        p_.report.line("stopped on request at step " + std::to_string(step_) +
-                       (checkpoints ? "; checkpoint written, resume with --resume auto"
-                                    : "; no --checkpoint-dir, nothing saved"));
+      if (outcome != StepOutcome::applied) {
+        stop_and_save(outcome == StepOutcome::abandoned);
         result.stopped = true;
         return result;
       }
@@ -221,7 +294,7 @@ FitResult Trainer::fit() {
       p_.report.target(cfg_.target_accuracy, true, em.epoch, result.wall_s, em.test_acc,
                        p_.world.size());
       if (checkpoints && saved_step_ != step_) save_checkpoint();
-      if (p_.writer) p_.writer->wait();
+      wait_for_writer();
       return result;
     }
     if (checkpoints && cfg_.checkpoint_every_epochs > 0 &&
@@ -229,7 +302,7 @@ FitResult Trainer::fit() {
       save_checkpoint();
   }
   if (checkpoints && saved_step_ != step_) save_checkpoint();  // always one at the end
-  if (p_.writer) p_.writer->wait();
+  wait_for_writer();
   result.wall_s = seconds_since(fit_start);
   if (cfg_.target_accuracy > 0) {
     p_.report.target(cfg_.target_accuracy, false, int(result.history.size()), result.wall_s,
@@ -252,7 +325,10 @@ EvalResult Trainer::evaluate() {
     data::LoaderOptions lo;
     lo.workers = workers_;
     data::Loader loader(*p_.test, s, loader_transform(), lo);
+    const auto t0 = Clock::now();
     for (std::int64_t b = 0; b < s.batches_per_epoch(); ++b) {
+      if (p_.report.progress_due())  // rank 0's shard; the others' are the same size or one less
+        p_.report.phase_progress("evaluating", b, s.batches_per_epoch(), seconds_since(t0));
       const data::Batch bt = loader.next();
       const float* x = device_images(bt);
       const auto* labels = static_cast<const std::int32_t*>(
@@ -278,7 +354,23 @@ BenchmarkResult Trainer::benchmark() {
   data::LoaderOptions lo;
   lo.rank = p_.world.rank(), lo.world = p_.world.size(), lo.workers = workers_;
   data::Loader loader(p_.train, sampler_, loader_transform(), lo);
-  for (int i = 0; i < cfg_.warmup_steps; ++i) train_step(loader.next());
+  // A stop request ends the benchmark at once, without figures (they would be partial).
+  auto step = [&](const data::Batch& b) {
+    if (train_step(b) == StepOutcome::applied) return true;
+    p_.report.line("benchmark stopped on request; no figures");
+    return false;
+  };
+  BenchmarkResult r;
+  const auto t_start = Clock::now();
+  for (int i = 0; i < cfg_.warmup_steps; ++i) {
+    if (!step(loader.next())) {
+      r.stopped = true;
+      return r;
+    }
+    if (p_.report.progress_due())
+      p_.report.phase_progress("benchmark warm-up", i + 1, cfg_.warmup_steps,
+                               seconds_since(t_start));
+  }
   p_.backend.synchronize();
   host_comm().barrier();
 
@@ -287,13 +379,17 @@ BenchmarkResult Trainer::benchmark() {
   std::int64_t images = 0;
   for (int i = 0; i < cfg_.steps; ++i) {
     const data::Batch b = loader.next();
-    train_step(b);
+    if (!step(b)) {
+      r.stopped = true;
+      return r;
+    }
     images += b.global_size;
+    if (p_.report.progress_due())
+      p_.report.phase_progress("benchmark timed steps", i + 1, cfg_.steps, seconds_since(t0));
   }
   p_.backend.synchronize();
   const double wall = seconds_since(t0);
 
-  BenchmarkResult r;
   r.steps = cfg_.steps;
   r.global_batch = cfg_.batch;
   double split[3] = {wall, sync_.comm_seconds() - comm0, loader.wait_seconds() - wait0};
@@ -311,7 +407,11 @@ BenchmarkResult Trainer::benchmark() {
   LayerTimes sum;
   const int profiled = std::min(cfg_.steps, 3);
   for (int i = 0; i < profiled; ++i) {
-    train_step(loader.next());
+    if (!step(loader.next())) {
+      p_.model.set_profiling(nullptr);
+      r.stopped = true;
+      return r;
+    }
     sum.forward_ms.resize(r.layers.forward_ms.size());
     sum.backward_ms.resize(r.layers.backward_ms.size());
     for (std::size_t l = 0; l < sum.forward_ms.size(); ++l) {

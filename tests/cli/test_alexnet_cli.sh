@@ -37,7 +37,18 @@ expect 2 "^alexnet: error: unknown model 'vgg'; expected one of: alexnet, alexne
 expect 2 "^alexnet: error: model 'alexnet' does not fit input 1x28x28: .* smallest square input it accepts is 67x67" --print-shapes --resize 28
 expect 2 "^alexnet: error: number of classes must be at least 1, got 0$" --print-shapes --dataset synthetic --synthetic-classes 0
 expect 2 "^alexnet: error: .*unrecognised option '--frobnicate'|unrecognized option '--frobnicate'" --frobnicate
-expect 2 "^alexnet: error: .*invalid" --print-shapes --resize abc
+expect 2 "^alexnet: error: --resize must be auto or a size >= 0 \(0 keeps the dataset's size\), got 'abc'$" --print-shapes --resize abc
+expect 2 "^alexnet: error: --resize must be auto or a size >= 0 \(0 keeps the dataset's size\), got '-1'$" --print-shapes --resize -1
+# Each model's natural input unless --resize says otherwise (LeNet is not built at 224).
+expect 0 "^model lenet, input 1x28x28, 10 classes" --print-shapes --model lenet
+expect 0 "^model alexnet, input 1x224x224, 10 classes" --print-shapes
+expect 0 "^model lenet, input 1x32x32, 10 classes" --print-shapes --model lenet --resize 32
+expect 0 "^resize = 28$" --model lenet --print-config
+# No guessing from prefixes: a typo is an error, on the command line and in config files.
+expect 2 "^alexnet: error: unrecogni[sz]ed option '--epoch'$" --epoch 2
+expect 2 "^alexnet: error: unrecogni[sz]ed option '--batch'$" --batch 64
+# Readable defaults in --help.
+expect 0 "--lr-gamma arg \(=0.1\) " --help
 expect 2 "^alexnet: error: --math must be one of" --math fp16
 expect 2 "^alexnet: error: --cudnn-algo must be one of" --cudnn-algo fastest
 expect 2 "^alexnet: error: --comm must be one of" --comm gloo
@@ -57,6 +68,7 @@ trap 'rm -rf "$tmp"' EXIT
 printf 'lr = 0.5\nepochs = 3\nmodel = lenet\n' >"$tmp/run.ini"
 printf 'lr 0.1\n' >"$tmp/syntax.ini"
 printf 'frobnicate = 3\n' >"$tmp/unknown.ini"
+printf 'epoch = 3\n' >"$tmp/prefix.ini"
 expect 0 "^lr = 0.5$" --config "$tmp/run.ini" --print-config
 expect 0 "^epochs = 4$" --config "$tmp/run.ini" --epochs 4 --print-config
 expect 0 "^model = alexnet$" --print-config
@@ -69,6 +81,7 @@ expect 2 "^alexnet: error: unknown model 'vgg'" --model vgg
 expect 2 "^alexnet: error: config file '/nonexistent.ini' does not exist or is not a file$" --config /nonexistent.ini
 expect 2 "^alexnet: error: config file '.*syntax.ini': .*invalid line 'lr 0.1'$" --config "$tmp/syntax.ini"
 expect 2 "^alexnet: error: unrecogni[sz]ed option 'frobnicate' \(in .*unknown.ini or on the command line\)$" --config "$tmp/unknown.ini"
+expect 2 "^alexnet: error: unrecogni[sz]ed option 'epoch' \(in .*prefix.ini or on the command line\)$" --config "$tmp/prefix.ini"
 expect 2 "^alexnet: error: option '--lr' cannot be specified more than once$" --lr 0.1 --lr 0.2
 expect 2 "^alexnet: error: --momentum must be in \[0, 1\), got 1$" --momentum 1
 expect 2 "^alexnet: error: --device must be one of auto, cpu, cuda, got 'tpu'$" --device tpu

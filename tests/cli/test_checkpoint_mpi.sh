@@ -42,7 +42,7 @@ kill -USR1 "$pid"
 wait "$pid"
 rc=$?
 [ "$rc" -eq 3 ] && ok "stop request exits 3" || bad "stop request: exit $rc: $(cat "$tmp/signal.log")"
-grep -q "stopped on request at step [0-9]*; checkpoint written" "$tmp/signal.log" && ok "stop message" \
+grep -qE "stopped on request at step [0-9]+( \(the step in progress was abandoned, not applied\))?; checkpoint ckpt-epoch0001-step[0-9]+\.h5 written" "$tmp/signal.log" && ok "stop message" \
   || bad "no stop message: $(cat "$tmp/signal.log")"
 "${mpi[@]}" -n 2 "$bin" "${run[@]}" --epochs 2 --checkpoint-dir "$tmp/signal" --resume auto >/dev/null 2>&1
 same_state "$final" "$tmp/signal/$(basename "$final")" && ok "signal, checkpoint, resume is bitwise exact" \
@@ -58,7 +58,7 @@ pid=$!
 for _ in $(seq 300); do grep -q "^training" "$tmp/int.log" 2>/dev/null && break; sleep 0.1; done
 sleep 1
 kill -INT "$pid"
-for _ in $(seq 50); do grep -q "stop requested; finishing the current step" "$tmp/int.log" && break; sleep 0.02; done
+for _ in $(seq 50); do grep -q "stop requested (SIGINT)" "$tmp/int.log" && break; sleep 0.02; done
 kill -INT "$pid"
 wait "$pid"
 rc=$?
@@ -67,13 +67,18 @@ rc=$?
 
 # 3c. A different number of ranks may resume (the global batch stays): same samples per step,
 #     only rounding differs (sums over ranks, and oneDNN's reductions with other thread counts).
-for n in 1 3; do
+#     Rounding differences grow chaotically over an epoch at lr 0.1 with momentum 0.9 (2e-2 after
+#     47 steps on one CPU model, 1e-4 on another), so the runs are compared 3 steps after the
+#     resume, against the same 3 steps taken on 2 ranks.
+for n in 2 1 3; do
   rm -rf "$tmp/world$n" && mkdir -p "$tmp/world$n"
   cp "$tmp/split/ckpt-epoch0001-step00000047.h5" "$tmp/world$n/"
-  out=$("${mpi[@]}" -n "$n" "$bin" "${run[@]}" --epochs 2 --checkpoint-dir "$tmp/world$n" --resume auto 2>&1)
+  out=$("${mpi[@]}" -n "$n" "$bin" "${run[@]}" --epochs 2 --checkpoint-dir "$tmp/world$n" --resume auto \
+    --checkpoint-every 50steps --keep-checkpoints 10 2>&1)
   grep -q "written by 2 ranks" <<<"$out" || bad "resume on $n ranks: $out"
-  if diff=$(/usr/bin/python3 "$here/checkpoint/compare_checkpoints.py" "$final" "$tmp/world$n/$(basename "$final")" 1e-3); then
-    ok "2-rank checkpoint resumed on $n rank(s): parameters within 1e-3 of the straight run ($diff)"
+  [ "$n" -eq 2 ] && continue
+  if diff=$(/usr/bin/python3 "$here/checkpoint/compare_checkpoints.py" "$tmp/world2/ckpt-epoch0002-step00000050.h5" "$tmp/world$n/ckpt-epoch0002-step00000050.h5" 1e-4); then
+    ok "2-rank checkpoint resumed on $n rank(s): 3 steps later within 1e-4 of the same steps on 2 ranks ($diff)"
   else
     bad "resume on $n ranks drifted: $diff"
   fi

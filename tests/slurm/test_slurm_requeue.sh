@@ -68,10 +68,10 @@ done
 [ "$state" = COMPLETED ] && ok "job completed after the requeue" || bad "job state $state: $(cat "$tmp/job.out")"
 log=$(cat "$tmp/job.out")
 grep -q "USR1 received: asking the ranks to checkpoint and stop" <<<"$log" && ok "signal forwarded to the step" || bad "no forwarding: $log"
-grep -q "stopped on request at step [0-9]*; checkpoint written" <<<"$log" && ok "checkpoint on the signal" || bad "no stop checkpoint: $log"
+grep -qE "stopped on request at step [0-9]+[^;]*; checkpoint ckpt-[^ ]+ written" <<<"$log" && ok "checkpoint on the signal" || bad "no stop checkpoint: $log"
 grep -q "requeueing job $job" <<<"$log" && ok "requeued" || bad "not requeued: $log"
 grep -q "restart count 1" <<<"$log" && ok "SLURM_RESTART_COUNT logged" || bad "restart count not logged: $log"
-grep -q "resuming from .*ckpt-epoch0000-step" <<<"$log" && ok "resumed from the stop checkpoint" || bad "no resume: $log"
+grep -q "resuming from .*ckpt-epoch0001-step" <<<"$log" && ok "resumed from the stop checkpoint" || bad "no resume: $log"
 
 final=$(ls "$tmp"/straight/ckpt-*.h5 | tail -1)
 resumed="$tmp/ckpt/$(basename "$final")"
