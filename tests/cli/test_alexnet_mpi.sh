@@ -63,6 +63,20 @@ acc16=$(grep '"event":"epoch"' "$tmp/bf16.jsonl" | sed -E 's/.*"test_acc":([0-9.
 [ "$rc" -eq 0 ] && python3 -c "import sys; a, b = float('${acc16:-0}'), float('${acc:-0}'); sys.exit(0 if a >= 0.75 and abs(a - b) <= 0.05 else 1)" \
   && ok "bf16 wire: test accuracy $acc16 (fp32: $acc)" || bad "bf16 wire: exit $rc, acc ${acc16:-none} vs $acc: $out"
 
+# More ranks than samples: ranks 2 and 3 get empty slices and still join every collective.
+# The run must equal one process with the same 2 samples (the same loss and test accuracy),
+# and the test accuracy after one step is a real figure, near chance, never 0.
+for n in 1 4; do
+  "${mpi[@]}" -n $n "$bin" --model lenet --train-limit 2 --batch-size 2 --epochs 1 --test-limit 1000 \
+    --workers 1 --metrics-file "$tmp/empty-$n.jsonl" >"$tmp/empty-$n.log" 2>&1
+done
+e1=$(grep '"event":"epoch"' "$tmp/empty-1.jsonl" | sed -E 's/.*"loss":([0-9.]+).*"test_loss":([0-9.]+),"test_acc":([0-9.]+).*/\1 \2 \3/')
+e4=$(grep '"event":"epoch"' "$tmp/empty-4.jsonl" | sed -E 's/.*"loss":([0-9.]+).*"test_loss":([0-9.]+),"test_acc":([0-9.]+).*/\1 \2 \3/')
+acc_e=$(cut -d' ' -f3 <<<"$e4")
+[ -n "$e1" ] && [ "$e1" = "$e4" ] && python3 -c "import sys; sys.exit(0 if 0.03 < float('${acc_e:-0}') < 0.3 else 1)" \
+  && ok "4 ranks, 2 samples (two empty slices) = 1 process: loss, test loss, test acc $e4" \
+  || bad "empty slices: 1 rank '$e1' vs 4 ranks '$e4': $(cat "$tmp/empty-4.log")"
+
 # Overlap off gives the same training (the all-reduces only move): identical loss figures.
 for ov in on off; do
   "${mpi[@]}" -n 2 "$bin" --model lenet --resize 0 --epochs 1 --train-limit 2048 --test-limit 512 \
