@@ -116,6 +116,7 @@ std::unique_ptr<Backend> select_backend(const RunConfig& c, const World& world) 
   o.conv_search = c.cudnn_algo == "heuristic" ? gpu::CudaOptions::ConvSearch::heuristic
                                               : gpu::CudaOptions::ConvSearch::find;
   o.workspace_limit = static_cast<std::size_t>(c.cudnn_workspace_mb * 1024 * 1024);
+  o.host_wait_timeout_s = c.comm_timeout;
   return gpu::make_cuda_backend(o);
 }
 

@@ -93,6 +93,17 @@ struct SgdParams {
   float weight_decay = 0.0f;
 };
 
+// A few bytes of device memory read without making the host wait for the device: start() queues
+// the copy behind the work already queued, ready() says whether it has arrived, data() is the
+// host copy from the last start() once ready. For progress figures, which may lag a step.
+class AsyncRead {
+ public:
+  virtual ~AsyncRead() = default;
+  virtual void start(const void* device_src) = 0;
+  virtual bool ready() = 0;
+  virtual const void* data() const = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -108,6 +119,9 @@ class Backend {
   // A device pointer holding `bytes` of host memory: the host pointer itself when the device is
   // the host, else a copy in `staging` (grown as needed). Valid until the next call with it.
   virtual const void* stage(const void* host, std::size_t bytes, Buffer& staging) = 0;
+  // Reads of `bytes` that do not wait for the device (see AsyncRead). This default, for devices
+  // that are the host, copies at once.
+  virtual std::unique_ptr<AsyncRead> make_async_read(std::size_t bytes);
 
   virtual std::unique_ptr<Conv2dOp> make_conv2d(const Conv2dGeom& g) = 0;
   virtual std::unique_ptr<MaxPoolOp> make_max_pool(const PoolGeom& g) = 0;

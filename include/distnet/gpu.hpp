@@ -44,6 +44,9 @@ struct CudaOptions {
   enum class ConvSearch { find, heuristic };
   ConvSearch conv_search = ConvSearch::find;
   std::size_t workspace_limit = std::size_t(1) << 30;  // bytes; algorithms needing more are skipped
+  // The longest the host waits for device work (which may wait for a collective) before it
+  // reports a hang: --comm-timeout; 0 waits without a bound.
+  double host_wait_timeout_s = 300;
 };
 
 // The CUDA backend on one GPU: cuDNN for convolution, pooling, activation and batch-norm, cuBLAS

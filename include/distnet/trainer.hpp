@@ -97,6 +97,12 @@ class Trainer {
   void stop_and_save(bool abandoned);
   std::int64_t file_epoch() const;
   void wait_for_writer();  // says so when the write takes a while
+  struct ProgressPoint {
+    int epoch = 0;  // 0-based
+    std::int64_t batch = 0, steps = 0, first_batch = 0, global_samples = 0, epoch_samples = 0;
+    double elapsed_s = 0;
+  };
+  void report_progress(const ProgressPoint& at);
   std::array<double, 2> read_and_reset_stats();
 
   RunConfig cfg_;
@@ -109,6 +115,9 @@ class Trainer {
   std::int64_t epoch_samples_ = 0;  // this rank's samples so far in the running epoch
   std::int64_t saved_step_ = -1;
   bool first_step_done_ = false;
+  std::unique_ptr<AsyncRead> progress_read_;  // rank 0: the loss sums, read without stalling
+  ProgressPoint progress_at_;
+  bool progress_pending_ = false;
   Buffer stats_;  // 4 doubles on the device: loss sum, correct count, and both at the step's start
   Buffer state_backup_;  // batch-norm running statistics at the step's start
   Buffer stage_x_, stage_ids_, stage_labels_, stage_raw_;

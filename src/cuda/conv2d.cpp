@@ -1,8 +1,15 @@
-// Convolution through cuDNN. For each batch size the three algorithms (forward, backward-data,
-// backward-filter) are chosen once -- by timing them all (find) or by cuDNN's heuristics -- among
-// those that fit the workspace limit and respect the math setting, and kept. Each direction has
-// its own convolution descriptor so each can carry the math type of its chosen algorithm.
+// Convolution through cuDNN. Each batch size gets its own plan: tensor descriptors and, for each
+// direction (forward, backward-data, backward-filter), a convolution descriptor of its own whose
+// math type is the one its algorithm was chosen with -- cuDNN picks a kernel from the pair
+// (algorithm, math type), so a plan made later for another batch size must never change it.
+// Directions are planned on first use: an evaluation batch size gets only a forward plan, and the
+// first layer, whose input gradient is never asked for, never gets a backward-data algorithm or
+// its workspace. Algorithms are chosen by timing every candidate on the real buffers
+// (cudnnFind*Ex, with scratch memory from the caching allocator) or from cuDNN's ranked
+// heuristics; either way the first candidate that cuDNN accepts for this descriptor, whose
+// workspace fits --cudnn-workspace-mb and which respects --math, is kept.
 #include <algorithm>
+#include <optional>
 #include <vector>
 
 #include "cuda_backend.hpp"
@@ -21,51 +28,73 @@ ConvDesc make_conv_desc(const Conv2dGeom& g, cudnnMathType_t math) {
   return owned;
 }
 
-// Picks from cuDNN's ranked list (fastest first): the first that succeeded, fits the limit and,
-// with --math fp32, is not a tensor-core algorithm (which would round inputs to TF32).
-template <typename Perf>
-const Perf& choose(const std::vector<Perf>& perf, int count, const Context& ctx,
-                   const char* direction, const Conv2dGeom& g, int n) {
+bool tensor_op(cudnnMathType_t m) {
+  return m == CUDNN_TENSOR_OP_MATH || m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+}
+
+// One direction's choice: the algorithm, its workspace, and the descriptor that carries the math
+// type it runs with.
+template <typename Algo>
+struct Choice {
+  ConvDesc conv;
+  Algo algo{};
+  std::size_t workspace = 0;
+};
+
+// Walks cuDNN's ranked candidates (fastest first) and keeps the first that (a) ran or was
+// suggested without error, (b) is not a tensor-core algorithm under --math fp32 (it would round
+// the inputs to TF32), and (c) cuDNN accepts on a descriptor set to its math type with a
+// workspace within the limit -- the heuristics list NOT_SUPPORTED combinations and
+// under-estimate workspaces, so each candidate is checked before it is taken. `workspace_of`
+// returns cuDNN's status for the descriptor and writes the bytes it needs.
+template <typename Algo, typename Perf, typename WorkspaceOf>
+Choice<Algo> choose(const std::vector<Perf>& perf, int count, const Context& ctx,
+                    const Conv2dGeom& g, int n, const char* direction, WorkspaceOf workspace_of) {
   const bool fp32 = ctx.options.math == gpu::CudaOptions::Math::fp32;
+  std::string tried;
   for (int i = 0; i < count; ++i) {
     const Perf& p = perf[std::size_t(i)];
-    if (p.status != CUDNN_STATUS_SUCCESS || p.memory > ctx.options.workspace_limit) continue;
-    if (fp32 &&
-        (p.mathType == CUDNN_TENSOR_OP_MATH || p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION))
-      continue;
-    return p;
+    if (p.status != CUDNN_STATUS_SUCCESS) continue;
+    if (fp32 && tensor_op(p.mathType)) continue;
+    Choice<Algo> c{make_conv_desc(g, fp32 ? CUDNN_FMA_MATH : p.mathType), p.algo, 0};
+    const cudnnStatus_t s = workspace_of(c.conv.get(), p.algo, &c.workspace);
+    if (s == CUDNN_STATUS_SUCCESS && c.workspace <= ctx.options.workspace_limit) return c;
+    tried += (tried.empty() ? "" : ", ") + std::to_string(int(p.algo)) + ": " +
+             (s == CUDNN_STATUS_SUCCESS ? std::to_string(c.workspace >> 20) + " MiB"
+                                        : std::string(cudnnGetErrorString(s)));
   }
   throw Error(std::string("cuDNN offers no ") + direction + " convolution algorithm for batch " +
               std::to_string(n) + ", " + std::to_string(g.c_in) + "x" + std::to_string(g.h_in) +
               "x" + std::to_string(g.w_in) + " -> " + std::to_string(g.c_out) + " channels, " +
               std::to_string(g.kernel) + "x" + std::to_string(g.kernel) + " within " +
               std::to_string(ctx.options.workspace_limit >> 20) + " MiB of workspace" +
-              (fp32 ? " in FP32 math (try --math tf32)" : ""));
+              (fp32 ? " in FP32 math (try --math tf32)" : "") +
+              (tried.empty() ? "" : " (rejected algorithms: " + tried + ")"));
 }
 
-// The math type a chosen algorithm runs with: its own, except that --math fp32 pins FMA math.
-template <typename Perf>
-cudnnMathType_t math_of(const Perf& p, const Context& ctx) {
-  return ctx.options.math == gpu::CudaOptions::Math::fp32 ? CUDNN_FMA_MATH : p.mathType;
+// Scratch memory for cudnnFind*Ex, from the caching allocator: the workspace limit, or less when
+// the device cannot spare that much (candidates that need more are then reported as failed).
+Buffer find_scratch(const Context& ctx) {
+  for (std::size_t bytes = ctx.options.workspace_limit;; bytes /= 2) {
+    try {
+      return DeviceAllocator::of(ctx.device).allocate(bytes);
+    } catch (const OutOfMemory&) {
+      if (bytes < (std::size_t(1) << 20)) return Buffer();
+    }
+  }
 }
 
 struct ConvPlan {
   TensorDesc x, y;
-  cudnnConvolutionFwdAlgo_t fwd{};
-  cudnnConvolutionBwdDataAlgo_t bwd_data{};
-  cudnnConvolutionBwdFilterAlgo_t bwd_filter{};
-  std::size_t fwd_ws = 0, bwd_data_ws = 0, bwd_filter_ws = 0;
+  std::optional<Choice<cudnnConvolutionFwdAlgo_t>> fwd;
+  std::optional<Choice<cudnnConvolutionBwdDataAlgo_t>> bwd_data;
+  std::optional<Choice<cudnnConvolutionBwdFilterAlgo_t>> bwd_filter;
 };
 
 class CudaConv2d final : public Conv2dOp {
  public:
   CudaConv2d(std::shared_ptr<Context> ctx, const Conv2dGeom& g)
-      : ctx_(std::move(ctx)),
-        g_(g),
-        fwd_conv_(make_conv_desc(g, ctx_->conv_math())),
-        bwd_data_conv_(make_conv_desc(g, ctx_->conv_math())),
-        bwd_filter_conv_(make_conv_desc(g, ctx_->conv_math())),
-        bias_(make_tensor(1, g.c_out, 1, 1)) {
+      : ctx_(std::move(ctx)), g_(g), bias_(make_tensor(1, g.c_out, 1, 1)) {
     cudnnFilterDescriptor_t w = nullptr;
     DISTNET_CUDNN_CHECK(cudnnCreateFilterDescriptor(&w));
     w_ = FilterDesc(w);
@@ -76,10 +105,11 @@ class CudaConv2d final : public Conv2dOp {
   void forward(int n, const float* x, const float* w, const float* b, float* y) override {
     if (n == 0) return;
     ConvPlan& p = plan(n);
+    if (!p.fwd) p.fwd = choose_forward(p, n, x, w, y);
     const float one = 1.0f, zero = 0.0f;
-    DISTNET_CUDNN_CHECK(cudnnConvolutionForward(ctx_->cudnn, &one, p.x, x, w_, w, fwd_conv_, p.fwd,
-                                                ctx_->workspace(p.fwd_ws), p.fwd_ws, &zero, p.y,
-                                                y));
+    DISTNET_CUDNN_CHECK(cudnnConvolutionForward(ctx_->cudnn, &one, p.x, x, w_, w, p.fwd->conv,
+                                                p.fwd->algo, ctx_->workspace(p.fwd->workspace),
+                                                p.fwd->workspace, &zero, p.y, y));
     DISTNET_CUDNN_CHECK(cudnnAddTensor(ctx_->cudnn, &one, bias_, b, &one, p.y, y));
   }
 
@@ -87,76 +117,112 @@ class CudaConv2d final : public Conv2dOp {
                 float* db) override {
     if (n == 0) return;
     ConvPlan& p = plan(n);
+    if (!p.bwd_filter) p.bwd_filter = choose_backward_filter(p, n, x, dy, dw);
+    if (dx && !p.bwd_data) p.bwd_data = choose_backward_data(p, n, w, dy, dx);
     const float one = 1.0f, zero = 0.0f;
     DISTNET_CUDNN_CHECK(cudnnConvolutionBackwardBias(ctx_->cudnn, &one, p.y, dy, &zero, bias_, db));
     DISTNET_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
-        ctx_->cudnn, &one, p.x, x, p.y, dy, bwd_filter_conv_, p.bwd_filter,
-        ctx_->workspace(p.bwd_filter_ws), p.bwd_filter_ws, &zero, w_, dw));
+        ctx_->cudnn, &one, p.x, x, p.y, dy, p.bwd_filter->conv, p.bwd_filter->algo,
+        ctx_->workspace(p.bwd_filter->workspace), p.bwd_filter->workspace, &zero, w_, dw));
     if (dx) {
       DISTNET_CUDNN_CHECK(cudnnConvolutionBackwardData(
-          ctx_->cudnn, &one, w_, w, p.y, dy, bwd_data_conv_, p.bwd_data,
-          ctx_->workspace(p.bwd_data_ws), p.bwd_data_ws, &zero, p.x, dx));
+          ctx_->cudnn, &one, w_, w, p.y, dy, p.bwd_data->conv, p.bwd_data->algo,
+          ctx_->workspace(p.bwd_data->workspace), p.bwd_data->workspace, &zero, p.x, dx));
     }
   }
 
  private:
   ConvPlan& plan(int n) {
-    return plans_.get(n, [&](int batch) { return make_plan(batch); });
+    return plans_.get(n, [&](int batch) {
+      auto p = std::make_unique<ConvPlan>();
+      p->x = make_tensor(batch, g_.c_in, g_.h_in, g_.w_in);
+      p->y = make_tensor(batch, g_.c_out, g_.h_out(), g_.w_out());
+      return p;
+    });
   }
 
-  std::unique_ptr<ConvPlan> make_plan(int n) {
-    auto p = std::make_unique<ConvPlan>();
-    p->x = make_tensor(n, g_.c_in, g_.h_in, g_.w_in);
-    p->y = make_tensor(n, g_.c_out, g_.h_out(), g_.w_out());
-    const bool find = ctx_->options.conv_search == gpu::CudaOptions::ConvSearch::find;
+  bool find() const { return ctx_->options.conv_search == gpu::CudaOptions::ConvSearch::find; }
+
+  // The descriptor the search runs on: the search's math (tensor cores allowed with tf32).
+  ConvDesc search_desc() const { return make_conv_desc(g_, ctx_->conv_math()); }
+
+  // Each choice grows the shared workspace now, outside any step's steady state.
+  template <typename C>
+  C keep(C c) {
+    ctx_->workspace(c.workspace);
+    return c;
+  }
+
+  Choice<cudnnConvolutionFwdAlgo_t> choose_forward(ConvPlan& p, int n, const float* x,
+                                                   const float* w, float* y) {
     cudnnHandle_t h = ctx_->cudnn;
+    const ConvDesc search = search_desc();
+    std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(CUDNN_CONVOLUTION_FWD_ALGO_COUNT);
     int count = 0;
+    if (find()) {
+      Buffer scratch = find_scratch(*ctx_);
+      DISTNET_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
+          h, p.x, x, w_, w, search, p.y, y, int(perf.size()), &count, perf.data(), scratch.data(),
+          scratch.bytes()));
+    } else {
+      DISTNET_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(
+          h, p.x, w_, search, p.y, int(perf.size()), &count, perf.data()));
+    }
+    return keep(choose<cudnnConvolutionFwdAlgo_t>(
+        perf, count, *ctx_, g_, n, "forward",
+        [&](cudnnConvolutionDescriptor_t conv, cudnnConvolutionFwdAlgo_t algo, std::size_t* ws) {
+          return cudnnGetConvolutionForwardWorkspaceSize(h, p.x, w_, conv, p.y, algo, ws);
+        }));
+  }
 
-    // Timing runs by cuDNN's Find allocate their own buffers; they happen once per batch size.
-    std::vector<cudnnConvolutionFwdAlgoPerf_t> fwd(CUDNN_CONVOLUTION_FWD_ALGO_COUNT);
-    DISTNET_CUDNN_CHECK(
-        find ? cudnnFindConvolutionForwardAlgorithm(h, p->x, w_, fwd_conv_, p->y, int(fwd.size()),
-                                                    &count, fwd.data())
-             : cudnnGetConvolutionForwardAlgorithm_v7(h, p->x, w_, fwd_conv_, p->y, int(fwd.size()),
-                                                      &count, fwd.data()));
-    const auto& f = choose(fwd, count, *ctx_, "forward", g_, n);
-    p->fwd = f.algo;
-    DISTNET_CUDNN_CHECK(cudnnSetConvolutionMathType(fwd_conv_, math_of(f, *ctx_)));
-    DISTNET_CUDNN_CHECK(
-        cudnnGetConvolutionForwardWorkspaceSize(h, p->x, w_, fwd_conv_, p->y, p->fwd, &p->fwd_ws));
+  Choice<cudnnConvolutionBwdDataAlgo_t> choose_backward_data(ConvPlan& p, int n, const float* w,
+                                                             const float* dy, float* dx) {
+    cudnnHandle_t h = ctx_->cudnn;
+    const ConvDesc search = search_desc();
+    std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
+    int count = 0;
+    if (find()) {
+      Buffer scratch = find_scratch(*ctx_);
+      DISTNET_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
+          h, w_, w, p.y, dy, search, p.x, dx, int(perf.size()), &count, perf.data(), scratch.data(),
+          scratch.bytes()));
+    } else {
+      DISTNET_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
+          h, w_, p.y, search, p.x, int(perf.size()), &count, perf.data()));
+    }
+    return keep(choose<cudnnConvolutionBwdDataAlgo_t>(
+        perf, count, *ctx_, g_, n, "backward-data",
+        [&](cudnnConvolutionDescriptor_t conv, cudnnConvolutionBwdDataAlgo_t algo,
+            std::size_t* ws) {
+          return cudnnGetConvolutionBackwardDataWorkspaceSize(h, w_, p.y, conv, p.x, algo, ws);
+        }));
+  }
 
-    std::vector<cudnnConvolutionBwdDataAlgoPerf_t> bd(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
-    DISTNET_CUDNN_CHECK(
-        find ? cudnnFindConvolutionBackwardDataAlgorithm(h, w_, p->y, bwd_data_conv_, p->x,
-                                                         int(bd.size()), &count, bd.data())
-             : cudnnGetConvolutionBackwardDataAlgorithm_v7(h, w_, p->y, bwd_data_conv_, p->x,
-                                                           int(bd.size()), &count, bd.data()));
-    const auto& d = choose(bd, count, *ctx_, "backward-data", g_, n);
-    p->bwd_data = d.algo;
-    DISTNET_CUDNN_CHECK(cudnnSetConvolutionMathType(bwd_data_conv_, math_of(d, *ctx_)));
-    DISTNET_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(
-        h, w_, p->y, bwd_data_conv_, p->x, p->bwd_data, &p->bwd_data_ws));
-
-    std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> bf(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
-    DISTNET_CUDNN_CHECK(
-        find ? cudnnFindConvolutionBackwardFilterAlgorithm(h, p->x, p->y, bwd_filter_conv_, w_,
-                                                           int(bf.size()), &count, bf.data())
-             : cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p->x, p->y, bwd_filter_conv_, w_,
-                                                             int(bf.size()), &count, bf.data()));
-    const auto& wf = choose(bf, count, *ctx_, "backward-filter", g_, n);
-    p->bwd_filter = wf.algo;
-    DISTNET_CUDNN_CHECK(cudnnSetConvolutionMathType(bwd_filter_conv_, math_of(wf, *ctx_)));
-    DISTNET_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(
-        h, p->x, p->y, bwd_filter_conv_, w_, p->bwd_filter, &p->bwd_filter_ws));
-
-    // One workspace for all layers: grow it now, outside any step's steady state.
-    ctx_->workspace(std::max({p->fwd_ws, p->bwd_data_ws, p->bwd_filter_ws}));
-    return p;
+  Choice<cudnnConvolutionBwdFilterAlgo_t> choose_backward_filter(ConvPlan& p, int n, const float* x,
+                                                                 const float* dy, float* dw) {
+    cudnnHandle_t h = ctx_->cudnn;
+    const ConvDesc search = search_desc();
+    std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
+    int count = 0;
+    if (find()) {
+      Buffer scratch = find_scratch(*ctx_);
+      DISTNET_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
+          h, p.x, x, p.y, dy, search, w_, dw, int(perf.size()), &count, perf.data(), scratch.data(),
+          scratch.bytes()));
+    } else {
+      DISTNET_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+          h, p.x, p.y, search, w_, int(perf.size()), &count, perf.data()));
+    }
+    return keep(choose<cudnnConvolutionBwdFilterAlgo_t>(
+        perf, count, *ctx_, g_, n, "backward-filter",
+        [&](cudnnConvolutionDescriptor_t conv, cudnnConvolutionBwdFilterAlgo_t algo,
+            std::size_t* ws) {
+          return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, p.x, p.y, conv, w_, algo, ws);
+        }));
   }
 
   std::shared_ptr<Context> ctx_;
   Conv2dGeom g_;
-  ConvDesc fwd_conv_, bwd_data_conv_, bwd_filter_conv_;
   FilterDesc w_;
   TensorDesc bias_;
   PlanCache<ConvPlan> plans_;

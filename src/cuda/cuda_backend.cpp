@@ -1,7 +1,9 @@
 #include "cuda_backend.hpp"
 
+#include <cstdio>
 #include <cstring>
 
+#include "host_wait.hpp"
 #include "kernels.hpp"
 
 namespace distnet {
@@ -50,16 +52,30 @@ CudaBackend::CudaBackend(const gpu::CudaOptions& options) : ctx_(std::make_share
   ctx_->cublas_workspace = allocate(32u << 20);
   DISTNET_CUBLAS_CHECK(
       cublasSetWorkspace(blas, ctx_->cublas_workspace.data(), ctx_->cublas_workspace.bytes()));
-
-  cudnnActivationDescriptor_t act = nullptr;
-  DISTNET_CUDNN_CHECK(cudnnCreateActivationDescriptor(&act));
-  relu_ = ActDesc(act);
-  DISTNET_CUDNN_CHECK(
-      cudnnSetActivationDescriptor(act, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
 }
 
+// Nothing queued may outlive the buffers it uses, so the queue is drained first -- with a bound:
+// after a failure the queue may hold work that waits for a collective a dead peer never joins
+// (the communicator, destroyed before the backend, has aborted NCCL's side by then).
 CudaBackend::~CudaBackend() {
-  cudaStreamSynchronize(ctx_->stream);  // nothing queued may outlive the buffers it uses
+  try {
+    if (!wait_event_for(record_marker(), ctx_->options.host_wait_timeout_s))
+      std::fprintf(stderr, "alexnet: warning: GPU work still queued at exit after %g s; leaving\n",
+                   ctx_->options.host_wait_timeout_s);
+  } catch (const std::exception&) {
+    // A device error at exit: there is nothing left to wait for.
+  }
+}
+
+cudaEvent_t CudaBackend::record_marker() {
+  if (!marker_.get()) marker_ = make_event();
+  DISTNET_CUDA_CHECK(cudaEventRecord(marker_, ctx_->stream));
+  return marker_;
+}
+
+void CudaBackend::wait_idle(const char* what) {
+  if (!marker_.get()) marker_ = make_event();
+  wait_stream(ctx_->stream, marker_, ctx_->options.host_wait_timeout_s, what);
 }
 
 std::string CudaBackend::description() const {
@@ -81,13 +97,13 @@ Buffer CudaBackend::allocate(std::size_t bytes) {
 void CudaBackend::upload(void* dst, const void* host_src, std::size_t bytes) {
   if (!bytes) return;
   DISTNET_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, ctx_->stream));
-  DISTNET_CUDA_CHECK(cudaStreamSynchronize(ctx_->stream));
+  wait_idle("copying to the GPU");
 }
 
 void CudaBackend::download(void* host_dst, const void* src, std::size_t bytes) {
   if (!bytes) return;
   DISTNET_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, ctx_->stream));
-  DISTNET_CUDA_CHECK(cudaStreamSynchronize(ctx_->stream));
+  wait_idle("copying from the GPU");
 }
 
 void CudaBackend::fill_zero(void* dst, std::size_t bytes) {
@@ -100,7 +116,7 @@ void CudaBackend::copy(void* dst, const void* src, std::size_t bytes) {
 }
 
 void CudaBackend::synchronize() {
-  DISTNET_CUDA_CHECK(cudaStreamSynchronize(ctx_->stream));
+  wait_idle("waiting for the GPU");
 }
 
 // Host data -> pinned copy -> device, queued on the compute stream; the host returns as soon as
@@ -113,13 +129,49 @@ const void* CudaBackend::stage(const void* host, std::size_t bytes, Buffer& stag
   const int k = p.next;
   p.next = 1 - k;
   if (!p.uploaded[k].get()) p.uploaded[k] = make_event();
-  DISTNET_CUDA_CHECK(cudaEventSynchronize(p.uploaded[k]));
+  if (!wait_event_for(p.uploaded[k], ctx_->options.host_wait_timeout_s))
+    throw Error(
+        "an input upload did not finish within --comm-timeout; the GPU's queue is stuck "
+        "behind a collective that a peer rank never joined");
   if (p.host[k].bytes() < bytes) p.host[k] = allocate_pinned(bytes);
   std::memcpy(p.host[k].data(), host, bytes);
   DISTNET_CUDA_CHECK(cudaMemcpyAsync(staging.data(), p.host[k].data(), bytes,
                                      cudaMemcpyHostToDevice, ctx_->stream));
   DISTNET_CUDA_CHECK(cudaEventRecord(p.uploaded[k], ctx_->stream));
   return staging.data();
+}
+
+namespace {
+
+// A device-to-host copy into page-locked memory, queued on the compute stream; an event says when
+// it has arrived. The host never waits for it.
+class PinnedRead final : public AsyncRead {
+ public:
+  PinnedRead(cudaStream_t stream, std::size_t bytes)
+      : stream_(stream), host_(allocate_pinned(bytes)), arrived_(make_event()) {}
+  void start(const void* src) override {
+    DISTNET_CUDA_CHECK(
+        cudaMemcpyAsync(host_.data(), src, host_.bytes(), cudaMemcpyDeviceToHost, stream_));
+    DISTNET_CUDA_CHECK(cudaEventRecord(arrived_, stream_));
+  }
+  bool ready() override {
+    const cudaError_t q = cudaEventQuery(arrived_);
+    if (q == cudaErrorNotReady) return false;
+    DISTNET_CUDA_CHECK(q);
+    return true;
+  }
+  const void* data() const override { return host_.data(); }
+
+ private:
+  cudaStream_t stream_;
+  Buffer host_;
+  Event arrived_;
+};
+
+}  // namespace
+
+std::unique_ptr<AsyncRead> CudaBackend::make_async_read(std::size_t bytes) {
+  return std::make_unique<PinnedRead>(ctx_->stream, bytes);
 }
 
 std::unique_ptr<Conv2dOp> CudaBackend::make_conv2d(const Conv2dGeom& g) {
@@ -135,30 +187,12 @@ std::unique_ptr<BatchNormOp> CudaBackend::make_batch_norm(int channels, int spat
   return make_batch_norm_op(ctx_, channels, spatial, eps);
 }
 
-// ReLU through cuDNN on a flat view: `count` elements as a (count, 1, 1, 1) tensor.
-cudnnTensorDescriptor_t CudaBackend::flat_desc(std::int64_t count) {
-  DISTNET_CHECK(count <= INT32_MAX, "activation of " + std::to_string(count) +
-                                        " elements is larger than cuDNN's int dimensions");
-  auto it = flat_descs_.find(count);
-  if (it == flat_descs_.end())
-    it = flat_descs_.emplace(count, make_tensor(static_cast<int>(count), 1, 1, 1)).first;
-  return it->second;
-}
-
 void CudaBackend::relu_forward(std::int64_t count, const float* x, float* y) {
-  if (count == 0) return;
-  const float one = 1.0f, zero = 0.0f;
-  const cudnnTensorDescriptor_t d = flat_desc(count);
-  DISTNET_CUDNN_CHECK(cudnnActivationForward(ctx_->cudnn, relu_, &one, d, x, &zero, d, y));
+  launch_relu_forward(count, x, y, ctx_->stream);
 }
 
-// The gradient is taken from the output: y > 0 exactly where x > 0, so y stands in for x.
 void CudaBackend::relu_backward(std::int64_t count, const float* y, const float* dy, float* dx) {
-  if (count == 0) return;
-  const float one = 1.0f, zero = 0.0f;
-  const cudnnTensorDescriptor_t d = flat_desc(count);
-  DISTNET_CUDNN_CHECK(
-      cudnnActivationBackward(ctx_->cudnn, relu_, &one, d, y, d, dy, d, y, &zero, d, dx));
+  launch_relu_backward(count, y, dy, dx, ctx_->stream);
 }
 
 void CudaBackend::dropout_forward(int n, std::int64_t per_sample, float p_drop,

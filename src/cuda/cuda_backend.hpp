@@ -52,6 +52,7 @@ class CudaBackend final : public Backend {
   void copy(void* dst, const void* src, std::size_t bytes) override;
   void synchronize() override;
   const void* stage(const void* host, std::size_t bytes, Buffer& staging) override;
+  std::unique_ptr<AsyncRead> make_async_read(std::size_t bytes) override;
 
   std::unique_ptr<Conv2dOp> make_conv2d(const Conv2dGeom& g) override;
   std::unique_ptr<MaxPoolOp> make_max_pool(const PoolGeom& g) override;
@@ -80,11 +81,12 @@ class CudaBackend final : public Backend {
     Event uploaded[2];
     int next = 0;
   };
-  cudnnTensorDescriptor_t flat_desc(std::int64_t count);
+
+  cudaEvent_t record_marker();       // an event recorded now on the compute stream
+  void wait_idle(const char* what);  // bounded wait for the compute stream (Error on timeout)
 
   std::shared_ptr<Context> ctx_;
-  ActDesc relu_;
-  std::map<std::int64_t, TensorDesc> flat_descs_;  // (count, 1, 1, 1) for the activation calls
+  Event marker_;
   std::map<const Buffer*, Pinned> pinned_;
 };
 

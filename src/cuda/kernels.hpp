@@ -21,6 +21,11 @@ void launch_dropout(int n, std::int64_t per_sample, float p_drop, const DropoutK
 void launch_softmax_xent(int n, int classes, const float* logits, const std::int32_t* labels,
                          float grad_scale, float* dlogits, double* stats, cudaStream_t stream);
 
+// Backend::relu_forward/backward over flat buffers (backward reads the output y for the mask).
+void launch_relu_forward(std::int64_t count, const float* x, float* y, cudaStream_t stream);
+void launch_relu_backward(std::int64_t count, const float* y, const float* dy, float* dx,
+                          cudaStream_t stream);
+
 // Backend::sgd_update over a flat buffer.
 void launch_sgd(std::int64_t count, float* w, const float* g, float* v, const SgdParams& p,
                 cudaStream_t stream);

@@ -10,11 +10,16 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <exception>
 #include <thread>
+#include <vector>
 
 #include "cuda_backend.hpp"
+#include "distnet/bootstrap.hpp"
 #include "distnet/gpu.hpp"
 #include "distnet/mpi_check.hpp"
+#include "host_wait.hpp"
 #include "kernels.hpp"
 
 namespace distnet {
@@ -30,19 +35,49 @@ class NcclCommunicator final : public Communicator {
     MPI_Comm_rank(mpi_, &rank_);
     MPI_Comm_size(mpi_, &size_);
     DISTNET_CUDA_CHECK(cudaSetDevice(be.device().index));
+    // Rank 0's unique id travels with whether making it worked (no usable network interface, a
+    // wrong NCCL_SOCKET_IFNAME: the classic first multi-node error), so a failure there fails
+    // every rank at once instead of leaving them waiting for the id.
+    const std::vector<char> token = broadcast_token(
+        mpi_,
+        [] {
+          ncclUniqueId id{};
+          DISTNET_NCCL_CHECK(ncclGetUniqueId(&id));
+          const char* p = reinterpret_cast<const char*>(&id);
+          return std::vector<char>(p, p + sizeof id);
+        },
+        "NCCL set-up (ncclGetUniqueId)");
     ncclUniqueId id{};
-    if (rank_ == 0) DISTNET_NCCL_CHECK(ncclGetUniqueId(&id));
-    DISTNET_CHECK_MPI(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, mpi_));
-    DISTNET_NCCL_CHECK(ncclCommInitRank(&comm_, size_, id, rank_));
+    DISTNET_CHECK(token.size() == sizeof id, "NCCL unique id of the wrong size");
+    std::memcpy(&id, token.data(), sizeof id);
+    // Every rank waits in NCCL's bootstrap for all the others; one that failed before joining
+    // would leave them there forever, so the initialisation runs under --comm-timeout. A rank
+    // whose own initialisation fails throws, and main's set-up agreement ends the others.
+    run_with_deadline([&] { DISTNET_NCCL_CHECK(ncclCommInitRank(&comm_, size_, id, rank_)); },
+                      timeout_s_, who_, "NCCL initialisation (ncclCommInitRank)");
     stream_ = make_stream();
     ready_ = make_event();
     done_ = make_event();
   }
 
+  // Never blocks without a bound. Leaving because of an exception (this rank failed, or a peer
+  // did and main is taking the job down), collectives may be queued that a failed peer will never
+  // match: abort the communicator, which ends its kernels. On a normal end, give the queue
+  // --comm-timeout to drain before destroying it, and abort if it does not.
   ~NcclCommunicator() override {
     if (comm_) {
-      cudaStreamSynchronize(stream_);
-      ncclCommDestroy(comm_);
+      bool drained = false;
+      if (std::uncaught_exceptions() == 0) {
+        try {
+          DISTNET_CUDA_CHECK(cudaEventRecord(done_, stream_));
+          drained = wait_event_for(done_, timeout_s_);
+        } catch (const std::exception&) {
+        }
+      }
+      if (drained)
+        ncclCommDestroy(comm_);
+      else
+        ncclCommAbort(comm_);
     }
     int finalized = 0;
     MPI_Finalized(&finalized);
@@ -95,7 +130,8 @@ class NcclCommunicator final : public Communicator {
     if (wire_.bytes() < count * sizeof(std::uint16_t)) {
       // The old copy may still be in use on our stream; the allocator only orders the compute
       // stream, so let it finish before the block goes back (happens in the first step only).
-      DISTNET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      DISTNET_CUDA_CHECK(cudaEventRecord(done_, stream_));
+      wait_for(done_, "bf16 buffer resize");
       wire_ = be_.allocate(count * sizeof(std::uint16_t));
     }
     auto* w = static_cast<std::uint16_t*>(wire_.data());

@@ -133,6 +133,27 @@ void Trainer::stop_and_save(bool abandoned) {
                  "; resume with --resume auto");
 }
 
+// Progress figures live on the device; reading them must not stall it. A copy is started when a
+// progress line is due and printed once it has arrived (at once on the CPU; on a GPU normally at
+// the next step), with the step, sample count and time from when it was started.
+void Trainer::report_progress(const ProgressPoint& at) {
+  if (!progress_read_) progress_read_ = p_.backend.make_async_read(2 * sizeof(double));
+  if (!progress_pending_) {
+    progress_read_->start(stats_.data());
+    progress_at_ = at;
+    progress_pending_ = true;
+  }
+  if (!progress_read_->ready()) return;
+  progress_pending_ = false;
+  const auto* sums = static_cast<const double*>(progress_read_->data());
+  const ProgressPoint& p = progress_at_;
+  const double n = double(std::max<std::int64_t>(1, p.epoch_samples));
+  const double done = double(p.batch + 1 - p.first_batch);
+  p_.report.progress(p.epoch + 1, p.batch + 1, p.steps, sums[0] / n, sums[1] / n,
+                     double(p.global_samples) / p.elapsed_s,
+                     p.elapsed_s * double(p.steps - p.batch - 1) / done);
+}
+
 void Trainer::wait_for_writer() {
   if (!p_.writer) return;
   SlowNotice notice(p_.report.active(), "writing the checkpoint");
@@ -230,6 +251,7 @@ FitResult Trainer::fit() {
     const double wait0 = loader.wait_seconds(), comm0 = sync_.comm_seconds();
     std::int64_t global_samples = 0;
     const std::int64_t first_batch = step_ % steps_per_epoch;
+    progress_pending_ = false;  // a read started in the last epoch is stale
     for (std::int64_t b = step_ % steps_per_epoch; b < steps_per_epoch; ++b) {
       const data::Batch batch = loader.next();
       std::optional<SlowNotice> first;  // the first step also chooses algorithms and plans
@@ -243,14 +265,16 @@ FitResult Trainer::fit() {
       if (outcome != StepOutcome::abandoned) {
         epoch_samples_ += batch.size();
         global_samples += batch.global_size;
-        if (p_.report.progress_due() || (b + 1 == steps_per_epoch && p_.report.active())) {
-          std::array<double, 2> s{};
-          p_.backend.download(s.data(), stats_.data(), sizeof s);
+        if (b + 1 == steps_per_epoch && p_.report.active()) {
+          // The epoch's end reads the sums anyway: the bar's last state, at once.
+          std::array<double, 2> st{};
+          p_.backend.download(st.data(), stats_.data(), sizeof st);
           const double n = double(std::max<std::int64_t>(1, epoch_samples_));
-          p_.report.progress(
-              epoch + 1, b + 1, steps_per_epoch, s[0] / n, s[1] / n,
-              double(global_samples) / seconds_since(t0),
-              seconds_since(t0) * double(steps_per_epoch - b - 1) / double(b + 1 - first_batch));
+          p_.report.progress(epoch + 1, b + 1, steps_per_epoch, st[0] / n, st[1] / n,
+                             double(global_samples) / seconds_since(t0), 0.0);
+        } else if (p_.report.progress_due()) {
+          report_progress({epoch, b, steps_per_epoch, first_batch, global_samples, epoch_samples_,
+                           seconds_since(t0)});
         }
       }
       if (outcome != StepOutcome::applied) {
@@ -327,7 +351,7 @@ EvalResult Trainer::evaluate() {
     data::Loader loader(*p_.test, s, loader_transform(), lo);
     const auto t0 = Clock::now();
     for (std::int64_t b = 0; b < s.batches_per_epoch(); ++b) {
-      if (p_.report.progress_due())  // rank 0's shard; the others' are the same size or one less
+      if (b > 0 && p_.report.progress_due())  // rank 0's shard; the others' are as large
         p_.report.phase_progress("evaluating", b, s.batches_per_epoch(), seconds_since(t0));
       const data::Batch bt = loader.next();
       const float* x = device_images(bt);

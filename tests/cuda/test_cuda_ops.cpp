@@ -1,7 +1,11 @@
-// Every op of the CUDA backend against the CPU backend on the same random inputs: forward and
-// every gradient, the maximum error (relative to the largest reference value) printed, within
-// 1e-4 in FP32 math and 1e-2 in TF32. Then the whole AlexNet forward and backward from the same
-// parameters. Without a usable GPU each test is reported as skipped, with the reason.
+// Every op of the CUDA backend against the CPU backend (direct convolution: the tightest
+// rounding) on the same random inputs: forward and every gradient, with two error figures
+// printed and bounded -- norm-wise (max |a-b| / max |b|: within 1e-4 in FP32 math, 1e-2 in TF32)
+// and per element (|a-b| / (|b| + 1e-3 max |b|): within 1e-3 and 5e-2), so an error confined to
+// small elements cannot hide behind the large ones. One convolution is driven with batch sizes
+// in turn (as training, the last partial batch and evaluation do), in both math modes and both
+// algorithm searches. Then the whole AlexNet forward and backward from the same parameters.
+// Without a usable GPU each test is reported as skipped, with the reason.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -80,12 +84,33 @@ double rel_error(const std::vector<float>& gpu, const std::vector<float>& cpu) {
   return diff / scale;
 }
 
+// max over elements of |a - b| / (|b| + floor), the floor 1e-3 of the tensor's scale: relative
+// error element by element, except for elements that are ~0 at the tensor's scale.
+double elementwise_error(const std::vector<float>& gpu, const std::vector<float>& cpu) {
+  double scale = 1e-30;
+  for (float v : cpu) scale = std::max(scale, double(std::abs(v)));
+  const double floor = 1e-3 * scale;
+  double worst = 0;
+  for (std::size_t i = 0; i < cpu.size(); ++i)
+    worst = std::max(worst, std::abs(double(gpu[i]) - cpu[i]) / (std::abs(double(cpu[i])) + floor));
+  return worst;
+}
+
+double elementwise_tolerance(Math m) {
+  return m == Math::fp32 ? 1e-3 : 5e-2;
+}
+
 void expect_close(const char* what, Math m, const std::vector<float>& gpu,
                   const std::vector<float>& cpu) {
   ASSERT_EQ(gpu.size(), cpu.size());
-  const double e = rel_error(gpu, cpu);
-  std::printf("  %-34s %s: max relative error %.3g\n", what, math_name(m), e);
+  const double e = rel_error(gpu, cpu), pe = elementwise_error(gpu, cpu);
+  std::printf("  %-34s %s: max relative error %.3g, per element %.3g\n", what, math_name(m), e, pe);
   EXPECT_LE(e, tolerance(m)) << what;
+  EXPECT_LE(pe, elementwise_tolerance(m)) << what << " (per element)";
+}
+
+std::unique_ptr<Backend> cpu_reference() {
+  return make_cpu_backend(CpuOptions{CpuOptions::ConvAlgorithm::direct});
 }
 
 class CudaVsCpu : public ::testing::TestWithParam<Math> {};
@@ -93,7 +118,7 @@ class CudaVsCpu : public ::testing::TestWithParam<Math> {};
 TEST_P(CudaVsCpu, Conv2dForwardAndAllGradients) {
   SKIP_WITHOUT_GPU();
   const Math m = GetParam();
-  auto cpu = make_cpu_backend();
+  auto cpu = cpu_reference();
   auto gpu = gpu_backend(m);
   // AlexNet-like geometries, small enough for the CPU: 11x11 s4, 5x5 p2, 3x3 p1.
   const Conv2dGeom geoms[] = {
@@ -127,7 +152,7 @@ TEST_P(CudaVsCpu, Conv2dForwardAndAllGradients) {
 TEST_P(CudaVsCpu, MaxPoolForwardAndBackward) {
   SKIP_WITHOUT_GPU();
   const Math m = GetParam();
-  auto cpu = make_cpu_backend();
+  auto cpu = cpu_reference();
   auto gpu = gpu_backend(m);
   const PoolGeom g{5, 13, 13, 3, 2};
   const int n = 4;
@@ -150,7 +175,7 @@ TEST_P(CudaVsCpu, MaxPoolForwardAndBackward) {
 TEST_P(CudaVsCpu, DenseForwardAndAllGradients) {
   SKIP_WITHOUT_GPU();
   const Math m = GetParam();
-  auto cpu = make_cpu_backend();
+  auto cpu = cpu_reference();
   auto gpu = gpu_backend(m);
   const int n = 5, in = 300, out = 70;
   const auto x = testkit::random_vector(std::size_t(n) * in, 7);
@@ -176,7 +201,7 @@ TEST_P(CudaVsCpu, DenseForwardAndAllGradients) {
 TEST_P(CudaVsCpu, BatchNormTrainingInferenceAndGradients) {
   SKIP_WITHOUT_GPU();
   const Math m = GetParam();
-  auto cpu = make_cpu_backend();
+  auto cpu = cpu_reference();
   auto gpu = gpu_backend(m);
   const int n = 4, c = 6, spatial = 25;
   const auto x = testkit::random_vector(std::size_t(n) * c * spatial, 11, 1.0f, 5.0f);
@@ -211,7 +236,7 @@ TEST_P(CudaVsCpu, BatchNormTrainingInferenceAndGradients) {
 TEST_P(CudaVsCpu, ReluSoftmaxXentAndSgd) {
   SKIP_WITHOUT_GPU();
   const Math m = GetParam();
-  auto cpu = make_cpu_backend();
+  auto cpu = cpu_reference();
   auto gpu = gpu_backend(m);
   const auto x = testkit::random_vector(1000, 15);
   const auto dy = testkit::random_vector(1000, 16);
@@ -263,7 +288,7 @@ TEST_P(CudaVsCpu, ReluSoftmaxXentAndSgd) {
 
 TEST(CudaOps, DropoutMasksAreTheCpuMasksBitForBit) {
   SKIP_WITHOUT_GPU();
-  auto cpu = make_cpu_backend();
+  auto cpu = cpu_reference();
   auto gpu = gpu_backend(Math::fp32);
   const int n = 6;
   const std::int64_t per = 4097;
@@ -359,10 +384,81 @@ TEST(CudaOps, Bf16ConversionKernelsMatchTheHostRounding) {
 
 // The whole AlexNet, forward and backward with dropout, from the same parameters on both
 // backends: logits and every gradient.
+// One convolution op driven with batch sizes in turn -- training, the last partial batch,
+// evaluation, and training again -- as an epoch does. Each batch size has its own plan; a plan
+// made later must not change the algorithm or math type an earlier one was chosen with. The
+// first layer's call (no input gradient) is included. Both searches, both math modes.
+struct AlternatingCase {
+  Math math;
+  gpu::CudaOptions::ConvSearch search;
+};
+void PrintTo(const AlternatingCase& c, std::ostream* os) {
+  *os << math_name(c.math)
+      << (c.search == gpu::CudaOptions::ConvSearch::find ? "/find" : "/heuristic");
+}
+
+class ConvBatchSizes : public ::testing::TestWithParam<AlternatingCase> {};
+
+TEST_P(ConvBatchSizes, AlternatingBatchSizesMatchTheCpu) {
+  SKIP_WITHOUT_GPU();
+  const AlternatingCase c = GetParam();
+  auto cpu = cpu_reference();
+  gpu::CudaOptions o;
+  o.math = c.math;
+  o.conv_search = c.search;
+  auto gpu = gpu::make_cuda_backend(o);
+  const Conv2dGeom g{16, 13, 13, 24, 3, 1, 1};  // an AlexNet conv3-like layer, scaled down
+  auto cop = cpu->make_conv2d(g);
+  auto op = gpu->make_conv2d(g);
+  const std::size_t in = std::size_t(g.c_in) * g.h_in * g.w_in;
+  const std::size_t out = std::size_t(g.c_out) * g.h_out() * g.w_out();
+  const auto w = testkit::random_vector(std::size_t(g.c_out) * g.c_in * g.kernel * g.kernel, 12);
+  const auto b = testkit::random_vector(std::size_t(g.c_out), 13);
+  Dev gw(*gpu, w), gb(*gpu, b);
+  // 8 stands for a training slice, 6 for the last partial batch, 7 for evaluation.
+  const struct {
+    int n;
+    bool backward, input_grad;
+  } steps[] = {{8, true, true},  {6, true, true}, {7, false, false}, {8, true, true},
+               {8, true, false}, {6, true, true}, {7, false, false}, {8, true, true}};
+  int k = 0;
+  for (const auto& s : steps) {
+    const auto x = testkit::random_vector(std::size_t(s.n) * in, 20 + k);
+    const auto dy = testkit::random_vector(std::size_t(s.n) * out, 40 + k);
+    ++k;
+    std::vector<float> y(std::size_t(s.n) * out), dx(x.size()), dw(w.size()), db(b.size());
+    cop->forward(s.n, x.data(), w.data(), b.data(), y.data());
+    Dev gx(*gpu, x), gy(*gpu, y.size()), gdy(*gpu, dy), gdx(*gpu, x.size()), gdw(*gpu, w.size()),
+        gdb(*gpu, b.size());
+    op->forward(s.n, gx.p(), gw.p(), gb.p(), gy.p());
+    std::printf("batch %d%s:\n", s.n,
+                s.backward ? (s.input_grad ? "" : " (no input gradient)") : " (forward only)");
+    expect_close("forward y", c.math, gy.get(), y);
+    if (!s.backward) continue;
+    cop->backward(s.n, x.data(), w.data(), dy.data(), s.input_grad ? dx.data() : nullptr, dw.data(),
+                  db.data());
+    op->backward(s.n, gx.p(), gw.p(), gdy.p(), s.input_grad ? gdx.p() : nullptr, gdw.p(), gdb.p());
+    if (s.input_grad) expect_close("input gradient dx", c.math, gdx.get(), dx);
+    expect_close("weight gradient dw", c.math, gdw.get(), dw);
+    expect_close("bias gradient db", c.math, gdb.get(), db);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Plans, ConvBatchSizes,
+    ::testing::Values(AlternatingCase{Math::fp32, gpu::CudaOptions::ConvSearch::find},
+                      AlternatingCase{Math::tf32, gpu::CudaOptions::ConvSearch::find},
+                      AlternatingCase{Math::fp32, gpu::CudaOptions::ConvSearch::heuristic},
+                      AlternatingCase{Math::tf32, gpu::CudaOptions::ConvSearch::heuristic}),
+    [](const ::testing::TestParamInfo<AlternatingCase>& info) {
+      return std::string(math_name(info.param.math)) +
+             (info.param.search == gpu::CudaOptions::ConvSearch::find ? "_find" : "_heuristic");
+    });
+
 TEST_P(CudaVsCpu, WholeAlexNetForwardAndBackward) {
   SKIP_WITHOUT_GPU();
   const Math m = GetParam();
-  auto cpu = make_cpu_backend(CpuOptions{CpuOptions::ConvAlgorithm::direct});
+  auto cpu = cpu_reference();
   auto gpu = gpu_backend(m);
   ModelConfig mc;
   mc.name = "alexnet";

@@ -1,9 +1,14 @@
-// The NCCL communicator against MPI on host copies of the same data, under mpiexec (one rank
-// per GPU: on a one-GPU machine this runs with one rank). Skipped, with the reason, without GPUs.
+// The device communicator against MPI on host copies of the same data, under mpiexec: the same
+// assertions for NCCL on GPU buffers (one rank per GPU, each rank on the GPU its local rank
+// picks, as alexnet binds them) and for the MPI communicator on CPU buffers -- so the bucket
+// offsets, the bf16 wire and the ordering of async buckets before the optimizer's wait are
+// checked on 2 and 3 ranks on any machine, and on every GPU of a GPU machine. The NCCL cases
+// skip, with the reason, where the ranks of a node outnumber its GPUs.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
 #include <cmath>
+#include <functional>
 #include <vector>
 
 #include "distnet/bf16.hpp"
@@ -16,21 +21,31 @@ using distnet::testkit::world_size;
 
 namespace {
 
-// Every rank must agree on skipping, or the ranks that go on would wait in NCCL for the others.
-std::string skip_reason() {
-  std::string why;
-  int visible = gpu::usable_devices(&why);
-  int fewest = 0;
-  MPI_Allreduce(&visible, &fewest, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-  if (fewest == 0) return why.empty() ? "a rank has no GPU" : why;
-  return "";
+enum class Kind { nccl, mpi };
+
+int local_rank_and_size(int* local_size) {
+  MPI_Comm node;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  int r = 0;
+  MPI_Comm_rank(node, &r);
+  MPI_Comm_size(node, local_size);
+  MPI_Comm_free(&node);
+  return r;
 }
 
-#define SKIP_WITHOUT_GPUS()                \
-  do {                                     \
-    const std::string why = skip_reason(); \
-    if (!why.empty()) GTEST_SKIP() << why; \
-  } while (0)
+// Every rank must agree on skipping, or the ranks that go on would wait in NCCL for the others.
+std::string nccl_skip_reason() {
+  std::string why;
+  int local_size = 1;
+  local_rank_and_size(&local_size);
+  const int visible = gpu::usable_devices(&why);
+  int short_of = visible < local_size ? 1 : 0, any = 0;
+  MPI_Allreduce(&short_of, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  if (!any) return "";
+  if (visible == 0) return why.empty() ? "a rank has no GPU" : why;
+  return std::to_string(local_size) + " ranks on a node with " + std::to_string(visible) +
+         " GPU(s): NCCL needs one GPU per rank";
+}
 
 std::vector<float> rank_data(std::size_t n) {
   std::vector<float> v(n);
@@ -38,17 +53,25 @@ std::vector<float> rank_data(std::size_t n) {
   return v;
 }
 
+// The communicator under test, on its backend's buffers, and MPI on host memory as reference.
 struct Fixture {
   std::unique_ptr<Backend> be;
-  std::unique_ptr<Communicator> nccl, mpi;
-  Fixture() {
-    gpu::CudaOptions o;
-    o.device = 0;  // one GPU per node in the GPU CI; multi-GPU runs use the launcher's binding
-    be = gpu::make_cuda_backend(o);
-    nccl = gpu::make_nccl_communicator(MPI_COMM_WORLD, *be, 60, "");
+  std::unique_ptr<Communicator> comm, mpi;
+  explicit Fixture(Kind kind) {
+    if (kind == Kind::nccl) {
+      int local_size = 1;
+      gpu::CudaOptions o;
+      o.device = local_rank_and_size(&local_size) % gpu::usable_devices(nullptr);
+      be = gpu::make_cuda_backend(o);
+      comm = gpu::make_nccl_communicator(MPI_COMM_WORLD, *be, 60, "");
+    } else {
+      be = make_cpu_backend();
+      comm = make_mpi_communicator(MPI_COMM_WORLD);
+    }
     mpi = make_mpi_communicator(MPI_COMM_WORLD);
   }
-  std::vector<float> on_gpu(const std::vector<float>& host, const std::function<void(float*)>& op) {
+  std::vector<float> on_device(const std::vector<float>& host,
+                               const std::function<void(float*)>& op) {
     Buffer b = be->allocate(host.size() * 4);
     be->upload(b.data(), host.data(), host.size() * 4);
     op(static_cast<float*>(b.data()));
@@ -67,55 +90,74 @@ double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
   return d / s;
 }
 
+class DeviceComm : public ::testing::TestWithParam<Kind> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == Kind::nccl) {
+      const std::string why = nccl_skip_reason();
+      if (!why.empty()) GTEST_SKIP() << why;
+    }
+  }
+};
+
 }  // namespace
 
-TEST(Nccl, AllReduceMatchesMpiOnHostCopies) {
-  SKIP_WITHOUT_GPUS();
-  Fixture f;
-  EXPECT_EQ(f.nccl->name(), "nccl");
-  EXPECT_EQ(f.nccl->size(), world_size());
+TEST_P(DeviceComm, AllReduceMatchesMpiOnHostCopies) {
+  Fixture f(GetParam());
+  EXPECT_EQ(f.comm->size(), world_size());
+  EXPECT_EQ(f.comm->rank(), world_rank());
   for (std::size_t n : {std::size_t(1), std::size_t(1000), std::size_t(25) << 18}) {
     const auto x = rank_data(n);
     auto want = x;
     f.mpi->allreduce_sum(want.data(), n);
-    const auto got = f.on_gpu(x, [&](float* d) { f.nccl->allreduce_sum(d, n); });
+    const auto got = f.on_device(x, [&](float* d) { f.comm->allreduce_sum(d, n); });
     const double e = max_rel(got, want);
-    if (world_rank() == 0) std::printf("nccl vs mpi, %zu floats: max relative error %.3g\n", n, e);
+    if (world_rank() == 0)
+      std::printf("%s vs mpi, %zu floats: max relative error %.3g\n", f.comm->name().c_str(), n, e);
     EXPECT_LE(e, 1e-6);
   }
 }
 
-TEST(Nccl, AsyncBucketsAndBf16WireMatchMpi) {
-  SKIP_WITHOUT_GPUS();
-  Fixture f;
-  const std::size_t n = 100000;
+// Buckets of uneven sizes at their offsets in one flat buffer, queued one after another and
+// ordered before later device work by wait_pending(), as backward and the optimizer use them;
+// twice in a row, as consecutive steps do (the second step's first bucket waits for the first
+// step's sums).
+TEST_P(DeviceComm, AsyncBucketsAtTheirOffsetsAndBf16WireMatchMpi) {
+  Fixture f(GetParam());
+  const std::size_t n = 100003;
+  const std::size_t offsets[] = {0, 40000, 80000, 100000, n};
   const auto x = rank_data(n);
   auto want = x;
   f.mpi->allreduce_sum(want.data(), n);
   auto want_bf16 = x;
   f.mpi->allreduce_sum_async(want_bf16.data(), n, Wire::bf16);
   for (Wire wire : {Wire::fp32, Wire::bf16}) {
-    const auto got = f.on_gpu(x, [&](float* d) {
-      // Three buckets queued behind the compute stream, then the optimizer's wait.
-      f.nccl->allreduce_sum_async(d, 40000, wire);
-      f.nccl->allreduce_sum_async(d + 40000, 40000, wire);
-      f.nccl->allreduce_sum_async(d + 80000, 20000, wire);
-      f.nccl->wait_pending();
-    });
+    std::vector<float> got;
+    for (int step = 0; step < 2; ++step) {
+      got = f.on_device(x, [&](float* d) {
+        for (int b = 3; b >= 0; --b)  // backward releases the buckets from the last one
+          f.comm->allreduce_sum_async(d + offsets[b], offsets[b + 1] - offsets[b], wire);
+        f.comm->wait_pending();
+      });
+    }
     const double e = max_rel(got, wire == Wire::fp32 ? want : want_bf16);
     if (world_rank() == 0)
-      std::printf("async %s: max relative error vs mpi %.3g\n",
+      std::printf("%s async buckets, %s: max relative error vs mpi %.3g\n", f.comm->name().c_str(),
                   wire == Wire::fp32 ? "fp32" : "bf16", e);
     EXPECT_LE(e, wire == Wire::fp32 ? 1e-6 : 1e-2);
   }
 }
 
-TEST(Nccl, BroadcastFromRankZero) {
-  SKIP_WITHOUT_GPUS();
-  Fixture f;
+TEST_P(DeviceComm, BroadcastFromRankZero) {
+  Fixture f(GetParam());
   const auto x = rank_data(5000);
-  const auto got = f.on_gpu(x, [&](float* d) { f.nccl->broadcast(d, 5000 * 4, 0); });
+  const auto got = f.on_device(x, [&](float* d) { f.comm->broadcast(d, 5000 * 4, 0); });
   auto want = x;
   f.mpi->broadcast(want.data(), 5000 * 4, 0);
   EXPECT_EQ(got, want);
 }
+
+INSTANTIATE_TEST_SUITE_P(Comm, DeviceComm, ::testing::Values(Kind::nccl, Kind::mpi),
+                         [](const ::testing::TestParamInfo<Kind>& info) {
+                           return std::string(info.param == Kind::nccl ? "nccl" : "mpi");
+                         });
