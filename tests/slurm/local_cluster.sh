@@ -65,8 +65,15 @@ export SLURM_CONF=$conf
 # Slurm's munge plugins find the socket through this option in the conf.
 sed -i "s|^AuthType=auth/munge|AuthType=auth/munge\nAuthInfo=socket=$socket|" "$conf"
 sed -i "s|^CredType=cred/munge|CredType=cred/munge|" "$conf"
-slurmctld -f "$conf"
-slurmd -f "$conf"
+fail() {  # one line naming what failed, then the end of the daemons' logs
+  echo "local_cluster: error: $1; logs in $dir" >&2
+  tail -5 "$dir/slurmctld.log" "$dir/slurmd.log" >&2 2>/dev/null || true
+  exit 1
+}
+slurmctld -f "$conf" || fail "slurmctld did not start"
+# Slurm 22.05's slurmd loads a cgroup plugin even with proctrack/linuxproc and task/none, so it
+# needs a mounted cgroup file system (every systemd machine has one; a bare chroot does not).
+slurmd -f "$conf" || fail "slurmd did not start$(mountpoint -q /sys/fs/cgroup || echo " (no cgroup file system is mounted on /sys/fs/cgroup, which slurmd needs)")"
 for _ in $(seq 60); do
   if sinfo -h -o %t 2>/dev/null | grep -qE "^idle"; then
     echo "export SLURM_CONF=$conf"
@@ -74,6 +81,4 @@ for _ in $(seq 60); do
   fi
   sleep 1
 done
-echo "local_cluster: the node did not become idle; logs in $dir" >&2
-tail -5 "$dir/slurmctld.log" "$dir/slurmd.log" >&2 || true
-exit 1
+fail "the node did not become idle within 60 s"

@@ -22,7 +22,10 @@ trap cleanup EXIT
 for tool in sbatch slurmctld slurmd munged h5diff; do
   command -v "$tool" >/dev/null || { echo "FAIL: $tool not found (launch/setup installs it)"; exit 1; }
 done
-eval "$(bash "$src/tests/slurm/local_cluster.sh" start "$tmp/cluster")" || { echo "FAIL: no local Slurm"; exit 1; }
+# (eval of an empty string succeeds, so the start's own status is checked first.)
+cluster=$(bash "$src/tests/slurm/local_cluster.sh" start "$tmp/cluster") \
+  || { echo "FAIL: could not start a local Slurm (the reason is above)"; exit 1; }
+eval "$cluster"
 
 cat >"$tmp/run.ini" <<INI
 model = lenet
