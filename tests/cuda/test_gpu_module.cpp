@@ -3,6 +3,7 @@
 // checked here are thrown inside the module in both cases.
 #include <cxxabi.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <string>
@@ -15,8 +16,10 @@ using namespace distnet;
 
 namespace {
 
-// The module of this build, unless the caller names another one.
-const bool module_named = setenv("DISTNET_CUDA_MODULE", DISTNET_TEST_CUDA_MODULE, 0) == 0;
+// The module of this build, unless the caller names another one or the build is gone (a copy of
+// this test in a bundle finds the module beside itself, as alexnet does).
+const bool module_named = access(DISTNET_TEST_CUDA_MODULE, F_OK) != 0 ||
+                          setenv("DISTNET_CUDA_MODULE", DISTNET_TEST_CUDA_MODULE, 0) == 0;
 
 // The type_info object of the exception being handled (the one the thrower used).
 const std::type_info* current_exception_type() {
