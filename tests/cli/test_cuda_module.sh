@@ -6,7 +6,7 @@
 #       auto trains on the CPU and rank 0 prints one note, on 1 and on 2 ranks;
 #   (3) there, --device cuda exits 2 on every rank with one line naming the missing library;
 #   (4) without the module (DISTNET_CUDA_MODULE elsewhere, or a copy of alexnet alone) the
-#       messages say which file is missing;
+#       messages say which file is missing; a module of another build is refused;
 #   (5) with everything present and no NVIDIA driver, --device cuda still names the driver.
 # Exit 77 (CTest: skipped) when every check that could run passed but (2)/(3) could not run.
 #   test_cuda_module.sh PATH/TO/alexnet MPIEXEC [MPIEXEC FLAGS...]
@@ -93,6 +93,18 @@ out=$("$tmp/alone/alexnet" --version 2>&1); rc=$?
 out=$("$tmp/alone/alexnet" --device cpu "${run[@]}" 2>&1); rc=$?
 [ "$rc" -eq 0 ] && grep -qE "$epoch1" <<<"$out" && ! grep -q "note:" <<<"$out" \
   && ok "--device cpu never looks for the module" || bad "alexnet alone --device cpu: exit $rc: $out"
+# A module of another build (its interface ID changed) is refused, not trusted.
+python3 - "$module" "$tmp/other.so" <<'PY'
+import re, sys
+data = open(sys.argv[1], "rb").read()
+ids = set(re.findall(rb"\d+\.\d+\.\d+-[0-9a-f]{16}", data))
+assert len(ids) == 1, ids
+old = ids.pop()
+open(sys.argv[2], "wb").write(data.replace(old, old[:-16] + b"0" * 16))
+PY
+out=$(DISTNET_CUDA_MODULE=$tmp/other.so "$bin" --device cuda "${run[@]}" 2>&1); rc=$?
+[ "$rc" -eq 2 ] && grep -qx "alexnet: error: --device cuda: the GPU backend cannot be loaded: $tmp/other.so comes from another build of distnet (interface [0-9.]*-0\{16\}, this program's is [0-9.]*-[0-9a-f]\{16\}); use the module built with it" <<<"$out" \
+  && ok "a module of another build is refused" || bad "module of another build: exit $rc: $out"
 echo "junk" >"$tmp/alone/libdistnet_cuda.so"
 out=$("$tmp/alone/alexnet" --device cuda "${run[@]}" 2>&1); rc=$?
 [ "$rc" -eq 2 ] && grep -qx "alexnet: error: --device cuda: the GPU backend cannot be loaded: $tmp/alone/libdistnet_cuda.so: .*" <<<"$out" \
