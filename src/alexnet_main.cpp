@@ -100,10 +100,18 @@ void set_threads(const World& world) {
 // --device cpu, cuda, or auto (CUDA when this rank can use a GPU). A rank drives GPU
 // local_rank % visible devices: with one rank per GPU on a node (mpirun -np <GPUs per node> x
 // nodes), or with one visible GPU per rank (Slurm's --gpus-per-task), each rank has its own.
+// The GPU backend is loaded only here, and never for --device cpu. When auto finds no backend
+// (its module or a CUDA library missing), rank 0 says so once; a node without a GPU or driver is
+// the normal case for auto and stays silent.
 std::unique_ptr<Backend> select_backend(const RunConfig& c, const World& world) {
-  std::string why;
+  std::string why, missing;
   const int visible = c.device == "cpu" ? 0 : gpu::usable_devices(&why);
   if (c.device == "cuda" && visible == 0) throw UsageError("--device cuda: " + why);
+  if (c.device == "auto" && visible == 0 && gpu::built_with_cuda() &&
+      !gpu::backend_available(&missing) && world.is_root()) {
+    std::fprintf(stderr, "alexnet: note: no GPU backend (%s); running on the CPU\n",
+                 missing.c_str());
+  }
   if (visible == 0) {
     CpuOptions o;
     o.conv = c.cpu_conv == "direct" ? CpuOptions::ConvAlgorithm::direct

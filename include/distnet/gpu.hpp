@@ -2,6 +2,10 @@
 // and the NCCL communicator. Safe to include and call in a build without CUDA: the probes report
 // why there is no GPU, the factories throw UsageError with that reason. Nothing here aborts on a
 // machine without a driver; a missing or too old driver is reported as a reason.
+//
+// In the executables of a CUDA build these functions load the backend, libdistnet_cuda.so, on
+// first use (src/gpu/loader.cpp): a missing module or CUDA library is then one more reason.
+// Tests that call CUDA code directly link the backend itself (src/cuda) instead.
 #pragma once
 
 #include <mpi.h>
@@ -15,14 +19,22 @@
 
 namespace distnet::gpu {
 
+// True when this build has the CUDA backend (linked in, or as a module to load).
 bool built_with_cuda();
 
+// Whether the CUDA backend could be loaded in this process (always true when it is linked in;
+// false without CUDA). When false, *why names what is missing in one line, e.g.
+// "libcudnn.so.9: cannot open shared object file: No such file or directory".
+bool backend_available(std::string* why);
+
 // Number of GPUs this process can use. When it is 0, *why says why in one line (built without
-// CUDA, no NVIDIA driver, a driver older than this build needs, no device visible).
+// CUDA, the backend cannot be loaded, no NVIDIA driver, a driver older than this build needs, no
+// device visible).
 int usable_devices(std::string* why);
 
-// One line such as "CUDA runtime 13.0, driver 13.0, cuDNN 9.19.0, cuBLAS 13.1.0, NCCL 2.28.3";
-// "built without CUDA" otherwise.
+// One line such as "CUDA runtime 13.0, driver 13.0, cuDNN 9.19.0, cuBLAS 13.1.0, NCCL 2.28.3"
+// (followed by "; module <path>" when the backend was loaded as a module); "not loaded: <why>"
+// when it could not be; "built without CUDA" otherwise.
 std::string library_versions();
 
 struct DeviceInfo {

@@ -11,6 +11,11 @@ bool built_with_cuda() {
   return false;
 }
 
+bool backend_available(std::string* why) {
+  if (why) *why = kWhy;
+  return false;
+}
+
 int usable_devices(std::string* why) {
   if (why) *why = kWhy;
   return 0;

@@ -128,6 +128,15 @@ foreign=$(grep -v "^$b/" <<<"$inits" | grep -vE '/(ld-linux[^/]*|lib(c|m|dl|pthr
 out=$(cd "$tmp" && "${clean_env[@]}" "$b/run" alexnet --version 2>&1); rc=$?
 [ "$rc" -eq 0 ] && grep -q "MPI: Open MPI" <<<"$out" && grep -q "HDF5: " <<<"$out" && ok "run alexnet --version" \
   || bad "run alexnet --version: exit $rc: $out"
+# A CUDA build: the backend module travels in bin/, beside alexnet, and is the one alexnet loads.
+if [ -f "$build/libdistnet_cuda.so" ]; then
+  [ -f "$b/bin/libdistnet_cuda.so" ] && ok "the CUDA module is in bin/, beside alexnet" || bad "no bin/libdistnet_cuda.so in the bundle"
+  l=$(ldd "$b/bin/alexnet" 2>&1)
+  ! grep -qE 'lib(cudart|cublas|cudnn|nccl)' <<<"$l" && ok "bin/alexnet needs no CUDA library" \
+    || bad "bin/alexnet needs CUDA libraries: $(grep -E 'lib(cudart|cublas|cudnn|nccl)' <<<"$l" | tr '\n' ' ')"
+  grep -q "^  gpu backend: CUDA runtime .*; module $b/bin/libdistnet_cuda.so$" <<<"$out" \
+    && ok "run alexnet --version loads the bundle's module" || bad "the bundle's module not loaded: $(grep "gpu backend" <<<"$out")"
+fi
 out=$(cd "$tmp" && "${clean_env[@]}" "$b/alexnet" --dataset synthetic --model lenet --resize 0 --epochs 1 \
   --train-limit 64 --test-limit 32 --batch-size 32 --device cpu 2>&1); rc=$?
 [ "$rc" -eq 0 ] && grep -qE "^epoch 1, .* on 1 rank \(cpu\)$" <<<"$out" && ok "OUT/alexnet (the wrapper srun starts) trains" \
@@ -183,7 +192,9 @@ if [ "$(id -u)" -eq 0 ] && unshare -m --propagation private true 2>/dev/null; th
 
   # docs/portable.md's recipe for a node whose only CUDA libraries come with PyTorch: the system's
   # CUDA libraries hidden too, LD_LIBRARY_PATH made from site-packages/nvidia.
-  cuda_needed=$(ldd "$b/bin/alexnet" | awk '$2 == "=>" && $1 ~ /^lib(cudart|cublas|cublasLt|cudnn|nccl)\.so/ { print $1, $3 }')
+  cuda_elf=$b/bin/alexnet
+  [ -f "$b/bin/libdistnet_cuda.so" ] && cuda_elf=$b/bin/libdistnet_cuda.so  # the CUDA backend
+  cuda_needed=$(ldd "$cuda_elf" | awk '$2 == "=>" && $1 ~ /^lib(cudart|cublas|cublasLt|cudnn|nccl)\.so/ { print $1, $3 }')
   nv=$(cd "$tmp" && python3 -c 'import nvidia; print(list(nvidia.__path__)[0])' 2>/dev/null)
   if [ -z "$cuda_needed" ]; then
     echo "skip: PyTorch's CUDA libraries: this build links no CUDA library"

@@ -1,0 +1,11 @@
+// The one symbol libdistnet_cuda.so exports as a function (cmake/distnet_cuda_module.map): the
+// CUDA backend's implementation of distnet/gpu.hpp, for the loader in the executable.
+#include "gpu/module_abi.hpp"
+
+extern "C" const distnet::gpu::ModuleTable* distnet_cuda_module_v1() {
+  namespace g = distnet::gpu;
+  static const g::ModuleTable table{DISTNET_INTERFACE_ID, g::usable_devices,
+                                    g::library_versions,  g::device_info,
+                                    g::make_cuda_backend, g::make_nccl_communicator};
+  return &table;
+}
