@@ -9,13 +9,16 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <ostream>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "cuda/allocator.hpp"
+#include "cuda/cuda_backend.hpp"
 #include "cuda/gpu_skip.hpp"
 #include "cuda/kernels.hpp"
 #include "distnet/backend.hpp"
@@ -284,6 +287,41 @@ TEST_P(CudaVsCpu, ReluSoftmaxXentAndSgd) {
     expect_close("sgd weights", Math::fp32, gw.get(), w);
     expect_close("sgd momentum", Math::fp32, gv.get(), v);
   }
+}
+
+// Host waits on the GPU are bounded by --comm-timeout: with the compute stream held up (here by a
+// host function that sleeps 3 s on it, standing in for a collective a dead peer never joins), a
+// download gives up with an error after the timeout (1 s) instead of waiting, and so does the
+// backend's destructor. With unbounded waits both would take the full 3 s.
+TEST(CudaOps, HostWaitsGiveUpAfterTheTimeout) {
+  SKIP_WITHOUT_GPU();
+  gpu::CudaOptions o;
+  o.host_wait_timeout_s = 1.0;
+  auto be = gpu::make_cuda_backend(o);
+  auto* cb = dynamic_cast<cuda::CudaBackend*>(be.get());
+  ASSERT_NE(cb, nullptr);
+  Buffer b = be->allocate(64);
+  const auto block = [](void*) { std::this_thread::sleep_for(std::chrono::seconds(3)); };
+  using Clock = std::chrono::steady_clock;
+  auto seconds_since = [](Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  };
+  DISTNET_CUDA_CHECK(cudaLaunchHostFunc(cb->stream(), block, nullptr));
+  float host[16];
+  auto t0 = Clock::now();
+  EXPECT_THROW(be->download(host, b.data(), sizeof host), Error);
+  const double download_s = seconds_since(t0);
+  DISTNET_CUDA_CHECK(cudaLaunchHostFunc(cb->stream(), block, nullptr));
+  b = Buffer();
+  t0 = Clock::now();
+  be.reset();
+  const double destroy_s = seconds_since(t0);
+  std::printf(
+      "download gave up after %.2f s, the destructor after %.2f s (timeout 1 s, stream held 3 s)\n",
+      download_s, destroy_s);
+  EXPECT_LT(download_s, 2.5);
+  EXPECT_LT(destroy_s, 2.5);
+  std::this_thread::sleep_for(std::chrono::seconds(6));  // let the held-up stream drain
 }
 
 TEST(CudaOps, DropoutMasksAreTheCpuMasksBitForBit) {
