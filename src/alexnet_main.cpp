@@ -24,6 +24,7 @@
 #include "distnet/gpu.hpp"
 #include "distnet/report.hpp"
 #include "distnet/signals.hpp"
+#include "distnet/timeline.hpp"
 #include "distnet/trainer.hpp"
 #include "distnet/version.hpp"
 #include "distnet/world.hpp"
@@ -291,6 +292,8 @@ Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
   if (world.is_root()) {
     if (!cfg.metrics_file.empty() && !std::ofstream(cfg.metrics_file, std::ios::app))
       throw Error(cfg.metrics_file + ": cannot open the metrics file for writing");
+    if (!cfg.timeline.empty() && !std::ofstream(cfg.timeline, std::ios::app))
+      throw Error(cfg.timeline + ": cannot open the timeline file for writing");
     if (!cfg.checkpoint_dir.empty()) ensure_writable_dir(cfg.checkpoint_dir);
     if (!cfg.init_from.empty()) load_checkpoint(cfg.init_from, *s.model, /*weights_only=*/true);
     if (cfg.eval_only) load_checkpoint(cfg.checkpoint, *s.model, /*weights_only=*/true);
@@ -422,8 +425,27 @@ int run(const RunConfig& given, const World& world) {
   std::unique_ptr<CheckpointWriter> writer;
   if (world.is_root() && !cfg.checkpoint_dir.empty())
     writer = std::make_unique<CheckpointWriter>(cfg.checkpoint_dir, cfg.keep_checkpoints);
+  // Every rank has the same options, so all of them take part in the alignment and the write.
+  std::unique_ptr<Timeline> timeline;
+  if (!cfg.timeline.empty()) {
+    timeline = std::make_unique<Timeline>(std::size_t(cfg.timeline_events), cfg.timeline_first,
+                                          cfg.timeline_last);
+    timeline->align_clocks(world.comm());
+  }
   Trainer trainer(cfg, {world, *s.comm, *s.backend, *s.model, *s.train, s.test.get(), *s.transform,
-                        report, writer.get(), s.host_comm.get()});
+                        report, writer.get(), s.host_comm.get(), timeline.get()});
+  // Rank 0 gathers the timeline and writes it, after the run (also after a stop).
+  auto write_timeline = [&] {
+    if (!timeline) return;
+    SlowNotice notice(world.is_root(), "writing the timeline " + cfg.timeline);
+    timeline->write(world.comm(), cfg.timeline, world.host());
+    report.line("timeline: " + cfg.timeline + " (" + std::to_string(timeline->events()) +
+                " events on rank 0" +
+                (timeline->dropped() ? ", " + std::to_string(timeline->dropped()) +
+                                           " older ones dropped: see --timeline-steps"
+                                     : std::string()) +
+                "; open it in Perfetto or chrome://tracing)");
+  };
   if (cfg.eval_only) {
     const EvalResult r = trainer.evaluate();
     char text[512];
@@ -435,9 +457,15 @@ int run(const RunConfig& given, const World& world) {
                 std::to_string(r.accuracy) + ",\"samples\":" + std::to_string(r.samples) + "}");
     return kExitOk;
   }
-  if (cfg.benchmark) return trainer.benchmark().stopped ? kExitStopped : kExitOk;
+  if (cfg.benchmark) {
+    const bool stopped = trainer.benchmark().stopped;
+    write_timeline();
+    return stopped ? kExitStopped : kExitOk;
+  }
   if (resume) trainer.restore(*resume);
-  return trainer.fit().stopped ? kExitStopped : kExitOk;
+  const bool stopped = trainer.fit().stopped;
+  write_timeline();
+  return stopped ? kExitStopped : kExitOk;
 }
 
 }  // namespace

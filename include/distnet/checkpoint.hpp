@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "distnet/model.hpp"
+#include "distnet/timeline.hpp"
 
 namespace distnet {
 
@@ -98,12 +99,15 @@ class CheckpointWriter {
   CheckpointWriter& operator=(const CheckpointWriter&) = delete;
 
   void submit(Snapshot snap, const std::string& file_name);
+  // Records each background write on the writer track (null: off).
+  void set_timeline(Timeline* timeline) { timeline_ = timeline; }
   void wait();
 
  private:
   void run();
   std::string dir_;
   int keep_;
+  Timeline* timeline_ = nullptr;
   std::mutex mu_;
   std::condition_variable cv_;
   std::optional<Snapshot> pending_;

@@ -62,6 +62,12 @@ struct RunConfig {
   std::string metrics_file;
   std::string progress = "auto";
   double progress_interval = 30;  // seconds between progress lines (not a terminal)
+  std::string timeline;           // Chrome trace JSON file; empty: no timeline
+  std::int64_t timeline_first = 0, timeline_last = -1;  // steps [first, last); -1: to the end
+  std::int64_t timeline_events = 200000;                // ring capacity per rank
+  double straggler_threshold = 0.1;  // (slowest - median) / median compute that is named
+  int debug_delay_rank = -1;         // testing aid: this rank sleeps debug_delay_ms a step
+  double debug_delay_ms = 0;
 
   // benchmark mode
   int warmup_steps = 5, steps = 20;

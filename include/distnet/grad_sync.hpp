@@ -13,6 +13,7 @@
 
 #include "distnet/comm.hpp"
 #include "distnet/model.hpp"
+#include "distnet/timeline.hpp"
 
 namespace distnet {
 
@@ -47,6 +48,9 @@ class GradSync {
   double comm_seconds() const { return comm_s_; }
   // For tests: called with each bucket's index when it is released.
   void set_release_hook(std::function<void(std::size_t)> hook) { hook_ = std::move(hook); }
+  // Records every bucket on the communication track (null: off): when backward made it ready,
+  // when its all-reduce started and when the call returned (for NCCL: when it was queued).
+  void set_timeline(Timeline* timeline) { timeline_ = timeline; }
 
  private:
   void release_up_to(std::int64_t prefix);
@@ -59,6 +63,7 @@ class GradSync {
   std::size_t next_ = 0;
   double comm_s_ = 0;
   std::function<void(std::size_t)> hook_;
+  Timeline* timeline_ = nullptr;
 };
 
 }  // namespace distnet

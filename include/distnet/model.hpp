@@ -12,6 +12,7 @@
 
 #include "distnet/backend.hpp"
 #include "distnet/layer.hpp"
+#include "distnet/timeline.hpp"
 
 namespace distnet {
 
@@ -98,6 +99,8 @@ class Model {
                 const std::function<bool()>& cancel = {});
 
   void set_profiling(LayerTimes* times) { times_ = times; }
+  // Records each layer's forward and backward as a span on the compute track (null: off).
+  void set_timeline(Timeline* timeline) { timeline_ = timeline; }
 
  private:
   ModelConfig cfg_;
@@ -110,6 +113,7 @@ class Model {
   std::vector<Tensor> acts_;  // output of each layer
   Tensor scratch_[2];         // ping-pong gradients of activations
   LayerTimes* times_ = nullptr;
+  Timeline* timeline_ = nullptr;
 };
 
 }  // namespace distnet

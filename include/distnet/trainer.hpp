@@ -39,6 +39,8 @@ struct BenchmarkResult {
   std::int64_t global_batch = 0;
   LayerTimes layers;     // rank 0, from separate synchronised steps
   bool stopped = false;  // a stop request ended it early: no figures
+  // With --timeline: the timed steps ran twice, recorded and not; the relative cost of recording.
+  double timeline_overhead = 0, step_ms_without_timeline = 0;
 };
 
 struct TrainerParts {
@@ -53,6 +55,7 @@ struct TrainerParts {
   CheckpointWriter* writer = nullptr;  // rank 0 when --checkpoint-dir is set; null elsewhere
   // Sums of host figures (loss, counts, the stop vote); null: `comm` (when both are MPI).
   Communicator* host_comm = nullptr;
+  Timeline* timeline = nullptr;  // --timeline: what each step spends its time on; null: off
 };
 
 struct FitResult {
@@ -103,6 +106,7 @@ class Trainer {
     double elapsed_s = 0;
   };
   void report_progress(const ProgressPoint& at);
+  void report_stragglers(int epoch, double train_s, double collectives_s, double data_s);
   std::array<double, 2> read_and_reset_stats();
 
   RunConfig cfg_;
@@ -118,6 +122,7 @@ class Trainer {
   std::unique_ptr<AsyncRead> progress_read_;  // rank 0: the loss sums, read without stalling
   ProgressPoint progress_at_;
   bool progress_pending_ = false;
+  double vote_s_ = 0;  // time in the per-step vote (a collective)
   Buffer stats_;  // 4 doubles on the device: loss sum, correct count, and both at the step's start
   Buffer state_backup_;  // batch-norm running statistics at the step's start
   Buffer stage_x_, stage_ids_, stage_labels_, stage_raw_;

@@ -52,7 +52,14 @@ std::shared_ptr<const std::vector<std::uint32_t>> Loader::order_for(std::int64_t
   return it->second;
 }
 
+std::size_t Loader::queued() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return ready_.size();
+}
+
 Batch Loader::produce(std::int64_t position) {
+  Timeline::Scope span(opts_.timeline, Timeline::Track::loader,
+                       "load batch " + std::to_string(position % per_epoch_), "loader");
   Batch b;
   b.epoch = position / per_epoch_;
   b.index = position % per_epoch_;

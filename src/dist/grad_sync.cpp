@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 
 namespace distnet {
 
@@ -50,13 +51,27 @@ void GradSync::finish() {
 }
 
 void GradSync::release_up_to(std::int64_t prefix) {
+  const bool record = timeline_ && timeline_->recording();
+  const double ready = record ? Timeline::now_us() : 0;  // these buckets became ready now
   while (next_ < buckets_.size() && buckets_[next_].end <= prefix) {
     const Bucket& b = buckets_[next_];
+    const double start = record ? Timeline::now_us() : 0;
     const auto t0 = std::chrono::steady_clock::now();
     if (!options_.skip)
       comm_.allreduce_sum_async(grads_ + b.begin, static_cast<std::size_t>(b.end - b.begin),
                                 options_.wire);
     comm_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (record) {
+      const double done = Timeline::now_us();
+      // The span is the all-reduce (start to done); how long the bucket waited after backward
+      // made it ready is an argument, since waits of successive buckets overlap.
+      char args[128];
+      std::snprintf(args, sizeof args,
+                    "{\"bucket\":%zu,\"bytes\":%lld,\"waited_after_ready_us\":%.3f}", next_,
+                    static_cast<long long>((b.end - b.begin) * 4), start - ready);
+      timeline_->span(Timeline::Track::comm, "all-reduce bucket " + std::to_string(next_), "bucket",
+                      start, done, args);
+    }
     if (hook_) hook_(next_);
     ++next_;
   }

@@ -163,6 +163,8 @@ const float* Model::forward(const StepContext& ctx, int n, const float* x,
     if (cancel && cancel()) return nullptr;
     float* out = acts_[i].data<float>();
     const auto t0 = std::chrono::steady_clock::now();
+    Timeline::Scope span(timeline_, Timeline::Track::compute, "forward " + layers_[i]->name(),
+                         "forward");
     layers_[i]->forward(ctx, n, in, out);
     if (times_) {
       be_->synchronize();
@@ -198,7 +200,11 @@ bool Model::backward(const StepContext& ctx, int n, const float* x,
     const float* in = i == 0 ? x : acts_[idx - 1].data<float>();
     float* dx = i == 0 ? nullptr : other;
     const auto t0 = std::chrono::steady_clock::now();
-    layers_[idx]->backward(ctx, n, in, acts_[idx].data<float>(), dy, dx);
+    {
+      Timeline::Scope span(timeline_, Timeline::Track::compute, "backward " + layers_[idx]->name(),
+                           "backward");
+      layers_[idx]->backward(ctx, n, in, acts_[idx].data<float>(), dy, dx);
+    }
     if (times_) {
       be_->synchronize();
       times_->backward_ms[idx] = ms_since(t0);

@@ -69,6 +69,7 @@ void one_of(const std::string& option, const std::string& value,
 RunConfig parse_run_config(int argc, const char* const argv[]) {
   RunConfig c;
   std::string norm_mean, norm_std, lr_steps, synthetic_shape = "1x28x28", resize = "auto";
+  std::string timeline_steps, debug_delay;
 
   po::options_description general("General");
   general.add_options()                                                     //
@@ -192,7 +193,18 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
        "--progress-interval seconds), on (always the bar) or off")  //
       ("progress-interval",
        po::value(&c.progress_interval)->default_value(c.progress_interval, "30"),
-       "seconds between progress lines under a launcher or into a file");
+       "seconds between progress lines under a launcher or into a file")  //
+      ("timeline", po::value(&c.timeline),
+       "write a Chrome trace (Perfetto, chrome://tracing) of every rank's steps to FILE")  //
+      ("timeline-steps", po::value(&timeline_steps),
+       "record only steps A:B (A included, B not; A: or :B open-ended), counted from 0")  //
+      ("timeline-events", po::value(&c.timeline_events)->default_value(c.timeline_events),
+       "most events kept per rank (a ring: the oldest are dropped)")  //
+      ("straggler-threshold",
+       po::value(&c.straggler_threshold)->default_value(c.straggler_threshold, "0.1"),
+       "name the slowest rank when its compute time exceeds the median by this fraction")  //
+      ("debug-delay-rank", po::value(&debug_delay),
+       "testing aid: R:MS makes rank R sleep MS milliseconds in every step (a straggler)");
 
   po::options_description bench("Benchmark");
   bench.add_options()  //
@@ -262,6 +274,26 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   if (!norm_std.empty()) c.norm_std = parse_list<float>(norm_std, "normalize-std");
   if (!lr_steps.empty()) c.lr_steps = parse_list<double>(lr_steps, "lr-steps");
   c.data.synthetic_shape = parse_shape(synthetic_shape, "synthetic-shape");
+  if (!timeline_steps.empty()) {
+    static const std::regex window(R"(^\s*([0-9]*)\s*:\s*([0-9]*)\s*$)");
+    std::smatch m;
+    if (!std::regex_match(timeline_steps, m, window) || (m[1].length() == 0 && m[2].length() == 0))
+      throw UsageError("--timeline-steps must be A:B, A: or :B with step numbers, got '" +
+                       timeline_steps + "'");
+    c.timeline_first = m[1].length() ? std::stoll(m[1]) : 0;
+    c.timeline_last = m[2].length() ? std::stoll(m[2]) : -1;
+    if (c.timeline_last >= 0 && c.timeline_last <= c.timeline_first)
+      throw UsageError("--timeline-steps " + timeline_steps + " is empty (B must exceed A)");
+  }
+  if (!debug_delay.empty()) {
+    static const std::regex delay(R"(^\s*([0-9]+)\s*:\s*([0-9.]+)\s*$)");
+    std::smatch m;
+    if (!std::regex_match(debug_delay, m, delay))
+      throw UsageError("--debug-delay-rank must be R:MS (rank and milliseconds), got '" +
+                       debug_delay + "'");
+    c.debug_delay_rank = std::stoi(m[1]);
+    c.debug_delay_ms = std::stod(m[2]);
+  }
   c.resize_given = !vm["resize"].defaulted();
   c.model_given = !vm["model"].defaulted();
   c.norm_given = vm.count("normalize-mean") > 0 || vm.count("normalize-std") > 0;
@@ -288,6 +320,10 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   need(c.dropout >= 0 && c.dropout < 1, "--dropout must be in [0, 1), got " + num(c.dropout));
   need(c.bn_momentum >= 0 && c.bn_momentum <= 1,
        "--bn-momentum must be in [0, 1], got " + num(c.bn_momentum));
+  need(c.timeline_events >= 1000,
+       "--timeline-events must be at least 1000, got " + std::to_string(c.timeline_events));
+  need(c.straggler_threshold > 0,
+       "--straggler-threshold must be > 0, got " + num(c.straggler_threshold));
   need(c.progress_interval > 0,
        "--progress-interval must be > 0 seconds, got " + num(c.progress_interval));
   need(c.train_limit >= 0, "--train-limit must be >= 0, got " + std::to_string(c.train_limit));
@@ -443,13 +479,15 @@ std::string RunConfig::effective_ini() const {
     << "\ncudnn-algo = " << cudnn_algo << "\ncudnn-workspace-mb = " << cudnn_workspace_mb
     << "\ncomm = " << comm << "\nbucket-mb = " << bucket_mb << "\noverlap = " << overlap
     << "\ngrad-compression = " << grad_compression << "\nmetrics-file = " << metrics_file
-    << "\nprogress = " << progress << "\nbenchmark = " << (benchmark ? "true" : "false")
-    << "\nwarmup-steps = " << warmup_steps << "\nsteps = " << steps
-    << "\ncheckpoint-dir = " << checkpoint_dir << "\ncheckpoint-every = " << checkpoint_every
-    << "\nkeep-checkpoints = " << keep_checkpoints << "\nresume = " << resume
-    << "\neval-only = " << (eval_only ? "true" : "false") << "\ncheckpoint = " << checkpoint
-    << "\ninit-from = " << init_from << "\ncomm-timeout = " << comm_timeout
-    << "\ntarget-accuracy = " << target_accuracy << "\n";
+    << "\nprogress = " << progress << "\nprogress-interval = " << progress_interval
+    << "\ntimeline = " << timeline << "\ntimeline-events = " << timeline_events
+    << "\nstraggler-threshold = " << straggler_threshold
+    << "\nbenchmark = " << (benchmark ? "true" : "false") << "\nwarmup-steps = " << warmup_steps
+    << "\nsteps = " << steps << "\ncheckpoint-dir = " << checkpoint_dir
+    << "\ncheckpoint-every = " << checkpoint_every << "\nkeep-checkpoints = " << keep_checkpoints
+    << "\nresume = " << resume << "\neval-only = " << (eval_only ? "true" : "false")
+    << "\ncheckpoint = " << checkpoint << "\ninit-from = " << init_from
+    << "\ncomm-timeout = " << comm_timeout << "\ntarget-accuracy = " << target_accuracy << "\n";
   return o.str();
 }
 

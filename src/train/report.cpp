@@ -176,6 +176,10 @@ void Reporter::benchmark(const BenchmarkResult& r, int world, const Model& model
   line("  step time: " + fmt("%.2f", r.step_ms) + " ms = compute " + fmt("%.2f", r.compute_ms) +
        " + exposed communication " + fmt("%.2f", r.comm_ms) + " + data wait " +
        fmt("%.2f", r.data_ms) + " (mean over ranks)");
+  if (r.step_ms_without_timeline > 0)
+    line("  timeline overhead: " + fmt("%+.2f", 100.0 * r.timeline_overhead) + " % (step " +
+         fmt("%.2f", r.step_ms) + " ms recorded, " + fmt("%.2f", r.step_ms_without_timeline) +
+         " ms not; the same steps, mean over ranks)");
   line("  per layer on rank 0 (ms, synchronised passes):");
   std::string layers_json;
   for (std::size_t l = 0; l < r.layers.forward_ms.size(); ++l) {
@@ -197,7 +201,8 @@ void Reporter::benchmark(const BenchmarkResult& r, int world, const Model& model
        fmt("%.3f", r.images_per_s_per_rank) + ",\"step_ms\":" + fmt("%.4f", r.step_ms) +
        ",\"per_rank_batch\":" + fmt("%.4f", double(r.global_batch) / world) +
        ",\"compute_ms\":" + fmt("%.4f", r.compute_ms) + ",\"comm_ms\":" + fmt("%.4f", r.comm_ms) +
-       ",\"data_ms\":" + fmt("%.4f", r.data_ms) + ",\"layers\":[" + layers_json + "]}");
+       ",\"data_ms\":" + fmt("%.4f", r.data_ms) + ",\"timeline_overhead\":" +
+       fmt("%.5f", r.timeline_overhead) + ",\"layers\":[" + layers_json + "]}");
 }
 
 SlowNotice::SlowNotice(bool active, std::string what, double after_s)

@@ -1,10 +1,15 @@
 #include "distnet/trainer.hpp"
 
+#include <mpi.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <optional>
+#include <thread>
 
+#include "distnet/mpi_check.hpp"
 #include "distnet/signals.hpp"
 #include "distnet/version.hpp"
 
@@ -49,6 +54,11 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerParts& parts)
   if (parts.model.state_size() > 0)
     state_backup_ = p_.backend.allocate(sizeof(float) * std::size_t(parts.model.state_size()));
   broadcast_parameters();
+  if (Timeline* tl = p_.timeline) {
+    p_.model.set_timeline(tl);
+    sync_.set_timeline(tl);
+    if (p_.writer) p_.writer->set_timeline(tl);
+  }
 }
 
 // Every rank initialised from the same seed already; broadcasting from rank 0 makes it a fact
@@ -109,6 +119,7 @@ void Trainer::save_checkpoint(bool borrow) {
   meta.state.learning_rate = step_ > 0 ? lr_at(schedule_, step_ - 1) : lr_at(schedule_, 0);
   meta.state.epoch_sums = {sums[0], sums[1], sums[2]};
   // The host copy is the only stall; the writer thread does the disk work.
+  Timeline::Scope span(p_.timeline, Timeline::Track::compute, "checkpoint snapshot", "checkpoint");
   p_.writer->submit(take_snapshot(p_.model, meta, borrow),
                     checkpoint_file_name(file_epoch(), step_));
 }
@@ -154,6 +165,76 @@ void Trainer::report_progress(const ProgressPoint& at) {
                      p.elapsed_s * double(p.steps - p.batch - 1) / done);
 }
 
+// Where each rank's epoch went: compute (the rest), waiting in collectives (the time the slowest
+// peer made it wait, plus the transfers themselves) and waiting for data. Rank 0 gathers the
+// three figures, prints their range, and names the slowest rank when its compute time exceeds
+// the median by more than --straggler-threshold: the others' collective waits are its doing.
+void Trainer::report_stragglers(int epoch, double train_s, double collectives_s, double data_s) {
+  const int n = p_.world.size();
+  if (n < 2) return;
+  struct Record {
+    double figures[3];
+    char host[64];
+  } mine{};
+  mine.figures[0] = train_s - collectives_s - data_s;
+  mine.figures[1] = collectives_s;
+  mine.figures[2] = data_s;
+  std::snprintf(mine.host, sizeof mine.host, "%s", p_.world.host().c_str());
+  std::vector<Record> records(p_.world.is_root() ? std::size_t(n) : 0);
+  DISTNET_CHECK_MPI(MPI_Gather(&mine, sizeof mine, MPI_BYTE, records.data(), sizeof mine, MPI_BYTE,
+                               0, p_.world.comm()));
+  if (!p_.world.is_root()) return;
+  std::vector<double> all;
+  for (const Record& r : records) all.insert(all.end(), r.figures, r.figures + 3);
+  auto column = [&](int k) {
+    std::vector<double> v(static_cast<std::size_t>(n));
+    for (int r = 0; r < n; ++r) v[std::size_t(r)] = all[3 * std::size_t(r) + std::size_t(k)];
+    return v;
+  };
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const std::size_t m = v.size() / 2;
+    return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+  };
+  auto range = [](const std::vector<double>& v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.2f-%.2f s", *std::min_element(v.begin(), v.end()),
+                  *std::max_element(v.begin(), v.end()));
+    return std::string(buf);
+  };
+  const auto compute = column(0), waits = column(1), data = column(2);
+  const double mid = median(compute);
+  const auto slowest = std::max_element(compute.begin(), compute.end()) - compute.begin();
+  const double spread = mid > 0 ? compute[std::size_t(slowest)] / mid - 1.0 : 0.0;
+  char text[256];
+  std::snprintf(text, sizeof text,
+                "epoch %d ranks: compute %s (median %.2f s), waiting in collectives %s, data wait "
+                "%s",
+                epoch, range(compute).c_str(), mid, range(waits).c_str(), range(data).c_str());
+  p_.report.line(text);
+  std::string per_rank;
+  for (int r = 0; r < n; ++r) {
+    char one[160];
+    std::snprintf(one, sizeof one,
+                  "%s{\"rank\":%d,\"compute_s\":%.4f,\"collectives_s\":%.4f,"
+                  "\"data_wait_s\":%.4f}",
+                  r ? "," : "", r, compute[std::size_t(r)], waits[std::size_t(r)],
+                  data[std::size_t(r)]);
+    per_rank += one;
+  }
+  if (spread > cfg_.straggler_threshold) {
+    std::snprintf(text, sizeof text,
+                  "straggler: rank %d (host %s) computed %.2f s, %.0f%% above the median; the "
+                  "other ranks waited for it in collectives",
+                  int(slowest), records[std::size_t(slowest)].host, compute[std::size_t(slowest)],
+                  100.0 * spread);
+    p_.report.line(text);
+  }
+  p_.report.json("{\"event\":\"ranks\",\"epoch\":" + std::to_string(epoch) +
+                 ",\"straggler_spread\":" + std::to_string(spread) +
+                 ",\"slowest_rank\":" + std::to_string(slowest) + ",\"ranks\":[" + per_rank + "]}");
+}
+
 void Trainer::wait_for_writer() {
   if (!p_.writer) return;
   SlowNotice notice(p_.report.active(), "writing the checkpoint");
@@ -195,11 +276,18 @@ Trainer::StepOutcome Trainer::train_step(const data::Batch& b) {
   Backend& be = p_.backend;
   Model& m = p_.model;
   const int n = b.size();
+  if (cfg_.debug_delay_rank == p_.world.rank() && cfg_.debug_delay_ms > 0) {
+    Timeline::Scope span(p_.timeline, Timeline::Track::compute, "debug delay", "debug");
+    std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(cfg_.debug_delay_ms));
+  }
+  std::optional<Timeline::Scope> stage_span;
+  stage_span.emplace(p_.timeline, Timeline::Track::compute, "stage input", "stage");
   const float* x = device_images(b);
   const auto* ids = static_cast<const std::uint32_t*>(
       be.stage(b.sample_ids.data(), b.sample_ids.size() * sizeof(std::uint32_t), stage_ids_));
   const auto* labels = static_cast<const std::int32_t*>(
       be.stage(b.labels.data(), b.labels.size() * sizeof(std::int32_t), stage_labels_));
+  stage_span.reset();
   const StepContext ctx{true, cfg_.seed, static_cast<std::uint32_t>(step_), ids};
   // What a step changes before its update -- the loss sums and the batch-norm running
   // statistics -- is kept, so that an abandoned step leaves no trace.
@@ -219,10 +307,18 @@ Trainer::StepOutcome Trainer::train_step(const data::Batch& b) {
   sync_.begin_step();
   const bool complete = m.backward(
       ctx, n, x, [this](int layer) { sync_.on_layer_done(layer); }, logits ? cancel : cancelled);
-  sync_.finish();
+  {
+    Timeline::Scope span(p_.timeline, Timeline::Track::compute, "wait for buckets", "comm");
+    sync_.finish();
+  }
   // The step boundary: do all ranks go on? (A signal may have reached only some of them.)
   double vote[2] = {stop_requested() ? 1.0 : 0.0, complete ? 0.0 : 1.0};
-  host_comm().allreduce_sum(vote, 2);
+  {
+    Timeline::Scope span(p_.timeline, Timeline::Track::compute, "stop vote", "comm");
+    const auto v0 = Clock::now();
+    host_comm().allreduce_sum(vote, 2);
+    vote_s_ += seconds_since(v0);
+  }
   if (vote[1] > 0) {
     be.copy(stats, stats + 2, 2 * sizeof(double));
     if (m.state_size() > 0)
@@ -231,7 +327,10 @@ Trainer::StepOutcome Trainer::train_step(const data::Batch& b) {
   }
   const SgdParams sgd{static_cast<float>(lr_at(schedule_, step_)),
                       static_cast<float>(cfg_.momentum), static_cast<float>(cfg_.weight_decay)};
-  be.sgd_update(m.flat_size(), m.param_data(), m.grad_data(), m.momentum_data(), sgd);
+  {
+    Timeline::Scope span(p_.timeline, Timeline::Track::compute, "optimizer", "optimizer");
+    be.sgd_update(m.flat_size(), m.param_data(), m.grad_data(), m.momentum_data(), sgd);
+  }
   ++step_;
   return vote[0] > 0 ? StepOutcome::stop : StepOutcome::applied;
 }
@@ -243,17 +342,27 @@ FitResult Trainer::fit() {
   const bool checkpoints = !cfg_.checkpoint_dir.empty();
   data::LoaderOptions lo;
   lo.rank = p_.world.rank(), lo.world = p_.world.size(), lo.workers = workers_;
+  lo.timeline = p_.timeline;
   data::Loader loader(p_.train, sampler_, loader_transform(), lo, step_ / steps_per_epoch,
                       step_ % steps_per_epoch);
 
   for (int epoch = int(step_ / steps_per_epoch); epoch < cfg_.epochs; ++epoch) {
     const auto t0 = Clock::now();
-    const double wait0 = loader.wait_seconds(), comm0 = sync_.comm_seconds();
+    const double wait0 = loader.wait_seconds(), comm0 = sync_.comm_seconds(), vote0 = vote_s_;
     std::int64_t global_samples = 0;
     const std::int64_t first_batch = step_ % steps_per_epoch;
     progress_pending_ = false;  // a read started in the last epoch is stale
     for (std::int64_t b = step_ % steps_per_epoch; b < steps_per_epoch; ++b) {
+      Timeline* tl = p_.timeline;
+      if (tl) tl->set_step(step_);
+      const double step_start = Timeline::now_us();
+      std::optional<Timeline::Scope> step_span;
+      if (tl)
+        step_span.emplace(tl, Timeline::Track::compute, "step " + std::to_string(step_), "step");
+      const double wait_start = Timeline::now_us();
       const data::Batch batch = loader.next();
+      if (tl)
+        tl->span(Timeline::Track::compute, "data wait", "data", wait_start, Timeline::now_us());
       std::optional<SlowNotice> first;  // the first step also chooses algorithms and plans
       if (!first_step_done_)
         first.emplace(p_.report.active(), p_.backend.device().is_cuda()
@@ -262,6 +371,12 @@ FitResult Trainer::fit() {
       const StepOutcome outcome = train_step(batch);
       first.reset();
       first_step_done_ = true;
+      step_span.reset();
+      if (tl && tl->recording()) {
+        const double now = Timeline::now_us();
+        tl->counter("images/s", now, double(batch.global_size) * 1e6 / (now - step_start));
+        tl->counter("loader queue", now, double(loader.queued()));
+      }
       if (outcome != StepOutcome::abandoned) {
         epoch_samples_ += batch.size();
         global_samples += batch.global_size;
@@ -306,11 +421,14 @@ FitResult Trainer::fit() {
     em.data_wait_s = loader.wait_seconds() - wait0;
     em.comm_s = sync_.comm_seconds() - comm0;
     if (p_.test) {
+      Timeline::Scope span(p_.timeline, Timeline::Track::compute, "evaluate", "eval");
       const EvalResult ev = evaluate();
       em.test_loss = ev.loss;
       em.test_acc = ev.accuracy;
     }
     p_.report.epoch(em, p_.world.size(), p_.backend.device().str());
+    report_stragglers(em.epoch, train_time, em.comm_s + (vote_s_ - vote0), em.data_wait_s);
+    if (p_.timeline) p_.timeline->counter("epoch loss", Timeline::now_us(), em.loss);
     result.history.push_back(em);
     if (cfg_.target_accuracy > 0 && p_.test && em.test_acc >= cfg_.target_accuracy) {
       result.target_reached = true;
@@ -398,25 +516,49 @@ BenchmarkResult Trainer::benchmark() {
   p_.backend.synchronize();
   host_comm().barrier();
 
+  // The timed steps; with --timeline, recorded or not (`record`), to measure what recording costs.
+  Timeline* tl = p_.timeline;
+  auto timed = [&](bool record, const char* what, double* wall_s, std::int64_t* images) {
+    const auto t0 = Clock::now();
+    for (int i = 0; i < cfg_.steps; ++i) {
+      if (tl) tl->set_step(record ? step_ : -1);
+      const data::Batch b = loader.next();
+      if (!step(b)) return false;
+      *images += b.global_size;
+      if (p_.report.progress_due())
+        p_.report.phase_progress(what, i + 1, cfg_.steps, seconds_since(t0));
+    }
+    p_.backend.synchronize();
+    *wall_s = seconds_since(t0);
+    return true;
+  };
   const double wait0 = loader.wait_seconds(), comm0 = sync_.comm_seconds();
-  const auto t0 = Clock::now();
+  double wall = 0;
   std::int64_t images = 0;
-  for (int i = 0; i < cfg_.steps; ++i) {
-    const data::Batch b = loader.next();
-    if (!step(b)) {
+  if (!timed(tl != nullptr, "benchmark timed steps", &wall, &images)) {
+    r.stopped = true;
+    return r;
+  }
+  if (tl) {  // the same steps again without recording: the timeline's cost
+    double plain = 0;
+    std::int64_t ignored = 0;
+    host_comm().barrier();
+    if (!timed(false, "benchmark timed steps without the timeline", &plain, &ignored)) {
       r.stopped = true;
       return r;
     }
-    images += b.global_size;
-    if (p_.report.progress_due())
-      p_.report.phase_progress("benchmark timed steps", i + 1, cfg_.steps, seconds_since(t0));
+    double both[2] = {wall, plain};
+    host_comm().allreduce_sum(both, 2);
+    r.timeline_overhead = both[1] > 0 ? both[0] / both[1] - 1.0 : 0.0;
+    r.step_ms_without_timeline = 1000.0 * both[1] / p_.world.size() / cfg_.steps;
   }
-  p_.backend.synchronize();
-  const double wall = seconds_since(t0);
 
   r.steps = cfg_.steps;
   r.global_batch = cfg_.batch;
-  double split[3] = {wall, sync_.comm_seconds() - comm0, loader.wait_seconds() - wait0};
+  // (With --timeline the comm and data-wait sums cover both timed runs: halve them.)
+  const double runs = tl ? 2.0 : 1.0;
+  double split[3] = {wall, (sync_.comm_seconds() - comm0) / runs,
+                     (loader.wait_seconds() - wait0) / runs};
   host_comm().allreduce_sum(split, 3);  // mean over ranks
   const double ranks = p_.world.size();
   r.step_ms = 1000.0 * split[0] / ranks / cfg_.steps;

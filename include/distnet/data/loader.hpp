@@ -16,6 +16,7 @@
 #include "distnet/data/dataset.hpp"
 #include "distnet/data/sampler.hpp"
 #include "distnet/data/transform.hpp"
+#include "distnet/timeline.hpp"
 
 namespace distnet::data {
 
@@ -34,6 +35,7 @@ struct LoaderOptions {
   int rank = 0, world = 1;       // split every batch over this many ranks; eval shards use 0, 1
   int workers = 1;               // background threads; 0 loads in the calling thread
   int prefetch = 4;              // batches prepared ahead of the consumer
+  Timeline* timeline = nullptr;  // records each batch's preparation on the loader track
   static int default_workers();  // from the core count
 };
 
@@ -50,6 +52,7 @@ class Loader {
   // The next batch in order; blocks until it is ready; rethrows a worker's exception.
   Batch next();
   double wait_seconds() const { return wait_s_; }  // total time next() spent blocked
+  std::size_t queued();                            // batches prepared and not yet taken
 
  private:
   Batch produce(std::int64_t position);

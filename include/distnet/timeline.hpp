@@ -1,0 +1,100 @@
+// A per-rank timeline of what each rank spends its time on, written as one Chrome trace event
+// JSON file (Perfetto and chrome://tracing open it): one process row per rank, named by rank and
+// host, with thread rows for compute, communication, the loader and the checkpoint writer.
+//
+// Recording is cheap and bounded: events go into a fixed-size ring (the oldest are dropped when
+// it is full, and the file says how many), only within a window of steps (--timeline-steps A:B),
+// and a disabled timeline costs one branch per event. Any thread may record. At the end rank 0
+// gathers every rank's events and writes the file, with each rank's clock shifted onto rank 0's
+// by an offset measured at start-up (the minimum-round-trip ping-pong estimate), so that waits
+// across ranks line up.
+#pragma once
+
+#include <mpi.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace distnet {
+
+class Timeline {
+ public:
+  enum class Track : int { compute = 1, comm = 2, loader = 3, writer = 4 };
+
+  // Disabled: records nothing.
+  Timeline() = default;
+  // Records up to `capacity` events of steps [first_step, last_step) (last_step < 0: no end).
+  Timeline(std::size_t capacity, std::int64_t first_step, std::int64_t last_step);
+
+  bool enabled() const { return capacity_ > 0; }
+  // The step being run: events are kept only inside the window. Call at each step's start.
+  void set_step(std::int64_t step);
+  bool recording() const { return enabled() && in_window_; }
+
+  // Microseconds on this rank's steady clock.
+  static double now_us() {
+    return std::chrono::duration<double, std::micro>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+
+  // A span [t0, t1] on `track`. `name` and `category` are copied.
+  void span(Track track, const std::string& name, const char* category, double t0_us, double t1_us,
+            const std::string& args_json = "");
+  // A counter sample (a separate row per counter name).
+  void counter(const std::string& name, double t_us, double value);
+  // A span from construction to destruction (nothing when not recording).
+  class Scope {
+   public:
+    Scope(Timeline* tl, Track track, std::string name, const char* category)
+        : tl_(tl && tl->recording() ? tl : nullptr),
+          track_(track),
+          name_(tl_ ? std::move(name) : std::string()),
+          category_(category),
+          t0_(tl_ ? now_us() : 0) {}
+    ~Scope() {
+      if (tl_) tl_->span(track_, name_, category_, t0_, now_us());
+    }
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    Timeline* tl_;
+    Track track_;
+    std::string name_;
+    const char* category_;
+    double t0_;
+  };
+
+  // Collective over `comm`: estimates each rank's clock offset to rank 0 (call once, early,
+  // on every rank, whether or not the timeline is enabled on any of them -- it is cheap).
+  void align_clocks(MPI_Comm comm);
+  // Collective: rank 0 gathers every rank's events and writes `path`. `host` names the rank.
+  // Throws Error on rank 0 when the file cannot be written.
+  void write(MPI_Comm comm, const std::string& path, const std::string& host) const;
+
+  std::size_t events() const;   // recorded and kept
+  std::size_t dropped() const;  // overwritten because the ring was full
+
+ private:
+  struct Event {
+    char ph;  // 'X' span, 'C' counter
+    int track;
+    double ts, dur;  // microseconds, this rank's clock
+    std::string name, category, args;
+  };
+  std::size_t capacity_ = 0;
+  std::int64_t first_step_ = 0, last_step_ = -1;
+  std::atomic<bool> in_window_{false};
+  double offset_us_ = 0;  // rank 0's clock minus this rank's
+  double base_us_ = 0;    // rank 0's clock when the clocks were aligned: time 0 in the file
+  mutable std::mutex mu_;
+  std::vector<Event> ring_;
+  std::size_t next_ = 0, total_ = 0;
+};
+
+}  // namespace distnet

@@ -1,0 +1,188 @@
+#include "distnet/timeline.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+
+#include "distnet/error.hpp"
+#include "distnet/mpi_check.hpp"
+#include "distnet/report.hpp"
+
+namespace distnet {
+namespace {
+
+constexpr int kPingTag = 7301;
+const char* track_name(int track) {
+  switch (track) {
+    case 1:
+      return "compute";
+    case 2:
+      return "communication";
+    case 3:
+      return "loader";
+    case 4:
+      return "checkpoint writer";
+    default:
+      return "counters";
+  }
+}
+
+std::string number(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.3f", v);
+  return buf;
+}
+
+}  // namespace
+
+Timeline::Timeline(std::size_t capacity, std::int64_t first_step, std::int64_t last_step)
+    : capacity_(capacity), first_step_(first_step), last_step_(last_step) {
+  ring_.reserve(std::min<std::size_t>(capacity, 1 << 14));
+}
+
+void Timeline::set_step(std::int64_t step) {
+  in_window_ = enabled() && step >= first_step_ && (last_step_ < 0 || step < last_step_);
+}
+
+void Timeline::span(Track track, const std::string& name, const char* category, double t0_us,
+                    double t1_us, const std::string& args_json) {
+  if (!recording()) return;
+  Event e{'X', int(track), t0_us, std::max(0.0, t1_us - t0_us), name, category, args_json};
+  std::lock_guard<std::mutex> lock(mu_);
+  if (ring_.size() < capacity_)
+    ring_.push_back(std::move(e));
+  else
+    ring_[next_] = std::move(e);
+  next_ = (next_ + 1) % capacity_;
+  ++total_;
+}
+
+void Timeline::counter(const std::string& name, double t_us, double value) {
+  if (!recording()) return;
+  Event e{'C', 0, t_us, 0, name, "counter", "{\"value\":" + number(value) + "}"};
+  std::lock_guard<std::mutex> lock(mu_);
+  if (ring_.size() < capacity_)
+    ring_.push_back(std::move(e));
+  else
+    ring_[next_] = std::move(e);
+  next_ = (next_ + 1) % capacity_;
+  ++total_;
+}
+
+std::size_t Timeline::events() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return ring_.size();
+}
+
+std::size_t Timeline::dropped() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return total_ - ring_.size();
+}
+
+// Rank 0 and each other rank exchange timestamps a few times; the round trip with the smallest
+// time bounds the error best: offset = (t_send + t_receive) / 2 - t_peer, within half of it.
+void Timeline::align_clocks(MPI_Comm comm) {
+  int rank = 0, size = 1;
+  DISTNET_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+  DISTNET_CHECK_MPI(MPI_Comm_size(comm, &size));
+  constexpr int kRounds = 8;
+  if (rank == 0) {
+    for (int r = 1; r < size; ++r) {
+      double best_rtt = 1e30, offset = 0;
+      for (int k = 0; k < kRounds; ++k) {
+        const double t0 = now_us();
+        double peer = 0;
+        DISTNET_CHECK_MPI(MPI_Send(&t0, 1, MPI_DOUBLE, r, kPingTag, comm));
+        DISTNET_CHECK_MPI(MPI_Recv(&peer, 1, MPI_DOUBLE, r, kPingTag, comm, MPI_STATUS_IGNORE));
+        const double t1 = now_us();
+        if (t1 - t0 < best_rtt) best_rtt = t1 - t0, offset = (t0 + t1) / 2 - peer;
+      }
+      DISTNET_CHECK_MPI(MPI_Send(&offset, 1, MPI_DOUBLE, r, kPingTag, comm));
+    }
+    base_us_ = now_us();
+  } else {
+    for (int k = 0; k < kRounds; ++k) {
+      double t = 0;
+      DISTNET_CHECK_MPI(MPI_Recv(&t, 1, MPI_DOUBLE, 0, kPingTag, comm, MPI_STATUS_IGNORE));
+      t = now_us();
+      DISTNET_CHECK_MPI(MPI_Send(&t, 1, MPI_DOUBLE, 0, kPingTag, comm));
+    }
+    DISTNET_CHECK_MPI(MPI_Recv(&offset_us_, 1, MPI_DOUBLE, 0, kPingTag, comm, MPI_STATUS_IGNORE));
+  }
+  DISTNET_CHECK_MPI(MPI_Bcast(&base_us_, 1, MPI_DOUBLE, 0, comm));
+}
+
+void Timeline::write(MPI_Comm comm, const std::string& path, const std::string& host) const {
+  int rank = 0, size = 1;
+  DISTNET_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+  DISTNET_CHECK_MPI(MPI_Comm_size(comm, &size));
+  // This rank's part of the file: its row names, then its events in time order.
+  std::string part;
+  auto add = [&](const std::string& object) {
+    part += part.empty() ? "" : ",\n";
+    part += object;
+  };
+  const std::string pid = std::to_string(rank);
+  add("{\"ph\":\"M\",\"pid\":" + pid + ",\"name\":\"process_name\",\"args\":{\"name\":\"rank " +
+      pid + " (" + json_escape(host) + ")\"}}");
+  add("{\"ph\":\"M\",\"pid\":" + pid +
+      ",\"name\":\"process_sort_index\",\"args\":{\"sort_index\":" + pid + "}}");
+  for (int t = 1; t <= 4; ++t)
+    add("{\"ph\":\"M\",\"pid\":" + pid + ",\"tid\":" + std::to_string(t) +
+        ",\"name\":\"thread_name\",\"args\":{\"name\":\"" + track_name(t) + "\"}}");
+  std::vector<Event> events;
+  std::size_t lost = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    events = ring_;
+    lost = total_ - ring_.size();
+  }
+  std::stable_sort(events.begin(), events.end(),
+                   [](const Event& a, const Event& b) { return a.ts < b.ts; });
+  for (const Event& e : events) {
+    const double ts = e.ts + offset_us_ - base_us_;
+    std::string o = "{\"ph\":\"" + std::string(1, e.ph) + "\",\"pid\":" + pid +
+                    ",\"tid\":" + std::to_string(e.track) + ",\"ts\":" + number(ts) +
+                    ",\"name\":\"" + json_escape(e.name) + "\",\"cat\":\"" +
+                    json_escape(e.category) + "\"";
+    if (e.ph == 'X') o += ",\"dur\":" + number(e.dur);
+    if (!e.args.empty()) o += ",\"args\":" + e.args;
+    add(o + "}");
+  }
+  // Rank 0 gathers the parts (sizes first) and writes them in rank order.
+  long long mine[2] = {static_cast<long long>(part.size()), static_cast<long long>(lost)};
+  std::vector<long long> sizes(rank == 0 ? 2 * std::size_t(size) : 0);
+  DISTNET_CHECK_MPI(MPI_Gather(mine, 2, MPI_LONG_LONG, sizes.data(), 2, MPI_LONG_LONG, 0, comm));
+  std::vector<int> counts, displs;
+  std::string all;
+  long long dropped_total = 0;
+  if (rank == 0) {
+    counts.resize(std::size_t(size));
+    displs.resize(std::size_t(size));
+    long long offset = 0;
+    for (int r = 0; r < size; ++r) {
+      const long long n = sizes[2 * std::size_t(r)];
+      DISTNET_CHECK(offset + n < (1LL << 31), "timeline larger than 2 GiB: record a window");
+      counts[std::size_t(r)] = int(n);
+      displs[std::size_t(r)] = int(offset);
+      offset += n;
+      dropped_total += sizes[2 * std::size_t(r) + 1];
+    }
+    all.resize(std::size_t(offset));
+  }
+  DISTNET_CHECK_MPI(MPI_Gatherv(part.data(), int(part.size()), MPI_CHAR, all.data(), counts.data(),
+                                displs.data(), MPI_CHAR, 0, comm));
+  if (rank != 0) return;
+  std::ofstream out(path, std::ios::trunc);
+  if (!out) throw Error(path + ": cannot open the timeline file for writing");
+  out << "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"producer\":\"distnet\",\"dropped_events\":"
+      << dropped_total << "},\"traceEvents\":[\n";
+  for (int r = 0; r < size; ++r) {
+    if (r > 0) out << ",\n";
+    out.write(all.data() + displs[std::size_t(r)], counts[std::size_t(r)]);
+  }
+  out << "\n]}\n";
+  if (!out) throw Error(path + ": the timeline could not be written completely");
+}
+
+}  // namespace distnet
