@@ -106,7 +106,10 @@ class Trainer {
     double elapsed_s = 0;
   };
   void report_progress(const ProgressPoint& at);
-  void report_stragglers(int epoch, double train_s, double collectives_s, double data_s);
+  // A collective: each rank's compute, collective and data-wait seconds to rank 0, which prints
+  // "<label> ranks: ..." and names a straggler. `epoch` goes into the metrics (0: benchmark).
+  void report_stragglers(const std::string& label, int epoch, double train_s, double collectives_s,
+                         double data_s);
   std::array<double, 2> read_and_reset_stats();
 
   RunConfig cfg_;

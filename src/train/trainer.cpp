@@ -169,7 +169,8 @@ void Trainer::report_progress(const ProgressPoint& at) {
 // peer made it wait, plus the transfers themselves) and waiting for data. Rank 0 gathers the
 // three figures, prints their range, and names the slowest rank when its compute time exceeds
 // the median by more than --straggler-threshold: the others' collective waits are its doing.
-void Trainer::report_stragglers(int epoch, double train_s, double collectives_s, double data_s) {
+void Trainer::report_stragglers(const std::string& label, int epoch, double train_s,
+                                double collectives_s, double data_s) {
   const int n = p_.world.size();
   if (n < 2) return;
   struct Record {
@@ -208,9 +209,9 @@ void Trainer::report_stragglers(int epoch, double train_s, double collectives_s,
   const double spread = mid > 0 ? compute[std::size_t(slowest)] / mid - 1.0 : 0.0;
   char text[256];
   std::snprintf(text, sizeof text,
-                "epoch %d ranks: compute %s (median %.2f s), waiting in collectives %s, data wait "
-                "%s",
-                epoch, range(compute).c_str(), mid, range(waits).c_str(), range(data).c_str());
+                "%s ranks: compute %s (median %.2f s), waiting in collectives %s, data wait %s",
+                label.c_str(), range(compute).c_str(), mid, range(waits).c_str(),
+                range(data).c_str());
   p_.report.line(text);
   std::string per_rank;
   for (int r = 0; r < n; ++r) {
@@ -427,7 +428,8 @@ FitResult Trainer::fit() {
       em.test_acc = ev.accuracy;
     }
     p_.report.epoch(em, p_.world.size(), p_.backend.device().str());
-    report_stragglers(em.epoch, train_time, em.comm_s + (vote_s_ - vote0), em.data_wait_s);
+    report_stragglers("epoch " + std::to_string(em.epoch), em.epoch, train_time,
+                      em.comm_s + (vote_s_ - vote0), em.data_wait_s);
     if (p_.timeline) p_.timeline->counter("epoch loss", Timeline::now_us(), em.loss);
     result.history.push_back(em);
     if (cfg_.target_accuracy > 0 && p_.test && em.test_acc >= cfg_.target_accuracy) {
@@ -532,13 +534,15 @@ BenchmarkResult Trainer::benchmark() {
     *wall_s = seconds_since(t0);
     return true;
   };
-  const double wait0 = loader.wait_seconds(), comm0 = sync_.comm_seconds();
+  const double wait0 = loader.wait_seconds(), comm0 = sync_.comm_seconds(), vote0 = vote_s_;
   double wall = 0;
   std::int64_t images = 0;
   if (!timed(tl != nullptr, "benchmark timed steps", &wall, &images)) {
     r.stopped = true;
     return r;
   }
+  report_stragglers("benchmark", 0, wall, sync_.comm_seconds() - comm0 + (vote_s_ - vote0),
+                    loader.wait_seconds() - wait0);
   if (tl) {  // the same steps again without recording: the timeline's cost
     double plain = 0;
     std::int64_t ignored = 0;

@@ -14,24 +14,36 @@ ok() { echo "ok: $1"; pass=$((pass + 1)); }
 bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
 
 "$study" run --alexnet "$bin" --ranks 1,2 --repeat 2 --steps 3 --warmup-steps 1 --per-rank-batch 16 \
-  --global-batch 32 --threads-per-rank 1 --out "$tmp/s" -- --model lenet --resize 28 >"$tmp/run.log" 2>&1 \
+  --global-batch 32 --threads-per-rank 1 --timeline --out "$tmp/s" -- --model lenet --resize 28 >"$tmp/run.log" 2>&1 \
   && ok "study runs" || bad "study failed: $(tail -5 "$tmp/run.log")"
 header=$(head -1 "$tmp/s/scaling.csv")
-[ "$header" = "mode,ranks,nodes,per_rank_batch,global_batch,images_per_s_median,images_per_s_min,images_per_s_max,step_ms,compute_ms,comm_ms,data_ms,speedup,efficiency,repeats" ] \
+[ "$header" = "mode,ranks,nodes,per_rank_batch,global_batch,images_per_s_median,images_per_s_min,images_per_s_max,step_ms,compute_ms,comm_ms,data_ms,straggler_spread,speedup,efficiency,repeats" ] \
   && ok "CSV columns" || bad "CSV header: $header"
 rows=$(tail -n +2 "$tmp/s/scaling.csv" | cut -d, -f1,2,4,5 | tr '\n' ' ')
 [ "$rows" = "weak,1,16.0,16 weak,2,16.0,32 strong,1,32.0,32 strong,2,16.0,32 " ] && ok "CSV rows: weak and strong on 1 and 2 ranks" \
   || bad "CSV rows: $rows"
-awk -F, 'NR > 1 && ($6 <= 0 || $7 > $6 || $8 < $6 || $15 != 2) {exit 1}' "$tmp/s/scaling.csv" \
+awk -F, 'NR > 1 && ($6 <= 0 || $7 > $6 || $8 < $6 || $16 != 2 || $13 < 0) {exit 1}' "$tmp/s/scaling.csv" \
   && ok "medians lie within min..max over 2 repeats" || bad "figures: $(cat "$tmp/s/scaling.csv")"
-awk -F, 'NR > 1 && $2 == 1 && ($13 != 1 || $14 != 1) {exit 1}' "$tmp/s/scaling.csv" && ok "1 rank: speed-up and efficiency 1" \
+awk -F, 'NR > 1 && $2 == 1 && ($14 != 1 || $15 != 1 || $13 != 0) {exit 1}' "$tmp/s/scaling.csv" && ok "1 rank: speed-up and efficiency 1, no straggler spread" \
   || bad "baseline row"
 [ "$(head -c 8 "$tmp/s/scaling.png" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] && [ "$(stat -c %s "$tmp/s/scaling.png")" -gt 2000 ] \
   && ok "PNG plot" || bad "no PNG plot"
 grep -q "<svg" "$tmp/s/scaling.svg" && grep -q "efficiency" "$tmp/s/scaling.svg" && ok "SVG plot" || bad "no SVG plot"
 out=$("$study" project --profile "$tmp/s/profile.json" --ranks 1,8 --busbw 100 2>&1) \
   && grep -qE "^ +8 +[0-9.]+ " <<<"$out" && ok "projection table" || bad "project: $out"
-out=$("$study" check --study "$tmp/s" --busbw 4 2>&1) && grep -q "largest error" <<<"$out" && ok "model check" || bad "check: $out"
+out=$("$study" check --study "$tmp/s" --busbw 4 2>&1) && grep -q "largest step error" <<<"$out" \
+  && [ "$(grep -cE "^ +2 (compute|exposed comm|data wait|step) " <<<"$out")" -eq 4 ] \
+  && ok "model check, part by part" || bad "check: $out"
+n=$(ls "$tmp"/s/runs/*.trace.json 2>/dev/null | wc -l)
+# A benchmark's trace has no epochs (no steps spans, evaluation, loader): both ranks' rows with
+# their layers and buckets, in strict JSON.
+[ "$n" -eq 8 ] && python3 -c "
+import json, sys
+ev = json.load(open('$tmp/s/runs/weak-n2-r0.trace.json'), parse_constant=lambda c: sys.exit(1))['traceEvents']
+for r in (0, 1):
+    names = {e['name'] for e in ev if e['pid'] == r and e['ph'] == 'X'}
+    assert any(n.startswith('backward ') for n in names) and any(n.startswith('all-reduce bucket') for n in names), names
+" && ok "--timeline: a trace per run ($n), with both ranks' layers and buckets" || bad "--timeline: $n trace files"
 
 "$study" tta --alexnet "$bin" --ranks 1,2 --target 0.3 --threads-per-rank 1 --out "$tmp/t" -- --model lenet \
   --resize 0 --dataset synthetic --synthetic-train-size 2000 --synthetic-test-size 200 --epochs 3 \
