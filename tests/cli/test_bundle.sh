@@ -134,8 +134,14 @@ if [ -f "$build/libdistnet_cuda.so" ]; then
   l=$(ldd "$b/bin/alexnet" 2>&1)
   ! grep -qE 'lib(cudart|cublas|cudnn|nccl)' <<<"$l" && ok "bin/alexnet needs no CUDA library" \
     || bad "bin/alexnet needs CUDA libraries: $(grep -E 'lib(cudart|cublas|cudnn|nccl)' <<<"$l" | tr '\n' ' ')"
+  # The node provides the CUDA libraries (docs/portable.md); here they are where the build found
+  # them, which need not be on the loader's path, so they are given as a GPU node would.
+  cudadirs=$(ldd "$build/libdistnet_cuda.so" | awk '/lib(cudart|cublas|cudnn|nccl)/ && $3 ~ /^\// {print $3}' \
+    | xargs -r -n1 dirname | sort -u | paste -sd:)
+  out=$(cd "$tmp" && "${clean_env[@]}" LD_LIBRARY_PATH="$cudadirs" "$b/run" alexnet --version 2>&1)
   grep -q "^  gpu backend: CUDA runtime .*; module $b/bin/libdistnet_cuda.so$" <<<"$out" \
-    && ok "run alexnet --version loads the bundle's module" || bad "the bundle's module not loaded: $(grep "gpu backend" <<<"$out")"
+    && ok "run alexnet --version loads the bundle's module (CUDA libraries from $cudadirs)" \
+    || bad "the bundle's module not loaded: $(grep "gpu backend" <<<"$out")"
 fi
 out=$(cd "$tmp" && "${clean_env[@]}" "$b/alexnet" --dataset synthetic --model lenet --resize 0 --epochs 1 \
   --train-limit 64 --test-limit 32 --batch-size 32 --device cpu 2>&1); rc=$?
