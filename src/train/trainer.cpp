@@ -209,7 +209,7 @@ void Trainer::report_stragglers(const std::string& label, int epoch, double trai
   const double spread = mid > 0 ? compute[std::size_t(slowest)] / mid - 1.0 : 0.0;
   char text[256];
   std::snprintf(text, sizeof text,
-                "%s ranks: compute %s (median %.2f s), waiting in collectives %s, data wait %s",
+                "ranks in %s: compute %s (median %.2f s), waiting in collectives %s, data wait %s",
                 label.c_str(), range(compute).c_str(), mid, range(waits).c_str(),
                 range(data).c_str());
   p_.report.line(text);
@@ -541,7 +541,7 @@ BenchmarkResult Trainer::benchmark() {
     r.stopped = true;
     return r;
   }
-  report_stragglers("benchmark", 0, wall, sync_.comm_seconds() - comm0 + (vote_s_ - vote0),
+  report_stragglers("the benchmark", 0, wall, sync_.comm_seconds() - comm0 + (vote_s_ - vote0),
                     loader.wait_seconds() - wait0);
   if (tl) {  // the same steps again without recording: the timeline's cost
     double plain = 0;

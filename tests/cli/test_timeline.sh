@@ -44,7 +44,7 @@ grep -q '"event":"ranks",.*"slowest_rank":1,' "$tmp/m.jsonl" && ok "metrics: the
 
 # 4. One rank per core, nothing slowed, a generous threshold: the per-rank line, no straggler.
 out=$("${mpi[@]}" -n 2 "$bin" "${run[@]}" --straggler-threshold 1.0 2>&1)
-grep -qE "^epoch 1 ranks: compute [0-9.]+-[0-9.]+ s \(median [0-9.]+ s\), waiting in collectives" <<<"$out" \
+grep -qE "^ranks in epoch 1: compute [0-9.]+-[0-9.]+ s \(median [0-9.]+ s\), waiting in collectives" <<<"$out" \
   && ! grep -q "^straggler" <<<"$out" && ok "2 ranks: the rank line, no straggler" || bad "2 ranks: $out"
 
 # 5. The benchmark measures what recording costs.
