@@ -41,6 +41,7 @@ struct BenchmarkResult {
   bool stopped = false;  // a stop request ended it early: no figures
   // With --timeline: the timed steps ran twice, recorded and not; the relative cost of recording.
   double timeline_overhead = 0, step_ms_without_timeline = 0;
+  double timeline_event_us = 0, timeline_events_per_step = 0;  // rank 0's, measured
 };
 
 struct TrainerParts {

@@ -176,10 +176,16 @@ void Reporter::benchmark(const BenchmarkResult& r, int world, const Model& model
   line("  step time: " + fmt("%.2f", r.step_ms) + " ms = compute " + fmt("%.2f", r.compute_ms) +
        " + exposed communication " + fmt("%.2f", r.comm_ms) + " + data wait " +
        fmt("%.2f", r.data_ms) + " (mean over ranks)");
-  if (r.step_ms_without_timeline > 0)
+  if (r.step_ms_without_timeline > 0) {
     line("  timeline overhead: " + fmt("%+.2f", 100.0 * r.timeline_overhead) + " % (step " +
          fmt("%.2f", r.step_ms) + " ms recorded, " + fmt("%.2f", r.step_ms_without_timeline) +
          " ms not; the same steps, mean over ranks)");
+    const double cost_ms = r.timeline_events_per_step * r.timeline_event_us / 1000.0;
+    line("  timeline cost: " + fmt("%.0f", r.timeline_events_per_step) + " events per step x " +
+         fmt("%.2f", r.timeline_event_us) + " us = " + fmt("%.3f", cost_ms) + " ms, " +
+         fmt("%.3f", 100.0 * cost_ms / std::max(1e-9, r.step_ms_without_timeline)) +
+         " % of a step (rank 0)");
+  }
   line("  per layer on rank 0 (ms, synchronised passes):");
   std::string layers_json;
   for (std::size_t l = 0; l < r.layers.forward_ms.size(); ++l) {

@@ -29,7 +29,7 @@ out=$("${mpi[@]}" -n 2 "$bin" "${run[@]}" --epochs 2 --checkpoint-dir "$tmp/spli
 grep -q "resuming from .*ckpt-epoch0001-step00000047.h5" <<<"$out" && ok "resume picks the newest" || bad "resume: $out"
 same_state "$final" "$tmp/split/$(basename "$final")" && ok "epoch-boundary resume is bitwise exact" \
   || bad "resumed run differs from the straight run"
-grep "^epoch 2" "$tmp/straight.log" | cut -d, -f1-4 >"$tmp/a"; grep "^epoch 2" <<<"$out" | cut -d, -f1-4 >"$tmp/b"
+grep "^epoch 2," "$tmp/straight.log" | cut -d, -f1-4 >"$tmp/a"; grep "^epoch 2," <<<"$out" | cut -d, -f1-4 >"$tmp/b"
 cmp -s "$tmp/a" "$tmp/b" && ok "same epoch-2 metrics" || bad "metrics differ: $(cat "$tmp/a") / $(cat "$tmp/b")"
 
 # 3. A stop request (SIGUSR1 to mpiexec, forwarded to the ranks) mid-run: checkpoint, exit 3,
@@ -90,11 +90,11 @@ h5dump -a /global_batch "$final" | grep -q "(0): 128" && ok "h5dump" || bad "h5d
 /usr/bin/python3 "$here/checkpoint/read_with_h5py.py" "$final" | grep -q "^ok" && ok "h5py" || bad "h5py cannot read it"
 
 # 5. Using a checkpoint: evaluation only, and weights only.
-acc=$(grep "^epoch 2" "$tmp/straight.log" | sed -E 's/.*test acc ([0-9.]+).*/\1/')
+acc=$(grep "^epoch 2," "$tmp/straight.log" | sed -E 's/.*test acc ([0-9.]+).*/\1/')
 out=$("${mpi[@]}" -n 2 "$bin" "${run[@]}" --eval-only --checkpoint "$final" 2>&1)
 grep -qE "test acc 0?${acc}[0-9]* on 500 samples" <<<"$out" && ok "eval-only reproduces test acc $acc" || bad "eval-only: $out"
 out=$("${mpi[@]}" -n 2 "$bin" "${run[@]}" --epochs 1 --init-from "$final" 2>&1)
-first=$(grep "^epoch 1" <<<"$out" | sed -E 's/.*train acc ([0-9.]+).*/\1/')
+first=$(grep "^epoch 1," <<<"$out" | sed -E 's/.*train acc ([0-9.]+).*/\1/')
 python3 -c "import sys; sys.exit(0 if float('${first:-0}') > 0.7 else 1)" && ok "init-from starts from the trained weights ($first)" \
   || bad "init-from: $out"
 

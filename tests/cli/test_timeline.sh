@@ -52,6 +52,9 @@ out=$("${mpi[@]}" -n 2 "$bin" --model lenet --benchmark --batch-size 256 --steps
   --progress off --timeline "$tmp/b.json" 2>&1)
 grep -qE "^  timeline overhead: [-+][0-9.]+ % \(step [0-9.]+ ms recorded, [0-9.]+ ms not" <<<"$out" \
   && ok "benchmark: $(grep 'timeline overhead' <<<"$out" | sed 's/^ *//')" || bad "benchmark overhead: $out"
+cost=$(grep -oE "^  timeline cost: .* ([0-9.]+) % of a step" <<<"$out" | grep -oE "[0-9.]+ % of a step" | cut -d' ' -f1)
+python3 -c "import sys; sys.exit(0 if 0 < float('${cost:-0}') <= 1.0 else 1)" \
+  && ok "benchmark: $(grep 'timeline cost' <<<"$out" | sed 's/^ *//') (the goal: at most 1 %)" || bad "timeline cost: $out"
 
 # 6. Bad values: one line, exit 2 (or 1 for an unwritable file), on every rank.
 out=$("${mpi[@]}" -n 2 "$bin" "${run[@]}" --timeline-steps 5:3 2>&1); rc=$?
