@@ -497,6 +497,7 @@ EvalResult Trainer::evaluate() {
 BenchmarkResult Trainer::benchmark() {
   data::LoaderOptions lo;
   lo.rank = p_.world.rank(), lo.world = p_.world.size(), lo.workers = workers_;
+  lo.timeline = p_.timeline;
   data::Loader loader(p_.train, sampler_, loader_transform(), lo);
   // A stop request ends the benchmark at once, without figures (they would be partial).
   auto step = [&](const data::Batch& b) {
@@ -524,7 +525,12 @@ BenchmarkResult Trainer::benchmark() {
     const auto t0 = Clock::now();
     for (int i = 0; i < cfg_.steps; ++i) {
       if (tl) tl->set_step(record ? step_ : -1);
+      Timeline::Scope step_span(tl, Timeline::Track::compute, "step " + std::to_string(step_),
+                                "step");
+      const double wait_start = Timeline::now_us();
       const data::Batch b = loader.next();
+      if (tl)
+        tl->span(Timeline::Track::compute, "data wait", "data", wait_start, Timeline::now_us());
       if (!step(b)) return false;
       *images += b.global_size;
       if (p_.report.progress_due())
