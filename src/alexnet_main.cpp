@@ -393,9 +393,22 @@ int run(const RunConfig& given, const World& world) {
     }
     return agree_on_failure(world, code, message);
   };
+  // The timeline (--timeline) and NVTX ranges (--nvtx) share the spans; both are off by default.
+  std::unique_ptr<Timeline> timeline;
+  if (!cfg.timeline.empty())
+    timeline = std::make_unique<Timeline>(std::size_t(cfg.timeline_events), cfg.timeline_first,
+                                          cfg.timeline_last);
+  else if (cfg.nvtx)
+    timeline = std::make_unique<Timeline>();
   if (int c = phase([&] {
         set_threads(world);
         s.backend = select_backend(cfg, world);
+        if (cfg.nvtx) {
+          Timeline::Annotator a;
+          std::string why;
+          if (!gpu::nvtx_functions(&a.push, &a.pop, &why)) throw UsageError("--nvtx: " + why);
+          timeline->set_annotator(a);
+        }
       });
       c != kExitOk)
     return c;
@@ -426,17 +439,12 @@ int run(const RunConfig& given, const World& world) {
   if (world.is_root() && !cfg.checkpoint_dir.empty())
     writer = std::make_unique<CheckpointWriter>(cfg.checkpoint_dir, cfg.keep_checkpoints);
   // Every rank has the same options, so all of them take part in the alignment and the write.
-  std::unique_ptr<Timeline> timeline;
-  if (!cfg.timeline.empty()) {
-    timeline = std::make_unique<Timeline>(std::size_t(cfg.timeline_events), cfg.timeline_first,
-                                          cfg.timeline_last);
-    timeline->align_clocks(world.comm());
-  }
+  if (!cfg.timeline.empty()) timeline->align_clocks(world.comm());
   Trainer trainer(cfg, {world, *s.comm, *s.backend, *s.model, *s.train, s.test.get(), *s.transform,
                         report, writer.get(), s.host_comm.get(), timeline.get()});
   // Rank 0 gathers the timeline and writes it, after the run (also after a stop).
   auto write_timeline = [&] {
-    if (!timeline) return;
+    if (cfg.timeline.empty()) return;
     SlowNotice notice(world.is_root(), "writing the timeline " + cfg.timeline);
     timeline->write(world.comm(), cfg.timeline, world.host());
     report.line("timeline: " + cfg.timeline + " (" + std::to_string(timeline->events()) +

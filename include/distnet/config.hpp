@@ -63,6 +63,7 @@ struct RunConfig {
   std::string progress = "auto";
   double progress_interval = 30;  // seconds between progress lines (not a terminal)
   std::string timeline;           // Chrome trace JSON file; empty: no timeline
+  bool nvtx = false;              // NVTX ranges for Nsight Systems
   std::int64_t timeline_first = 0, timeline_last = -1;  // steps [first, last); -1: to the end
   std::int64_t timeline_events = 200000;                // ring capacity per rank
   double straggler_threshold = 0.1;  // (slowest - median) / median compute that is named

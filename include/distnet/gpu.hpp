@@ -27,6 +27,10 @@ bool built_with_cuda();
 // "libcudnn.so.9: cannot open shared object file: No such file or directory".
 bool backend_available(std::string* why);
 
+// NVTX range functions (for Nsight Systems), from the CUDA module; false, with the reason, when it
+// cannot be loaded.
+bool nvtx_functions(void (**push)(const char*), void (**pop)(), std::string* why);
+
 // Number of GPUs this process can use. When it is 0, *why says why in one line (built without
 // CUDA, the backend cannot be loaded, no NVIDIA driver, a driver older than this build needs, no
 // device visible).

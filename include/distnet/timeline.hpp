@@ -31,6 +31,15 @@ class Timeline {
   Timeline(std::size_t capacity, std::int64_t first_step, std::int64_t last_step);
 
   bool enabled() const { return capacity_ > 0; }
+  // Named ranges for an external profiler (NVTX for Nsight Systems, with --nvtx): every Scope
+  // also pushes its name on entry and pops on exit, on its own thread, whether or not the
+  // timeline records. Set before any Scope runs.
+  struct Annotator {
+    void (*push)(const char* name) = nullptr;
+    void (*pop)() = nullptr;
+  };
+  void set_annotator(Annotator a) { annotator_ = a; }
+  bool annotating() const { return annotator_.push != nullptr; }
   // The step being run: events are kept only inside the window. Call at each step's start.
   void set_step(std::int64_t step);
   bool recording() const { return enabled() && in_window_; }
@@ -51,13 +60,17 @@ class Timeline {
   class Scope {
    public:
     Scope(Timeline* tl, Track track, std::string name, const char* category)
-        : tl_(tl && tl->recording() ? tl : nullptr),
+        : tl_(tl && (tl->recording() || tl->annotating()) ? tl : nullptr),
           track_(track),
           name_(tl_ ? std::move(name) : std::string()),
           category_(category),
-          t0_(tl_ ? now_us() : 0) {}
+          t0_(tl_ ? now_us() : 0) {
+      if (tl_ && tl_->annotating()) tl_->annotator_.push(name_.c_str());
+    }
     ~Scope() {
-      if (tl_) tl_->span(track_, name_, category_, t0_, now_us());
+      if (!tl_) return;
+      if (tl_->annotating()) tl_->annotator_.pop();
+      tl_->span(track_, name_, category_, t0_, now_us());
     }
     Scope(const Scope&) = delete;
     Scope& operator=(const Scope&) = delete;
@@ -87,6 +100,7 @@ class Timeline {
     double ts, dur;  // microseconds, this rank's clock
     std::string name, category, args;
   };
+  Annotator annotator_;
   std::size_t capacity_ = 0;
   std::int64_t first_step_ = 0, last_step_ = -1;
   std::atomic<bool> in_window_{false};

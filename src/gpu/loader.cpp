@@ -106,6 +106,17 @@ bool backend_available(std::string* why) {
   return m.table != nullptr;
 }
 
+bool nvtx_functions(void (**push)(const char*), void (**pop)(), std::string* why) {
+  const Module& m = module();
+  if (!m.table) {
+    if (why) *why = "the GPU backend cannot be loaded: " + m.why;
+    return false;
+  }
+  *push = m.table->nvtx_push;
+  *pop = m.table->nvtx_pop;
+  return true;
+}
+
 int usable_devices(std::string* why) {
   const Module& m = module();
   if (m.table) return m.table->usable_devices(why);

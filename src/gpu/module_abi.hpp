@@ -28,6 +28,8 @@ struct ModuleTable {
   std::unique_ptr<Backend> (*make_cuda_backend)(const CudaOptions& options);
   std::unique_ptr<Communicator> (*make_nccl_communicator)(MPI_Comm comm, Backend& backend,
                                                           double timeout_s, const std::string& who);
+  void (*nvtx_push)(const char* name);  // NVTX ranges (header-only NVTX 3 inside the module)
+  void (*nvtx_pop)();
 };
 
 }  // namespace distnet::gpu

@@ -196,6 +196,9 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
        "seconds between progress lines under a launcher or into a file")  //
       ("timeline", po::value(&c.timeline),
        "write a Chrome trace (Perfetto, chrome://tracing) of every rank's steps to FILE")  //
+      ("nvtx", po::bool_switch(&c.nvtx),
+       "mark steps, layers, buckets and phases as NVTX ranges for Nsight Systems (nsys "
+       "profile); needs the CUDA module")  //
       ("timeline-steps", po::value(&timeline_steps),
        "record only steps A:B (A included, B not; A: or :B open-ended), counted from 0")  //
       ("timeline-events", po::value(&c.timeline_events)->default_value(c.timeline_events),
@@ -481,7 +484,7 @@ std::string RunConfig::effective_ini() const {
     << "\ngrad-compression = " << grad_compression << "\nmetrics-file = " << metrics_file
     << "\nprogress = " << progress << "\nprogress-interval = " << progress_interval
     << "\ntimeline = " << timeline << "\ntimeline-events = " << timeline_events
-    << "\nstraggler-threshold = " << straggler_threshold
+    << "\nnvtx = " << (nvtx ? "true" : "false") << "\nstraggler-threshold = " << straggler_threshold
     << "\nbenchmark = " << (benchmark ? "true" : "false") << "\nwarmup-steps = " << warmup_steps
     << "\nsteps = " << steps << "\ncheckpoint-dir = " << checkpoint_dir
     << "\ncheckpoint-every = " << checkpoint_every << "\nkeep-checkpoints = " << keep_checkpoints

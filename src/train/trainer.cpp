@@ -543,13 +543,13 @@ BenchmarkResult Trainer::benchmark() {
   const double wait0 = loader.wait_seconds(), comm0 = sync_.comm_seconds(), vote0 = vote_s_;
   double wall = 0;
   std::int64_t images = 0;
-  if (!timed(tl != nullptr, "benchmark timed steps", &wall, &images)) {
+  if (!timed(tl && tl->enabled(), "benchmark timed steps", &wall, &images)) {
     r.stopped = true;
     return r;
   }
   report_stragglers("the benchmark", 0, wall, sync_.comm_seconds() - comm0 + (vote_s_ - vote0),
                     loader.wait_seconds() - wait0);
-  if (tl) {  // the same steps again without recording: the timeline's cost
+  if (tl && tl->enabled()) {  // the same steps again without recording: its cost
     double plain = 0;
     std::int64_t ignored = 0;
     host_comm().barrier();
@@ -575,7 +575,7 @@ BenchmarkResult Trainer::benchmark() {
   r.steps = cfg_.steps;
   r.global_batch = cfg_.batch;
   // (With --timeline the comm and data-wait sums cover both timed runs: halve them.)
-  const double runs = tl ? 2.0 : 1.0;
+  const double runs = tl && tl->enabled() ? 2.0 : 1.0;
   double split[3] = {wall, (sync_.comm_seconds() - comm0) / runs,
                      (loader.wait_seconds() - wait0) / runs};
   host_comm().allreduce_sum(split, 3);  // mean over ranks

@@ -64,5 +64,16 @@ out=$("${mpi[@]}" -n 2 "$bin" "${run[@]}" --timeline /proc/distnet/t.json 2>&1);
 [ "$rc" -eq 1 ] && [ "$(grep -c "cannot open the timeline file for writing" <<<"$out")" -eq 1 ] \
   && ok "unwritable --timeline refused at set-up" || bad "unwritable timeline: exit $rc: $out"
 
+# 7. --nvtx: the ranges come from the CUDA module (NVTX 3, no-ops without a profiler attached).
+if [ -f "$(dirname "$bin")/libdistnet_cuda.so" ]; then
+  out=$("${mpi[@]}" -n 2 "$bin" "${run[@]}" --nvtx 2>&1); rc=$?
+  [ "$rc" -eq 0 ] && grep -q "^epoch 1," <<<"$out" && ok "--nvtx: a 2-rank run with NVTX ranges" || bad "--nvtx: exit $rc: $out"
+  out=$(DISTNET_CUDA_MODULE=/nonexistent "${mpi[@]}" -x DISTNET_CUDA_MODULE -n 2 "$bin" "${run[@]}" --nvtx 2>&1); rc=$?
+  [ "$rc" -eq 2 ] && [ "$(grep -c "alexnet: error: --nvtx: the GPU backend cannot be loaded" <<<"$out")" -eq 1 ] \
+    && ok "--nvtx without the module: exit 2, one line" || bad "--nvtx without the module: exit $rc: $out"
+else
+  echo "note: no CUDA module in this build: --nvtx not tried"
+fi
+
 echo "$pass passed, $fails failed"
 [ "$fails" -eq 0 ]
