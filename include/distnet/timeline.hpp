@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace distnet {
@@ -56,16 +57,28 @@ class Timeline {
             const std::string& args_json = "");
   // A counter sample (a separate row per counter name).
   void counter(const std::string& name, double t_us, double value);
-  // A span from construction to destruction (nothing when not recording).
+  // A span from construction to destruction. Inactive (no timeline, not recording, no
+  // annotator) it costs a branch: the name is put together only when it will be used, so the
+  // training loop allocates nothing for it.
   class Scope {
    public:
-    Scope(Timeline* tl, Track track, std::string name, const char* category)
-        : tl_(tl && (tl->recording() || tl->annotating()) ? tl : nullptr),
-          track_(track),
-          name_(tl_ ? std::move(name) : std::string()),
-          category_(category),
-          t0_(tl_ ? now_us() : 0) {
-      if (tl_ && tl_->annotating()) tl_->annotator_.push(name_.c_str());
+    Scope(Timeline* tl, Track track, const char* name, const char* category)
+        : Scope(tl, track, name, std::string_view(), category) {}
+    // The name is prefix + suffix, e.g. "forward " + a layer's name.
+    Scope(Timeline* tl, Track track, const char* prefix, std::string_view suffix,
+          const char* category)
+        : tl_(active(tl)), track_(track), category_(category) {
+      if (!tl_) return;
+      name_ = prefix;
+      name_ += suffix;
+      start();
+    }
+    // The name is prefix + a number, e.g. "step " + 42.
+    Scope(Timeline* tl, Track track, const char* prefix, std::int64_t number, const char* category)
+        : tl_(active(tl)), track_(track), category_(category) {
+      if (!tl_) return;
+      name_ = prefix + std::to_string(number);
+      start();
     }
     ~Scope() {
       if (!tl_) return;
@@ -76,11 +89,18 @@ class Timeline {
     Scope& operator=(const Scope&) = delete;
 
    private:
+    static Timeline* active(Timeline* tl) {
+      return tl && (tl->recording() || tl->annotating()) ? tl : nullptr;
+    }
+    void start() {
+      t0_ = now_us();
+      if (tl_->annotating()) tl_->annotator_.push(name_.c_str());
+    }
     Timeline* tl_;
     Track track_;
     std::string name_;
     const char* category_;
-    double t0_;
+    double t0_ = 0;
   };
 
   // Collective over `comm`: estimates each rank's clock offset to rank 0 (call once, early,
@@ -100,6 +120,7 @@ class Timeline {
     double ts, dur;  // microseconds, this rank's clock
     std::string name, category, args;
   };
+  void keep(Event e);
   Annotator annotator_;
   std::size_t capacity_ = 0;
   std::int64_t first_step_ = 0, last_step_ = -1;

@@ -305,7 +305,7 @@ void CheckpointWriter::run() {
     std::exception_ptr err;
     const std::string path = dir_ + "/" + name;
     try {
-      Timeline::Scope span(timeline_, Timeline::Track::writer, "write " + name, "checkpoint");
+      Timeline::Scope span(timeline_, Timeline::Track::writer, "write ", name, "checkpoint");
       write_checkpoint(snap, path);
       prune_checkpoints(dir_, keep_);
     } catch (...) {

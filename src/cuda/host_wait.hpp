@@ -16,18 +16,26 @@
 namespace distnet::cuda {
 
 // Polls `event` (spinning first, then sleeping 50 us between queries) until it has happened:
-// true; false when `timeout_s` > 0 seconds passed first. A device error is thrown.
-inline bool wait_event_for(cudaEvent_t event, double timeout_s) {
+// true; false when `timeout_s` > 0 seconds passed first. A device error is thrown. `between`,
+// if given, runs after every query that found the event pending (e.g. to check NCCL's error
+// state, throwing to stop the wait).
+template <typename Between>
+bool wait_event_for(cudaEvent_t event, double timeout_s, Between between) {
   const auto t0 = std::chrono::steady_clock::now();
   for (int spins = 0;; ++spins) {
     const cudaError_t q = cudaEventQuery(event);
     if (q == cudaSuccess) return true;
     if (q != cudaErrorNotReady) DISTNET_CUDA_CHECK(q);
+    between();
     if (timeout_s > 0 &&
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > timeout_s)
       return false;
     if (spins > 1000) std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
+}
+
+inline bool wait_event_for(cudaEvent_t event, double timeout_s) {
+  return wait_event_for(event, timeout_s, [] {});
 }
 
 // Everything queued on `stream` so far has run, or Error after `timeout_s`, naming `what`.

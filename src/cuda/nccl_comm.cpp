@@ -163,31 +163,23 @@ class NcclCommunicator final : public Communicator {
   // (thrown: main prints it and aborts the job), or --comm-timeout passes (the communicator is
   // aborted, so its kernels end, and the whole job with it).
   void wait_for(cudaEvent_t ev, const std::string& what) {
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int spins = 0;; ++spins) {
-      const cudaError_t q = cudaEventQuery(ev);
-      if (q == cudaSuccess) return;
-      if (q != cudaErrorNotReady) DISTNET_CUDA_CHECK(q);
+    const bool done = wait_event_for(ev, timeout_s_, [&] {
       ncclResult_t async = ncclSuccess;
       DISTNET_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async));
       if (async != ncclSuccess && async != ncclInProgress) {
         ncclCommAbort(std::exchange(comm_, nullptr));
         throw Error("NCCL " + what + " failed: " + ncclGetErrorString(async));
       }
-      const double waited =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (timeout_s_ > 0 && waited > timeout_s_) {
-        std::fprintf(stderr,
-                     "%salexnet: error: NCCL %s did not complete within --comm-timeout %g s; a "
-                     "peer rank has hung or died -- aborting the job\n",
-                     who_.c_str(), what.c_str(), timeout_s_);
-        std::fflush(stderr);
-        ncclCommAbort(std::exchange(comm_, nullptr));
-        MPI_Abort(MPI_COMM_WORLD, 1);
-        std::_Exit(1);
-      }
-      if (spins > 1000) std::this_thread::sleep_for(std::chrono::microseconds(50));
-    }
+    });
+    if (done) return;
+    std::fprintf(stderr,
+                 "%salexnet: error: NCCL %s did not complete within --comm-timeout %g s; a "
+                 "peer rank has hung or died -- aborting the job\n",
+                 who_.c_str(), what.c_str(), timeout_s_);
+    std::fflush(stderr);
+    ncclCommAbort(std::exchange(comm_, nullptr));
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    std::_Exit(1);
   }
 
   CudaBackend& be_;

@@ -58,8 +58,8 @@ std::size_t Loader::queued() {
 }
 
 Batch Loader::produce(std::int64_t position) {
-  Timeline::Scope span(opts_.timeline, Timeline::Track::loader,
-                       "load batch " + std::to_string(position % per_epoch_), "loader");
+  Timeline::Scope span(opts_.timeline, Timeline::Track::loader, "load batch ",
+                       position % per_epoch_, "loader");
   Batch b;
   b.epoch = position / per_epoch_;
   b.index = position % per_epoch_;

@@ -163,7 +163,7 @@ const float* Model::forward(const StepContext& ctx, int n, const float* x,
     if (cancel && cancel()) return nullptr;
     float* out = acts_[i].data<float>();
     const auto t0 = std::chrono::steady_clock::now();
-    Timeline::Scope span(timeline_, Timeline::Track::compute, "forward " + layers_[i]->name(),
+    Timeline::Scope span(timeline_, Timeline::Track::compute, "forward ", layers_[i]->name(),
                          "forward");
     layers_[i]->forward(ctx, n, in, out);
     if (times_) {
@@ -201,7 +201,7 @@ bool Model::backward(const StepContext& ctx, int n, const float* x,
     float* dx = i == 0 ? nullptr : other;
     const auto t0 = std::chrono::steady_clock::now();
     {
-      Timeline::Scope span(timeline_, Timeline::Track::compute, "backward " + layers_[idx]->name(),
+      Timeline::Scope span(timeline_, Timeline::Track::compute, "backward ", layers_[idx]->name(),
                            "backward");
       layers_[idx]->backward(ctx, n, in, acts_[idx].data<float>(), dy, dx);
     }

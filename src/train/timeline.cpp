@@ -47,19 +47,16 @@ void Timeline::set_step(std::int64_t step) {
 void Timeline::span(Track track, const std::string& name, const char* category, double t0_us,
                     double t1_us, const std::string& args_json) {
   if (!recording()) return;
-  Event e{'X', int(track), t0_us, std::max(0.0, t1_us - t0_us), name, category, args_json};
-  std::lock_guard<std::mutex> lock(mu_);
-  if (ring_.size() < capacity_)
-    ring_.push_back(std::move(e));
-  else
-    ring_[next_] = std::move(e);
-  next_ = (next_ + 1) % capacity_;
-  ++total_;
+  keep({'X', int(track), t0_us, std::max(0.0, t1_us - t0_us), name, category, args_json});
 }
 
 void Timeline::counter(const std::string& name, double t_us, double value) {
   if (!recording()) return;
-  Event e{'C', 0, t_us, 0, name, "counter", "{\"value\":" + number(value) + "}"};
+  keep({'C', 0, t_us, 0, name, "counter", "{\"value\":" + number(value) + "}"});
+}
+
+// Into the ring: appended until it is full, then over the oldest.
+void Timeline::keep(Event e) {
   std::lock_guard<std::mutex> lock(mu_);
   if (ring_.size() < capacity_)
     ring_.push_back(std::move(e));

@@ -358,8 +358,7 @@ FitResult Trainer::fit() {
       if (tl) tl->set_step(step_);
       const double step_start = Timeline::now_us();
       std::optional<Timeline::Scope> step_span;
-      if (tl)
-        step_span.emplace(tl, Timeline::Track::compute, "step " + std::to_string(step_), "step");
+      if (tl) step_span.emplace(tl, Timeline::Track::compute, "step ", step_, "step");
       const double wait_start = Timeline::now_us();
       const data::Batch batch = loader.next();
       if (tl)
@@ -525,8 +524,7 @@ BenchmarkResult Trainer::benchmark() {
     const auto t0 = Clock::now();
     for (int i = 0; i < cfg_.steps; ++i) {
       if (tl) tl->set_step(record ? step_ : -1);
-      Timeline::Scope step_span(tl, Timeline::Track::compute, "step " + std::to_string(step_),
-                                "step");
+      Timeline::Scope step_span(tl, Timeline::Track::compute, "step ", step_, "step");
       const double wait_start = Timeline::now_us();
       const data::Batch b = loader.next();
       if (tl)

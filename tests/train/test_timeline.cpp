@@ -56,10 +56,8 @@ TEST(Timeline, RangesBalanceOnEveryThread) {
   for (int t = 0; t < 4; ++t)
     threads.emplace_back([&tl, t] {
       for (int i = 0; i < 50; ++i) {
-        Timeline::Scope outer(&tl, Timeline::Track::loader, "load batch " + std::to_string(i),
-                              "loader");
-        Timeline::Scope inner(&tl, Timeline::Track::loader, "decode " + std::to_string(t),
-                              "loader");
+        Timeline::Scope outer(&tl, Timeline::Track::loader, "load batch ", i, "loader");
+        Timeline::Scope inner(&tl, Timeline::Track::loader, "decode ", t, "loader");
       }
       EXPECT_EQ(g_depth, 0);
     });
@@ -84,7 +82,7 @@ TEST(Timeline, RecordsOnlyInsideTheStepWindow) {
   Timeline tl(1000, 2, 4);
   for (int step = 0; step < 6; ++step) {
     tl.set_step(step);
-    Timeline::Scope s(&tl, Timeline::Track::compute, "step " + std::to_string(step), "step");
+    Timeline::Scope s(&tl, Timeline::Track::compute, "step ", step, "step");
   }
   EXPECT_EQ(tl.events(), 2u);  // steps 2 and 3
 }
