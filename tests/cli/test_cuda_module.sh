@@ -30,14 +30,16 @@ epoch1="^epoch 1, .* on 1 rank \(cpu\)$"
 epoch2="^epoch 1, .* on 2 ranks \(cpu\)$"
 
 # Runs alexnet on 2 ranks (through hidden() when WRAP=hidden); each rank's exit code goes to
-# $tmp/rc.<label>.<rank>.
+# $tmp/rc.<label>.<rank>. When both ranks fail together, mpiexec sends SIGTERM to a rank still
+# running as soon as the other one has left; the wrapper ignores it so that it can still record
+# the exit code its alexnet left with (SIGKILL would follow only after a grace period).
 two_ranks() {  # LABEL ALEXNET-ARGS...: prints the output, returns mpiexec's exit code
   local label=$1
   shift
   rm -f "$tmp/rc.$label".*
   # shellcheck disable=SC2016  # the inner script's variables are its own
   RCFILE="$tmp/rc.$label" ${WRAP:-} "${mpi[@]}" -n 2 bash -c \
-    '"$@"; rc=$?; echo "$rc" >"$RCFILE.${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-x}}"; exit "$rc"' \
+    'trap "" TERM; "$@"; rc=$?; echo "$rc" >"$RCFILE.${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-x}}"; exit "$rc"' \
     rank "$bin" "$@" 2>&1
 }
 rank_codes() { cat "$tmp/rc.$1".* 2>/dev/null | sort | uniq -c | awk '{ printf "%s x%s ", $2, $1 }'; }
