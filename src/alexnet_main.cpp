@@ -439,7 +439,12 @@ int run(const RunConfig& given, const World& world) {
   if (world.is_root() && !cfg.checkpoint_dir.empty())
     writer = std::make_unique<CheckpointWriter>(cfg.checkpoint_dir, cfg.keep_checkpoints);
   // Every rank has the same options, so all of them take part in the alignment and the write.
-  if (!cfg.timeline.empty()) timeline->align_clocks(world.comm());
+  if (!cfg.timeline.empty()) {
+    timeline->align_clocks(world.comm());
+    // On a GPU, device-side spans too: the compute stream's and the communication stream's.
+    timeline->set_device_clock(s.backend->device_clock());
+    s.comm->set_timeline(timeline.get());
+  }
   Trainer trainer(cfg, {world, *s.comm, *s.backend, *s.model, *s.train, s.test.get(), *s.transform,
                         report, writer.get(), s.host_comm.get(), timeline.get()});
   // Rank 0 gathers the timeline and writes it, after the run (also after a stop).

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "distnet/device_clock.hpp"
 #include "distnet/tensor.hpp"
 
 namespace distnet {
@@ -160,6 +161,10 @@ class Backend {
   // GPU: a 28x28 image is 64x fewer bytes to copy than its 224x224 float version) rather than
   // resize in the loader threads (the CPU backend, whose cores the loader threads share anyway).
   virtual bool transforms_images() const { return false; }
+  // The clock of the stream the ops run on, for device-side timeline spans (the GPU); null when
+  // the ops run on the calling thread, where the host's spans are the device's (the CPU). Made on
+  // first use, which waits once for the work queued so far.
+  virtual DeviceClock* device_clock() { return nullptr; }
 };
 
 struct CpuOptions {

@@ -12,6 +12,8 @@
 
 namespace distnet {
 
+class Timeline;
+
 // How gradient buckets travel: as they are (fp32), or as a bfloat16 copy (half the bytes; 8 bits
 // of mantissa, so each rank's contribution and each partial sum is rounded to bf16).
 enum class Wire { fp32, bf16 };
@@ -37,6 +39,9 @@ class Communicator {
   // Orders every started sum before backend work queued from now on (NCCL: the compute stream
   // waits for the communication stream; the host does not wait).
   virtual void wait_pending() {}
+  // Device-side spans of the gradient buckets on the communication stream (NCCL), recorded into
+  // `timeline` from now on; communicators that work on the calling thread record none.
+  virtual void set_timeline(Timeline* timeline) { (void)timeline; }
 };
 
 // Owns a duplicate of `comm`, so distnet's traffic never mixes with anyone else's.

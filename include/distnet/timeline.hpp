@@ -8,6 +8,10 @@
 // gathers every rank's events and writes the file, with each rank's clock shifted onto rank 0's
 // by an offset measured at start-up (the minimum-round-trip ping-pong estimate), so that waits
 // across ranks line up.
+//
+// On a GPU the host's spans say when work was queued; the device's own times come from marks in
+// its streams (DeviceClock), read back at the next step's start without waiting, and go on rows
+// of their own ("GPU compute", "GPU communication").
 #pragma once
 
 #include <mpi.h>
@@ -20,11 +24,20 @@
 #include <string_view>
 #include <vector>
 
+#include "distnet/device_clock.hpp"
+
 namespace distnet {
 
 class Timeline {
  public:
-  enum class Track : int { compute = 1, comm = 2, loader = 3, writer = 4 };
+  enum class Track : int {
+    compute = 1,
+    comm = 2,
+    loader = 3,
+    writer = 4,
+    gpu_compute = 5,  // device-side spans of the compute stream
+    gpu_comm = 6      // device-side spans of the communication stream
+  };
 
   // Disabled: records nothing.
   Timeline() = default;
@@ -41,8 +54,25 @@ class Timeline {
   };
   void set_annotator(Annotator a) { annotator_ = a; }
   bool annotating() const { return annotator_.push != nullptr; }
-  // The step being run: events are kept only inside the window. Call at each step's start.
+  // The step being run: events are kept only inside the window. Call at each step's start (it
+  // also collects the device spans whose work has finished).
   void set_step(std::int64_t step);
+  // The compute stream's clock (Backend::device_clock()): from now on, Scopes on the compute
+  // track whose category is device work (forward, backward, optimizer, stage, step, eval) also
+  // record a device-side span on the GPU compute row.
+  void set_device_clock(DeviceClock* clock) { device_clock_ = clock; }
+
+  // A device-side span by hand: a mark before the work is queued, one after; the span is filled
+  // in once the device has run it. No-ops (and an invalid mark) when not recording or no clock.
+  struct DeviceMark {
+    DeviceClock* clock = nullptr;
+    int id = -1;
+  };
+  DeviceMark device_begin(DeviceClock* clock);
+  void device_end(DeviceMark begin, Track track, std::string name, const char* category,
+                  std::string args_json = "");
+  // Turns device marks the device has passed into spans; never waits. Returns how many remain.
+  std::size_t collect_device_spans();
   bool recording() const { return enabled() && in_window_; }
 
   // Microseconds on this rank's steady clock.
@@ -84,6 +114,7 @@ class Timeline {
       if (!tl_) return;
       if (tl_->annotating()) tl_->annotator_.pop();
       tl_->span(track_, name_, category_, t0_, now_us());
+      if (device_.id >= 0) tl_->device_end(device_, Track::gpu_compute, name_, category_);
     }
     Scope(const Scope&) = delete;
     Scope& operator=(const Scope&) = delete;
@@ -95,23 +126,29 @@ class Timeline {
     void start() {
       t0_ = now_us();
       if (tl_->annotating()) tl_->annotator_.push(name_.c_str());
+      if (track_ == Track::compute && tl_->device_clock_ && device_work(category_))
+        device_ = tl_->device_begin(tl_->device_clock_);
     }
+    static bool device_work(const char* category);
     Timeline* tl_;
     Track track_;
     std::string name_;
     const char* category_;
     double t0_ = 0;
+    DeviceMark device_;
   };
 
   // Collective over `comm`: estimates each rank's clock offset to rank 0 (call once, early,
   // on every rank, whether or not the timeline is enabled on any of them -- it is cheap).
   void align_clocks(MPI_Comm comm);
   // Collective: rank 0 gathers every rank's events and writes `path`. `host` names the rank.
-  // Throws Error on rank 0 when the file cannot be written.
-  void write(MPI_Comm comm, const std::string& path, const std::string& host) const;
+  // Collects the device spans first (the caller has let the device finish). Throws Error on rank
+  // 0 when the file cannot be written.
+  void write(MPI_Comm comm, const std::string& path, const std::string& host);
 
-  std::size_t events() const;   // recorded and kept
-  std::size_t dropped() const;  // overwritten because the ring was full
+  std::size_t events() const;             // recorded and kept
+  std::size_t dropped() const;            // overwritten because the ring was full
+  std::size_t device_spans_lost() const;  // no free mark, or the device never got there
 
  private:
   struct Event {
@@ -121,7 +158,16 @@ class Timeline {
     std::string name, category, args;
   };
   void keep(Event e);
+  struct PendingSpan {
+    DeviceMark begin, end;
+    Track track;
+    std::string name, category, args;
+  };
   Annotator annotator_;
+  DeviceClock* device_clock_ = nullptr;
+  mutable std::mutex pending_mu_;
+  std::vector<PendingSpan> pending_;
+  std::size_t device_lost_ = 0;  // device spans not recorded: no free mark, or never finished
   std::size_t capacity_ = 0;
   std::int64_t first_step_ = 0, last_step_ = -1;
   std::atomic<bool> in_window_{false};

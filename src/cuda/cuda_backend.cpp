@@ -119,6 +119,11 @@ void CudaBackend::synchronize() {
   wait_idle("waiting for the GPU");
 }
 
+DeviceClock* CudaBackend::device_clock() {
+  if (!clock_) clock_ = std::make_unique<StreamClock>(ctx_->stream);
+  return clock_.get();
+}
+
 // Host data -> pinned copy -> device, queued on the compute stream; the host returns as soon as
 // the pinned copy is made. Two pinned copies per staging buffer take turns, so the wait for the
 // older upload's event is, in a training loop, a wait for the step before last: none.

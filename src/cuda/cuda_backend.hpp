@@ -11,6 +11,7 @@
 #include "distnet/backend.hpp"
 #include "distnet/gpu.hpp"
 #include "handles.hpp"
+#include "stream_clock.hpp"
 
 namespace distnet::cuda {
 
@@ -72,6 +73,7 @@ class CudaBackend final : public Backend {
   void resize_normalize(int n, const ResizeNormalize& spec, const std::uint8_t* images,
                         float* out) override;
   bool transforms_images() const override { return true; }
+  DeviceClock* device_clock() override;
 
  private:
   // Page-locked copies of host data for one staging buffer: two, used in turn, each reused once
@@ -88,6 +90,7 @@ class CudaBackend final : public Backend {
   std::shared_ptr<Context> ctx_;
   Event marker_;
   std::map<const Buffer*, Pinned> pinned_;
+  std::unique_ptr<StreamClock> clock_;  // of the compute stream, made on first use
 };
 
 // Op factories, one per file (conv2d.cpp, max_pool.cpp, dense.cpp, batch_norm.cpp).

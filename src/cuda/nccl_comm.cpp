@@ -19,8 +19,10 @@
 #include "distnet/bootstrap.hpp"
 #include "distnet/gpu.hpp"
 #include "distnet/mpi_check.hpp"
+#include "distnet/timeline.hpp"
 #include "host_wait.hpp"
 #include "kernels.hpp"
+#include "stream_clock.hpp"
 
 namespace distnet {
 namespace cuda {
@@ -120,8 +122,37 @@ class NcclCommunicator final : public Communicator {
       // optimizer already waited for them on the GPU); if they have not, a peer is stuck.
       wait_for(done_, "gradient all-reduce of the previous step");
       pending_ = true;
+      bucket_ = 0;
     }
     after_compute();
+    // The device-side span starts once our stream has waited for the gradients.
+    const Timeline::DeviceMark begin =
+        timeline_ ? timeline_->device_begin(clock_.get()) : Timeline::DeviceMark{};
+    allreduce_on_stream(data, count, wire);
+    if (begin.id >= 0) {
+      char args[96];
+      std::snprintf(args, sizeof args, "{\"bucket\":%zu,\"bytes\":%zu}", bucket_,
+                    count * sizeof(float));
+      timeline_->device_end(begin, Timeline::Track::gpu_comm,
+                            "all-reduce bucket " + std::to_string(bucket_), "bucket", args);
+    }
+    ++bucket_;
+  }
+
+  void set_timeline(Timeline* timeline) override {
+    timeline_ = timeline && timeline->enabled() ? timeline : nullptr;
+    if (timeline_ && !clock_) clock_ = std::make_unique<StreamClock>(stream_);
+  }
+
+  void wait_pending() override {
+    if (!pending_) return;
+    DISTNET_CUDA_CHECK(cudaEventRecord(done_, stream_));
+    DISTNET_CUDA_CHECK(cudaStreamWaitEvent(be_.stream(), done_, 0));
+    pending_ = false;
+  }
+
+ private:
+  void allreduce_on_stream(float* data, std::size_t count, Wire wire) {
     if (wire == Wire::fp32) {
       DISTNET_NCCL_CHECK(ncclAllReduce(data, data, count, ncclFloat, ncclSum, comm_, stream_));
       return;
@@ -140,14 +171,6 @@ class NcclCommunicator final : public Communicator {
     launch_from_bf16(std::int64_t(count), w, data, stream_);
   }
 
-  void wait_pending() override {
-    if (!pending_) return;
-    DISTNET_CUDA_CHECK(cudaEventRecord(done_, stream_));
-    DISTNET_CUDA_CHECK(cudaStreamWaitEvent(be_.stream(), done_, 0));
-    pending_ = false;
-  }
-
- private:
   // Our stream waits until everything queued so far on the compute stream has run.
   void after_compute() {
     DISTNET_CUDA_CHECK(cudaEventRecord(ready_, be_.stream()));
@@ -192,6 +215,9 @@ class NcclCommunicator final : public Communicator {
   Event ready_, done_;
   Buffer wire_;  // bf16 copy of a bucket
   bool pending_ = false;
+  Timeline* timeline_ = nullptr;        // device-side bucket spans, with --timeline
+  std::unique_ptr<StreamClock> clock_;  // of stream_, made when a timeline is set
+  std::size_t bucket_ = 0;              // index of the next bucket in this step
 };
 
 }  // namespace

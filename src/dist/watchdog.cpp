@@ -61,6 +61,7 @@ class WatchdogCommunicator final : public Communicator {
     Guard g(*this, "wait for gradient all-reduces", 0);
     inner_->wait_pending();
   }
+  void set_timeline(Timeline* timeline) override { inner_->set_timeline(timeline); }
 
  private:
   struct Guard {

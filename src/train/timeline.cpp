@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 
 #include "distnet/error.hpp"
@@ -22,6 +23,10 @@ const char* track_name(int track) {
       return "loader";
     case 4:
       return "checkpoint writer";
+    case 5:
+      return "GPU compute";
+    case 6:
+      return "GPU communication";
     default:
       return "counters";
   }
@@ -42,6 +47,69 @@ Timeline::Timeline(std::size_t capacity, std::int64_t first_step, std::int64_t l
 
 void Timeline::set_step(std::int64_t step) {
   in_window_ = enabled() && step >= first_step_ && (last_step_ < 0 || step < last_step_);
+  if (enabled()) collect_device_spans();
+}
+
+bool Timeline::Scope::device_work(const char* category) {
+  for (const char* c : {"forward", "backward", "optimizer", "stage", "step", "eval"})
+    if (std::strcmp(category, c) == 0) return true;
+  return false;
+}
+
+Timeline::DeviceMark Timeline::device_begin(DeviceClock* clock) {
+  if (!clock || !recording()) return {};
+  const int id = clock->mark();
+  if (id < 0) {
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    ++device_lost_;
+    return {};
+  }
+  return {clock, id};
+}
+
+void Timeline::device_end(DeviceMark begin, Track track, std::string name, const char* category,
+                          std::string args_json) {
+  if (begin.id < 0) return;
+  const int id = begin.clock->mark();
+  std::lock_guard<std::mutex> lock(pending_mu_);
+  if (id < 0) {
+    begin.clock->release(begin.id);
+    ++device_lost_;
+    return;
+  }
+  pending_.push_back(
+      {begin, {begin.clock, id}, track, std::move(name), category, std::move(args_json)});
+}
+
+// A span is ready when its end mark is: the begin mark sits earlier in the same stream.
+std::size_t Timeline::collect_device_spans() {
+  std::lock_guard<std::mutex> lock(pending_mu_);
+  std::size_t kept = 0;
+  for (PendingSpan& p : pending_) {
+    double t0 = 0, t1 = 0;
+    if (!p.end.clock->read(p.end.id, &t1)) {
+      if (&pending_[kept] != &p) pending_[kept] = std::move(p);
+      ++kept;
+      continue;
+    }
+    const bool begun = p.begin.clock->read(p.begin.id, &t0);
+    p.begin.clock->release(p.begin.id);
+    p.end.clock->release(p.end.id);
+    if (!begun) {  // cannot happen in one stream; not worth a wrong span
+      ++device_lost_;
+      continue;
+    }
+    // Kept whether or not the window is still open: the work was queued inside it.
+    keep({'X', int(p.track), t0, std::max(0.0, t1 - t0), std::move(p.name), std::move(p.category),
+          std::move(p.args)});
+  }
+  pending_.resize(kept);
+  return kept;
+}
+
+std::size_t Timeline::device_spans_lost() const {
+  std::lock_guard<std::mutex> lock(pending_mu_);
+  return device_lost_;
 }
 
 void Timeline::span(Track track, const std::string& name, const char* category, double t0_us,
@@ -109,7 +177,17 @@ void Timeline::align_clocks(MPI_Comm comm) {
   DISTNET_CHECK_MPI(MPI_Bcast(&base_us_, 1, MPI_DOUBLE, 0, comm));
 }
 
-void Timeline::write(MPI_Comm comm, const std::string& path, const std::string& host) const {
+void Timeline::write(MPI_Comm comm, const std::string& path, const std::string& host) {
+  {
+    const std::size_t unfinished = collect_device_spans();
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    for (PendingSpan& p : pending_) {
+      p.begin.clock->release(p.begin.id);
+      p.end.clock->release(p.end.id);
+    }
+    pending_.clear();
+    device_lost_ += unfinished;
+  }
   int rank = 0, size = 1;
   DISTNET_CHECK_MPI(MPI_Comm_rank(comm, &rank));
   DISTNET_CHECK_MPI(MPI_Comm_size(comm, &size));
@@ -124,16 +202,20 @@ void Timeline::write(MPI_Comm comm, const std::string& path, const std::string& 
       pid + " (" + json_escape(host) + ")\"}}");
   add("{\"ph\":\"M\",\"pid\":" + pid +
       ",\"name\":\"process_sort_index\",\"args\":{\"sort_index\":" + pid + "}}");
-  for (int t = 1; t <= 4; ++t)
-    add("{\"ph\":\"M\",\"pid\":" + pid + ",\"tid\":" + std::to_string(t) +
-        ",\"name\":\"thread_name\",\"args\":{\"name\":\"" + track_name(t) + "\"}}");
   std::vector<Event> events;
-  std::size_t lost = 0;
+  std::size_t lost = 0, device_lost = device_spans_lost();
   {
     std::lock_guard<std::mutex> lock(mu_);
     events = ring_;
     lost = total_ - ring_.size();
   }
+  // The host rows always; the GPU rows when there is something on them.
+  bool used[7] = {false, true, true, true, true, false, false};
+  for (const Event& e : events) used[e.track] = true;
+  for (int t = 1; t <= 6; ++t)
+    if (used[t])
+      add("{\"ph\":\"M\",\"pid\":" + pid + ",\"tid\":" + std::to_string(t) +
+          ",\"name\":\"thread_name\",\"args\":{\"name\":\"" + track_name(t) + "\"}}");
   std::stable_sort(events.begin(), events.end(),
                    [](const Event& a, const Event& b) { return a.ts < b.ts; });
   for (const Event& e : events) {
@@ -147,23 +229,25 @@ void Timeline::write(MPI_Comm comm, const std::string& path, const std::string& 
     add(o + "}");
   }
   // Rank 0 gathers the parts (sizes first) and writes them in rank order.
-  long long mine[2] = {static_cast<long long>(part.size()), static_cast<long long>(lost)};
-  std::vector<long long> sizes(rank == 0 ? 2 * std::size_t(size) : 0);
-  DISTNET_CHECK_MPI(MPI_Gather(mine, 2, MPI_LONG_LONG, sizes.data(), 2, MPI_LONG_LONG, 0, comm));
+  long long mine[3] = {static_cast<long long>(part.size()), static_cast<long long>(lost),
+                       static_cast<long long>(device_lost)};
+  std::vector<long long> sizes(rank == 0 ? 3 * std::size_t(size) : 0);
+  DISTNET_CHECK_MPI(MPI_Gather(mine, 3, MPI_LONG_LONG, sizes.data(), 3, MPI_LONG_LONG, 0, comm));
   std::vector<int> counts, displs;
   std::string all;
-  long long dropped_total = 0;
+  long long dropped_total = 0, device_lost_total = 0;
   if (rank == 0) {
     counts.resize(std::size_t(size));
     displs.resize(std::size_t(size));
     long long offset = 0;
     for (int r = 0; r < size; ++r) {
-      const long long n = sizes[2 * std::size_t(r)];
+      const long long n = sizes[3 * std::size_t(r)];
       DISTNET_CHECK(offset + n < (1LL << 31), "timeline larger than 2 GiB: record a window");
       counts[std::size_t(r)] = int(n);
       displs[std::size_t(r)] = int(offset);
       offset += n;
-      dropped_total += sizes[2 * std::size_t(r) + 1];
+      dropped_total += sizes[3 * std::size_t(r) + 1];
+      device_lost_total += sizes[3 * std::size_t(r) + 2];
     }
     all.resize(std::size_t(offset));
   }
@@ -173,7 +257,7 @@ void Timeline::write(MPI_Comm comm, const std::string& path, const std::string& 
   std::ofstream out(path, std::ios::trunc);
   if (!out) throw Error(path + ": cannot open the timeline file for writing");
   out << "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"producer\":\"distnet\",\"dropped_events\":"
-      << dropped_total << "},\"traceEvents\":[\n";
+      << dropped_total << ",\"device_spans_lost\":" << device_lost_total << "},\"traceEvents\":[\n";
   for (int r = 0; r < size; ++r) {
     if (r > 0) out << ",\n";
     out.write(all.data() + displs[std::size_t(r)], counts[std::size_t(r)]);

@@ -2,9 +2,11 @@
 """Checks a distnet --timeline file strictly: valid JSON (no NaN, no duplicate keys), the Chrome
 trace event format, one named process row per rank, spans that nest on each thread row, the
 events each step must have, gradient buckets in order on each rank, and steps that overlap across
-ranks (they end in a collective, so with aligned clocks they must).
+ranks (they end in a collective, so with aligned clocks they must). With --device (a GPU run) it
+also checks the device-side rows: per-layer forward/backward on "GPU compute", gradient buckets in
+order on "GPU communication", each device step starting no earlier than the host queued it.
 
-  check_timeline.py FILE RANKS
+  check_timeline.py FILE RANKS [--device]
 Prints one line per check; exits 1 if any fails.
 """
 import collections
@@ -32,6 +34,7 @@ def strict_load(path):
 
 def main():
     path, ranks = sys.argv[1], int(sys.argv[2])
+    device = "--device" in sys.argv[3:]
     failures = []
 
     def check(ok, what):
@@ -86,8 +89,8 @@ def main():
         got = {e["name"] for e in mine}
         need = ["data wait", "stage input", "optimizer", "stop vote", "evaluate"]
         layered = any(n.startswith("forward ") for n in got) and any(n.startswith("backward ") for n in got)
-        steps = [e for e in mine if e["name"].startswith("step ")]
-        buckets = [e for e in mine if e.get("cat") == "bucket"]
+        steps = [e for e in mine if e["name"].startswith("step ") and e["tid"] == 1]
+        buckets = [e for e in mine if e.get("cat") == "bucket" and e["tid"] == 2]
         loader = [e for e in mine if e["tid"] == 3]
         check(all(n in got for n in need) and layered and steps and buckets and loader,
               "rank %d: steps (%d), data waits, staging, per-layer forward/backward, buckets (%d), "
@@ -103,6 +106,26 @@ def main():
                      for e in buckets)
         check(ordered and restarts and waited and inside,
               "rank %d: buckets ordered and disjoint, indices %s..., ready <= start <= done, each inside a step" % (r, idx[:6]))
+        if device:
+            gpu = [e for e in mine if e["tid"] == 5]
+            gnames = {e["name"] for e in gpu}
+            glayered = any(n.startswith("forward ") for n in gnames) and any(n.startswith("backward ") for n in gnames)
+            gsteps = [e for e in gpu if e["name"].startswith("step ")]
+            check(glayered and gsteps and "optimizer" in gnames,
+                  "rank %d: GPU compute row: steps (%d), per-layer forward/backward, the optimizer" % (r, len(gsteps)))
+            # The device runs work after the host queued it: a device step starts no earlier than
+            # the host step of the same name (to the microseconds the two clocks may differ by).
+            host_step = {e["name"]: e for e in steps}
+            early = [e["name"] for e in gsteps if e["name"] in host_step and e["ts"] < host_step[e["name"]]["ts"] - 50]
+            check(not early, "rank %d: device steps start after the host queued them%s" % (r, "" if not early else ": not %s" % early[:3]))
+            gb = sorted((e for e in mine if e["tid"] == 6), key=lambda e: e["ts"])
+            gidx = [e["args"]["bucket"] for e in gb]
+            gordered = all(a["ts"] + a["dur"] <= b["ts"] + EPS for a, b in zip(gb, gb[1:]))
+            grestarts = bool(gidx) and gidx[0] == 0 and all(b == a + 1 or b == 0 for a, b in zip(gidx, gidx[1:]))
+            check(gordered and grestarts, "rank %d: GPU communication row: %d buckets, ordered and disjoint, indices %s..." % (r, len(gb), gidx[:6]))
+    if device:
+        lost = doc.get("otherData", {}).get("device_spans_lost")
+        check(lost == 0, "no device span lost (otherData.device_spans_lost = %s)" % lost)
     if any(e["pid"] == 0 and e["tid"] == 4 for e in spans):
         check(True, "rank 0 recorded the background checkpoint writes")
     counters = {e["name"] for e in events if e["ph"] == "C"}
@@ -111,7 +134,7 @@ def main():
     # Steps end in collectives: step N of every rank overlaps step N of every other rank.
     by_step = collections.defaultdict(dict)
     for e in spans:
-        if e["name"].startswith("step "):
+        if e["name"].startswith("step ") and e["tid"] == 1:
             by_step[e["name"]][e["pid"]] = e
     complete = [s for s in by_step.values() if len(s) == ranks]
     apart = [n for n, s in by_step.items() if len(s) == ranks and

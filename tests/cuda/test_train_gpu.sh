@@ -24,6 +24,20 @@ if ! "$alexnet" --device cuda --model lenet --dataset synthetic --synthetic-trai
   echo "FAIL: the GPU probe run failed"
   exit 1
 fi
+# The timeline on a GPU: device-side spans (CUDA events) on their own rows, checked strictly, and
+# the NVTX ranges switched on beside it.
+"$alexnet" --device cuda --model lenet --dataset synthetic --synthetic-train-size 6000 \
+  --synthetic-test-size 600 --batch-size 300 --epochs 1 --bucket-mb 0.5 --progress off --nvtx \
+  --timeline "$tmp/timeline.json" >"$tmp/timeline.out" 2>&1 || {
+  cat "$tmp/timeline.out"
+  echo "FAIL: the GPU run with --timeline --nvtx failed"
+  exit 1
+}
+python3 "$here/tests/cli/check_timeline.py" "$tmp/timeline.json" 1 --device || {
+  echo "FAIL: the GPU timeline fails its checks"
+  exit 1
+}
+
 data=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
 if [ ! -d "$data" ]; then
   echo "SKIP: no Fashion-MNIST at $data (apt-get install dataset-fashion-mnist, or set FASHION_MNIST_DIR)"
