@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
     std::vector<std::uint32_t> ids(static_cast<std::size_t>(batch));
     for (int i = 0; i < batch; ++i)
       labels[std::size_t(i)] = i % mc.classes, ids[std::size_t(i)] = std::uint32_t(i);
-    double stats[2] = {0, 0};
+    double stats[3] = {0, 0, 0};
 
     auto step = [&](std::uint32_t s) {
       StepContext ctx{true, 1, s, ids.data()};

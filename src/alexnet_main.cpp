@@ -461,13 +461,17 @@ int run(const RunConfig& given, const World& world) {
   };
   if (cfg.eval_only) {
     const EvalResult r = trainer.evaluate();
-    char text[512];
-    std::snprintf(text, sizeof text, "%s: test loss %.4f, test acc %.4f on %lld samples",
-                  cfg.checkpoint.c_str(), r.loss, r.accuracy, static_cast<long long>(r.samples));
+    char text[512], top5[32] = "";
+    if (r.top5 >= 0) std::snprintf(top5, sizeof top5, ", top-5 %.4f", r.top5);
+    std::snprintf(text, sizeof text, "%s: test loss %.4f, test acc %.4f%s on %lld samples",
+                  cfg.checkpoint.c_str(), r.loss, r.accuracy, top5,
+                  static_cast<long long>(r.samples));
     report.line(text);
     report.json("{\"event\":\"eval\",\"checkpoint\":\"" + json_escape(cfg.checkpoint) +
-                "\",\"test_loss\":" + std::to_string(r.loss) + ",\"test_acc\":" +
-                std::to_string(r.accuracy) + ",\"samples\":" + std::to_string(r.samples) + "}");
+                "\",\"test_loss\":" + std::to_string(r.loss) +
+                ",\"test_acc\":" + std::to_string(r.accuracy) +
+                (r.top5 >= 0 ? ",\"test_top5\":" + std::to_string(r.top5) : std::string()) +
+                ",\"samples\":" + std::to_string(r.samples) + "}");
     return kExitOk;
   }
   if (cfg.benchmark) {

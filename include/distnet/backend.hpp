@@ -39,6 +39,11 @@ class Conv2dOp {
                         float* dw, float* db) = 0;
 };
 
+struct AdaptivePoolGeom {
+  int c = 0, h = 0, w = 0;  // input plane count and size
+  int oh = 0, ow = 0;       // output size
+};
+
 class MaxPoolOp {
  public:
   virtual ~MaxPoolOp() = default;
@@ -129,6 +134,14 @@ class Backend {
   virtual std::unique_ptr<DenseOp> make_dense(int in, int out) = 0;
   virtual std::unique_ptr<BatchNormOp> make_batch_norm(int channels, int spatial, float eps) = 0;
 
+  // Adaptive average pooling, as PyTorch's AdaptiveAvgPool2d: output cell (i, j) of a plane is
+  // the mean of input rows [floor(i h / oh), ceil((i + 1) h / oh)) and the columns likewise, so
+  // cells may share input pixels when h is not a multiple of oh. Backward overwrites dx.
+  virtual void adaptive_avg_pool_forward(int n, const AdaptivePoolGeom& g, const float* x,
+                                         float* y) = 0;
+  virtual void adaptive_avg_pool_backward(int n, const AdaptivePoolGeom& g, const float* dy,
+                                          float* dx) = 0;
+
   // In place is allowed (y == x, dx == dy).
   virtual void relu_forward(std::int64_t count, const float* x, float* y) = 0;
   virtual void relu_backward(std::int64_t count, const float* y, const float* dy, float* dx) = 0;
@@ -143,7 +156,9 @@ class Backend {
 
   // Fused, numerically stable softmax + cross-entropy over n rows of `classes` logits:
   //   dlogits = (softmax(logits) - onehot(label)) * grad_scale
-  //   stats[0] += sum_i -log softmax(logits_i)[label_i],  stats[1] += #(argmax == label)
+  //   stats[0] += sum_i -log softmax(logits_i)[label_i],  stats[1] += #(argmax == label),
+  //   stats[2] += #(label among the 5 largest logits)  (ties rank the lower class first, as
+  //   argmax does, so top-1 is exactly "no class ranks above the label")
   // stats stays on the device, so a step needs no host synchronisation to accumulate metrics.
   // dlogits may be null (evaluation).
   virtual void softmax_xent(int n, int classes, const float* logits, const std::int32_t* labels,

@@ -76,6 +76,10 @@ struct Conv2dSpec {
 
 std::unique_ptr<Layer> make_conv2d(std::string name, const Shape& in, const Conv2dSpec& s);
 std::unique_ptr<Layer> make_max_pool(std::string name, const Shape& in, int kernel, int stride);
+// Average pooling to a fixed out_h x out_w whatever the input size (torchvision's
+// AdaptiveAvgPool2d).
+std::unique_ptr<Layer> make_adaptive_avg_pool(std::string name, const Shape& in, int out_h,
+                                              int out_w);
 // Dense flattens its input (C x H x W -> C*H*W), as Gluon's Dense does.
 std::unique_ptr<Layer> make_dense(std::string name, const Shape& in, int out, Activation act);
 std::unique_ptr<Layer> make_dropout(std::string name, const Shape& in, float p_drop,

@@ -21,12 +21,14 @@ namespace distnet {
 
 struct EvalResult {
   double loss = 0, accuracy = 0;
+  double top5 = -1;  // top-5 accuracy; -1 with fewer than 10 classes (not reported)
   std::int64_t samples = 0;
 };
 
 struct EpochMetrics {
   int epoch = 0;  // 1-based, as printed
   double loss = 0, train_acc = 0, test_loss = 0, test_acc = 0;
+  double test_top5 = -1;  // -1: not reported (fewer than 10 classes, or no evaluation)
   double time_s = 0, examples_per_s = 0, lr = 0;
   double data_wait_s = 0, comm_s = 0;  // this rank's, during the epoch's steps
   std::int64_t samples = 0, steps = 0;
@@ -111,7 +113,7 @@ class Trainer {
   // "<label> ranks: ..." and names a straggler. `epoch` goes into the metrics (0: benchmark).
   void report_stragglers(const std::string& label, int epoch, double train_s, double collectives_s,
                          double data_s);
-  std::array<double, 2> read_and_reset_stats();
+  std::array<double, 3> read_and_reset_stats();
 
   RunConfig cfg_;
   TrainerParts p_;

@@ -12,8 +12,8 @@ void CpuBackend::softmax_xent(int n, int classes, const float* logits, const std
                                                              " out of range [0, " +
                                                              std::to_string(classes) + ")");
   }
-  double loss = 0.0, correct = 0.0;
-#pragma omp parallel for reduction(+ : loss, correct) schedule(static)
+  double loss = 0.0, correct = 0.0, top5 = 0.0;
+#pragma omp parallel for reduction(+ : loss, correct, top5) schedule(static)
   for (int i = 0; i < n; ++i) {
     const float* z = logits + static_cast<std::int64_t>(i) * classes;
     int arg = 0;
@@ -24,6 +24,10 @@ void CpuBackend::softmax_xent(int n, int classes, const float* logits, const std
     const double lse = static_cast<double>(zmax) + std::log(sum);
     loss += lse - z[labels[i]];
     correct += arg == labels[i] ? 1.0 : 0.0;
+    const float zl = z[labels[i]];
+    int above = 0;  // classes ranked before the label
+    for (int c = 0; c < classes; ++c) above += z[c] > zl || (z[c] == zl && c < labels[i]);
+    top5 += above < 5 ? 1.0 : 0.0;
     if (dlogits) {
       float* d = dlogits + static_cast<std::int64_t>(i) * classes;
       for (int c = 0; c < classes; ++c) {
@@ -34,6 +38,7 @@ void CpuBackend::softmax_xent(int n, int classes, const float* logits, const std
   }
   stats[0] += loss;
   stats[1] += correct;
+  stats[2] += top5;
 }
 
 }  // namespace distnet::cpu

@@ -192,6 +192,16 @@ std::unique_ptr<BatchNormOp> CudaBackend::make_batch_norm(int channels, int spat
   return make_batch_norm_op(ctx_, channels, spatial, eps);
 }
 
+void CudaBackend::adaptive_avg_pool_forward(int n, const AdaptivePoolGeom& g, const float* x,
+                                            float* y) {
+  launch_adaptive_avg_pool_forward(n, g, x, y, ctx_->stream);
+}
+
+void CudaBackend::adaptive_avg_pool_backward(int n, const AdaptivePoolGeom& g, const float* dy,
+                                             float* dx) {
+  launch_adaptive_avg_pool_backward(n, g, dy, dx, ctx_->stream);
+}
+
 void CudaBackend::relu_forward(std::int64_t count, const float* x, float* y) {
   launch_relu_forward(count, x, y, ctx_->stream);
 }

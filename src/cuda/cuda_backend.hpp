@@ -60,6 +60,10 @@ class CudaBackend final : public Backend {
   std::unique_ptr<DenseOp> make_dense(int in, int out) override;
   std::unique_ptr<BatchNormOp> make_batch_norm(int channels, int spatial, float eps) override;
 
+  void adaptive_avg_pool_forward(int n, const AdaptivePoolGeom& g, const float* x,
+                                 float* y) override;
+  void adaptive_avg_pool_backward(int n, const AdaptivePoolGeom& g, const float* dy,
+                                  float* dx) override;
   void relu_forward(std::int64_t count, const float* x, float* y) override;
   void relu_backward(std::int64_t count, const float* y, const float* dy, float* dx) override;
   void dropout_forward(int n, std::int64_t per_sample, float p_drop, const DropoutKey& key,

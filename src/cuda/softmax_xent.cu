@@ -11,8 +11,8 @@ constexpr int kThreads = 256;
 __global__ void softmax_xent_kernel(int n, int classes, const float* __restrict__ logits,
                                     const std::int32_t* __restrict__ labels, float grad_scale,
                                     float* __restrict__ dlogits, double* __restrict__ stats) {
-  __shared__ double loss_part[kThreads], correct_part[kThreads];
-  double loss = 0.0, correct = 0.0;
+  __shared__ double loss_part[kThreads], correct_part[kThreads], top5_part[kThreads];
+  double loss = 0.0, correct = 0.0, top5 = 0.0;
   for (int i = threadIdx.x; i < n; i += kThreads) {
     const float* z = logits + static_cast<std::int64_t>(i) * classes;
     const int label = labels[i];
@@ -26,6 +26,10 @@ __global__ void softmax_xent_kernel(int n, int classes, const float* __restrict_
     if (valid) {
       loss += lse - z[label];
       correct += arg == label ? 1.0 : 0.0;
+      const float zl = z[label];
+      int above = 0;  // classes ranked before the label, ties to the lower class as argmax
+      for (int c = 0; c < classes; ++c) above += z[c] > zl || (z[c] == zl && c < label);
+      top5 += above < 5 ? 1.0 : 0.0;
     }
     if (dlogits) {
       float* d = dlogits + static_cast<std::int64_t>(i) * classes;
@@ -37,17 +41,20 @@ __global__ void softmax_xent_kernel(int n, int classes, const float* __restrict_
   }
   loss_part[threadIdx.x] = loss;
   correct_part[threadIdx.x] = correct;
+  top5_part[threadIdx.x] = top5;
   __syncthreads();
   for (int half = kThreads / 2; half > 0; half /= 2) {
     if (threadIdx.x < half) {
       loss_part[threadIdx.x] += loss_part[threadIdx.x + half];
       correct_part[threadIdx.x] += correct_part[threadIdx.x + half];
+      top5_part[threadIdx.x] += top5_part[threadIdx.x + half];
     }
     __syncthreads();
   }
   if (threadIdx.x == 0) {
     stats[0] += loss_part[0];
     stats[1] += correct_part[0];
+    stats[2] += top5_part[0];
   }
 }
 

@@ -88,6 +88,42 @@ class MaxPoolLayer final : public Layer {
   std::unique_ptr<MaxPoolOp> op_;
 };
 
+// torchvision's AdaptiveAvgPool2d: a fixed output size whatever the input's. At AlexNet's 224x224
+// input the features are already 6x6, and the layer is a copy.
+class AdaptiveAvgPoolLayer final : public Layer {
+ public:
+  AdaptiveAvgPoolLayer(std::string name, const Shape& in, const AdaptivePoolGeom& g)
+      : Layer(std::move(name), in, Shape{g.c, g.oh, g.ow}), g_(g) {}
+
+  std::string kind() const override {
+    return "adaptive_avg_pool " + std::to_string(g_.oh) + "x" + std::to_string(g_.ow);
+  }
+  void bind(Backend& be, const std::vector<float*>&, const std::vector<float*>&) override {
+    be_ = &be;
+  }
+  void forward(const StepContext&, int n, const float* x, float* y) override {
+    if (identity())
+      be_->copy(y, x, bytes(n));
+    else
+      be_->adaptive_avg_pool_forward(n, g_, x, y);
+  }
+  void backward(const StepContext&, int n, const float*, const float*, float* dy,
+                float* dx) override {
+    if (!dx) return;
+    if (identity())
+      be_->copy(dx, dy, bytes(n));
+    else
+      be_->adaptive_avg_pool_backward(n, g_, dy, dx);
+  }
+
+ private:
+  bool identity() const { return g_.h == g_.oh && g_.w == g_.ow; }
+  std::size_t bytes(int n) const {
+    return std::size_t(n) * std::size_t(output_shape().numel()) * sizeof(float);
+  }
+  AdaptivePoolGeom g_;
+};
+
 class DenseLayer final : public Layer {
  public:
   DenseLayer(std::string name, const Shape& in, int out, Activation act)
@@ -242,6 +278,18 @@ std::unique_ptr<Layer> make_max_pool(std::string name, const Shape& in, int kern
   const Shape out{g.c, g.h_in < kernel ? 0 : g.h_out(), g.w_in < kernel ? 0 : g.w_out()};
   check_output(name, in, out, "pool " + std::to_string(kernel) + "/" + std::to_string(stride));
   return std::make_unique<MaxPoolLayer>(std::move(name), in, g);
+}
+
+std::unique_ptr<Layer> make_adaptive_avg_pool(std::string name, const Shape& in, int out_h,
+                                              int out_w) {
+  DISTNET_CHECK(in.rank() == 3,
+                "adaptive_avg_pool " + name + " needs a C x H x W input, got " + in.str());
+  DISTNET_CHECK_USAGE(in[1] >= 1 && in[2] >= 1,
+                      name + ": adaptive average pooling needs an input of at least 1x1, got " +
+                          in.str() + " (use a larger resize)");
+  AdaptivePoolGeom g;
+  g.c = int(in[0]), g.h = int(in[1]), g.w = int(in[2]), g.oh = out_h, g.ow = out_w;
+  return std::make_unique<AdaptiveAvgPoolLayer>(std::move(name), in, g);
 }
 
 std::unique_ptr<Layer> make_dense(std::string name, const Shape& in, int out, Activation act) {

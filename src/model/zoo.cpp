@@ -52,6 +52,28 @@ Layers alexnet(const ModelConfig& c, bool pad, bool bn) {
   return b.take();
 }
 
+// torchvision's AlexNet (models/alexnet.py, the model published ImageNet figures and PyTorch
+// benchmarks use): 64/192/384/256/256 channels, an adaptive average pool to 6x6, and dropout
+// before each of the first two dense layers. 61,100,840 parameters at 1000 classes.
+Layers alexnet_torchvision(const ModelConfig& c) {
+  Builder b(c.input);
+  b.add(make_conv2d("conv1", b.shape(), {64, 11, 4, 2, Activation::relu}));
+  b.add(make_max_pool("pool1", b.shape(), 3, 2));
+  b.add(make_conv2d("conv2", b.shape(), {192, 5, 1, 2, Activation::relu}));
+  b.add(make_max_pool("pool2", b.shape(), 3, 2));
+  b.add(make_conv2d("conv3", b.shape(), {384, 3, 1, 1, Activation::relu}));
+  b.add(make_conv2d("conv4", b.shape(), {256, 3, 1, 1, Activation::relu}));
+  b.add(make_conv2d("conv5", b.shape(), {256, 3, 1, 1, Activation::relu}));
+  b.add(make_max_pool("pool3", b.shape(), 3, 2));
+  b.add(make_adaptive_avg_pool("avgpool", b.shape(), 6, 6));
+  b.add(make_dropout("dropout1", b.shape(), c.dropout, b.next_id()));
+  b.add(make_dense("dense1", b.shape(), 4096, Activation::relu));
+  b.add(make_dropout("dropout2", b.shape(), c.dropout, b.next_id()));
+  b.add(make_dense("dense2", b.shape(), 4096, Activation::relu));
+  b.add(make_dense("dense3", b.shape(), c.classes, Activation::none));
+  return b.take();
+}
+
 // LeNet as in the MXNet/Gluon MNIST tutorials: 20 and 50 5x5 filters, a 500-unit hidden layer.
 Layers lenet(const ModelConfig& c) {
   Builder b(c.input);
@@ -69,6 +91,7 @@ const std::map<std::string, std::function<Layers(const ModelConfig&)>>& registry
       {"alexnet", [](const ModelConfig& c) { return alexnet(c, true, false); }},
       {"alexnet-nopad", [](const ModelConfig& c) { return alexnet(c, false, false); }},
       {"alexnet-bn", [](const ModelConfig& c) { return alexnet(c, true, true); }},
+      {"alexnet-torchvision", alexnet_torchvision},
       {"lenet", lenet},
   };
   return r;

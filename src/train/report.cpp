@@ -141,12 +141,14 @@ void Reporter::epoch(const EpochMetrics& m, int world, const std::string& device
   std::string text = "epoch " + std::to_string(m.epoch) + ", loss " + fmt("%.3f", m.loss) +
                      ", train acc " + fmt("%.3f", m.train_acc);
   if (m.test_acc > 0 || m.test_loss > 0) text += ", test acc " + fmt("%.3f", m.test_acc);
+  if (m.test_top5 >= 0) text += ", top-5 " + fmt("%.3f", m.test_top5);
   text += ", " + fmt("%.1f", m.examples_per_s) + " examples/sec on " + std::to_string(world) +
           (world == 1 ? " rank (" : " ranks (") + device + ")";
   line(text);
   json("{\"event\":\"epoch\",\"epoch\":" + std::to_string(m.epoch) +
        ",\"loss\":" + fmt("%.6f", m.loss) + ",\"train_acc\":" + fmt("%.6f", m.train_acc) +
        ",\"test_loss\":" + fmt("%.6f", m.test_loss) + ",\"test_acc\":" + fmt("%.6f", m.test_acc) +
+       (m.test_top5 >= 0 ? ",\"test_top5\":" + fmt("%.6f", m.test_top5) : std::string()) +
        ",\"samples\":" + std::to_string(m.samples) + ",\"steps\":" + std::to_string(m.steps) +
        ",\"time_s\":" + fmt("%.4f", m.time_s) +
        ",\"examples_per_s\":" + fmt("%.3f", m.examples_per_s) + ",\"lr\":" + fmt("%.8g", m.lr) +

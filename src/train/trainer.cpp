@@ -242,8 +242,8 @@ void Trainer::wait_for_writer() {
   p_.writer->wait();
 }
 
-std::array<double, 2> Trainer::read_and_reset_stats() {
-  std::array<double, 2> s{};
+std::array<double, 3> Trainer::read_and_reset_stats() {
+  std::array<double, 3> s{};
   p_.backend.download(s.data(), stats_.data(), sizeof s);
   p_.backend.fill_zero(stats_.data(), sizeof s);
   return s;
@@ -425,6 +425,7 @@ FitResult Trainer::fit() {
       const EvalResult ev = evaluate();
       em.test_loss = ev.loss;
       em.test_acc = ev.accuracy;
+      em.test_top5 = ev.top5;
     }
     p_.report.epoch(em, p_.world.size(), p_.backend.device().str());
     report_stragglers("epoch " + std::to_string(em.epoch), em.epoch, train_time,
@@ -484,12 +485,13 @@ EvalResult Trainer::evaluate() {
   }
   const auto s = read_and_reset_stats();
   be.upload(stats_.data(), saved.data(), sizeof saved);
-  double sums[3] = {s[0], s[1], double(shard.size())};
-  host_comm().allreduce_sum(sums, 3);
+  double sums[4] = {s[0], s[1], s[2], double(shard.size())};
+  host_comm().allreduce_sum(sums, 4);
   EvalResult r;
-  r.samples = static_cast<std::int64_t>(sums[2]);
-  r.loss = r.samples ? sums[0] / sums[2] : 0.0;
-  r.accuracy = r.samples ? sums[1] / sums[2] : 0.0;
+  r.samples = static_cast<std::int64_t>(sums[3]);
+  r.loss = r.samples ? sums[0] / sums[3] : 0.0;
+  r.accuracy = r.samples ? sums[1] / sums[3] : 0.0;
+  if (m.config().classes >= 10) r.top5 = r.samples ? sums[2] / sums[3] : 0.0;
   return r;
 }
 

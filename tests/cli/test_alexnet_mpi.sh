@@ -39,7 +39,7 @@ out=$("${mpi[@]}" -n 2 "$bin" --model alexnet --resize 0 2>&1); rc=$?
 out=$("${mpi[@]}" -n 2 "$bin" --model lenet --resize 0 --epochs 1 --lr 0.1 --momentum 0.9 \
   --metrics-file "$tmp/m.jsonl" 2>&1); rc=$?
 [ "$rc" -eq 0 ] && ok "2-rank training exits 0" || bad "training: exit $rc: $out"
-grep -qE "^epoch 1, loss [0-9.]+, train acc [0-9.]+, test acc [0-9.]+, [0-9.]+ examples/sec on 2 ranks \(cpu\)$" <<<"$out" \
+grep -qE "^epoch 1, loss [0-9.]+, train acc [0-9.]+, test acc [0-9.]+, top-5 [0-9.]+, [0-9.]+ examples/sec on 2 ranks \(cpu\)$" <<<"$out" \
   && ok "epoch line" || bad "no epoch line: $out"
 acc=$(grep '"event":"epoch"' "$tmp/m.jsonl" | sed -E 's/.*"test_acc":([0-9.]+).*/\1/')
 python3 -c "import sys; sys.exit(0 if float('${acc:-0}') >= 0.80 else 1)" \

@@ -18,7 +18,7 @@ bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
 clean_env=(env -i PATH=/usr/bin:/bin HOME="$HOME" OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1)
 job=(-np 2 --oversubscribe alexnet --dataset synthetic --model lenet --resize 0 --epochs 1
   --train-limit 256 --test-limit 64 --batch-size 32 --device cpu)
-epoch_re="^epoch 1, loss [0-9.]+, train acc [0-9.]+, test acc [0-9.]+, [0-9.]+ examples/sec on 2 ranks \(cpu\)$"
+epoch_re="^epoch 1, loss [0-9.]+, train acc [0-9.]+, test acc [0-9.]+, top-5 [0-9.]+, [0-9.]+ examples/sec on 2 ranks \(cpu\)$"
 
 # ---- bad inputs: one line, non-zero exit ---------------------------------------------------------
 out=$("$bundle_cmd" --help 2>&1); rc=$?

@@ -92,7 +92,7 @@ h5dump -a /global_batch "$final" | grep -q "(0): 128" && ok "h5dump" || bad "h5d
 # 5. Using a checkpoint: evaluation only, and weights only.
 acc=$(grep "^epoch 2," "$tmp/straight.log" | sed -E 's/.*test acc ([0-9.]+).*/\1/')
 out=$("${mpi[@]}" -n 2 "$bin" "${run[@]}" --eval-only --checkpoint "$final" 2>&1)
-grep -qE "test acc 0?${acc}[0-9]* on 500 samples" <<<"$out" && ok "eval-only reproduces test acc $acc" || bad "eval-only: $out"
+grep -qE "test acc 0?${acc}[0-9]*, top-5 [0-9.]+ on 500 samples" <<<"$out" && ok "eval-only reproduces test acc $acc" || bad "eval-only: $out"
 out=$("${mpi[@]}" -n 2 "$bin" "${run[@]}" --epochs 1 --init-from "$final" 2>&1)
 first=$(grep "^epoch 1," <<<"$out" | sed -E 's/.*train acc ([0-9.]+).*/\1/')
 python3 -c "import sys; sys.exit(0 if float('${first:-0}') > 0.7 else 1)" && ok "init-from starts from the trained weights ($first)" \

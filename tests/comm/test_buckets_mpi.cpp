@@ -83,7 +83,7 @@ std::vector<float> train_three_steps(const GradSyncOptions& o) {
     ids[std::size_t(i)] = std::uint32_t(8 * world_rank() + i);
   for (std::uint32_t step = 0; step < 3; ++step) {
     const StepContext ctx{true, 1, step, ids.data()};
-    double stats[2] = {0, 0};
+    double stats[3] = {0, 0, 0};
     be->softmax_xent(8, 10, m.forward(ctx, 8, x.data()), labels.data(),
                      1.0f / float(8 * world_size()), m.dlogits(), stats);
     sync.begin_step();

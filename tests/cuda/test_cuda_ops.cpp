@@ -175,6 +175,30 @@ TEST_P(CudaVsCpu, MaxPoolForwardAndBackward) {
   expect_close("input gradient dx", m, gdx.get(), dx);
 }
 
+TEST_P(CudaVsCpu, AdaptiveAvgPoolForwardAndBackward) {
+  SKIP_WITHOUT_GPU();
+  const Math m = GetParam();
+  auto cpu = cpu_reference();
+  auto gpu = gpu_backend(m);
+  // 7x7 to 6x6 (AlexNet-torchvision at 256x256 input): neighbouring cells share a row/column.
+  for (const AdaptivePoolGeom g :
+       {AdaptivePoolGeom{6, 7, 7, 6, 6}, AdaptivePoolGeom{3, 5, 9, 3, 4}}) {
+    const int n = 3;
+    const auto x = testkit::random_vector(std::size_t(n) * g.c * g.h * g.w, 31);
+    const std::size_t ny = std::size_t(n) * g.c * g.oh * g.ow;
+    const auto dy = testkit::random_vector(ny, 32);
+    std::vector<float> y(ny), dx(x.size());
+    cpu->adaptive_avg_pool_forward(n, g, x.data(), y.data());
+    cpu->adaptive_avg_pool_backward(n, g, dy.data(), dx.data());
+    Dev gx(*gpu, x), gy(*gpu, ny), gdy(*gpu, dy), gdx(*gpu, x.size());
+    gpu->adaptive_avg_pool_forward(n, g, gx.p(), gy.p());
+    gpu->adaptive_avg_pool_backward(n, g, gdy.p(), gdx.p());
+    std::printf("adaptive_avg_pool %dx%d -> %dx%d:\n", g.h, g.w, g.oh, g.ow);
+    expect_close("forward y", m, gy.get(), y);
+    expect_close("input gradient dx", m, gdx.get(), dx);
+  }
+}
+
 TEST_P(CudaVsCpu, DenseForwardAndAllGradients) {
   SKIP_WITHOUT_GPU();
   const Math m = GetParam();
@@ -257,22 +281,23 @@ TEST_P(CudaVsCpu, ReluSoftmaxXentAndSgd) {
   std::vector<std::int32_t> labels(n);
   for (int i = 0; i < n; ++i) labels[std::size_t(i)] = (i * 7) % classes;
   std::vector<float> dl(logits.size());
-  double stats[2] = {0.5, 1.0};  // accumulates onto what is there
+  double stats[3] = {0.5, 1.0, 2.0};  // accumulates onto what is there
   cpu->softmax_xent(n, classes, logits.data(), labels.data(), 1.0f / 64, dl.data(), stats);
   Dev glog(*gpu, logits), gdl(*gpu, logits.size());
   Buffer glab = gpu->allocate(sizeof(std::int32_t) * std::size_t(n));
   gpu->upload(glab.data(), labels.data(), sizeof(std::int32_t) * std::size_t(n));
-  Buffer gstats = gpu->allocate(2 * sizeof(double));
-  const double start[2] = {0.5, 1.0};
+  Buffer gstats = gpu->allocate(3 * sizeof(double));
+  const double start[3] = {0.5, 1.0, 2.0};
   gpu->upload(gstats.data(), start, sizeof start);
   gpu->softmax_xent(n, classes, glog.p(), static_cast<const std::int32_t*>(glab.data()), 1.0f / 64,
                     gdl.p(), static_cast<double*>(gstats.data()));
-  double got[2];
+  double got[3];
   gpu->download(got, gstats.data(), sizeof got);
-  std::printf("softmax_xent: loss %.9g vs %.9g, correct %g vs %g\n", got[0], stats[0], got[1],
-              stats[1]);
+  std::printf("softmax_xent: loss %.9g vs %.9g, correct %g vs %g, top-5 %g vs %g\n", got[0],
+              stats[0], got[1], stats[1], got[2], stats[2]);
   EXPECT_NEAR(got[0], stats[0], 1e-9 * std::abs(stats[0]));
   EXPECT_EQ(got[1], stats[1]);
+  EXPECT_EQ(got[2], stats[2]);
   expect_close("softmax_xent dlogits", Math::fp32, gdl.get(), dl);
 
   const std::int64_t count = 1003;  // not a multiple of 4: the scalar path
@@ -508,17 +533,17 @@ TEST_P(CudaVsCpu, WholeAlexNetForwardAndBackward) {
   const std::vector<std::uint32_t> ids{10, 20, 30, 40};
   const std::vector<std::int32_t> labels{1, 3, 5, 7};
   const StepContext cctx{true, 7, 2, ids.data()};
-  double stats[2] = {0, 0};
+  double stats[3] = {0, 0, 0};
   const float* la = a.forward(cctx, n, x.data());
   std::vector<float> logits_cpu(la, la + n * 10);
   cpu->softmax_xent(n, 10, la, labels.data(), 1.0f / n, a.dlogits(), stats);
   a.backward(cctx, n, x.data());
 
   Dev gx(*gpu, x);
-  Buffer gids = gpu->allocate(16), glab = gpu->allocate(16), gstats = gpu->allocate(16);
+  Buffer gids = gpu->allocate(16), glab = gpu->allocate(16), gstats = gpu->allocate(24);
   gpu->upload(gids.data(), ids.data(), 16);
   gpu->upload(glab.data(), labels.data(), 16);
-  gpu->fill_zero(gstats.data(), 16);
+  gpu->fill_zero(gstats.data(), 24);
   const StepContext gctx{true, 7, 2, static_cast<const std::uint32_t*>(gids.data())};
   const float* lb = b.forward(gctx, n, gx.p());
   std::vector<float> logits_gpu(std::size_t(n) * 10);

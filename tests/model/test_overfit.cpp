@@ -17,7 +17,7 @@ double train_step(Model& m, Backend& be, const std::vector<float>& x,
   const int n = static_cast<int>(labels.size());
   StepContext ctx{true, 3, step, ids.data()};
   const float* logits = m.forward(ctx, n, x.data());
-  double stats[2] = {0, 0};
+  double stats[3] = {0, 0, 0};
   be.softmax_xent(n, m.config().classes, logits, labels.data(), 1.0f / n, m.dlogits(), stats);
   m.backward(ctx, n, x.data());
   be.sgd_update(m.flat_size(), m.param_data(), m.grad_data(), m.momentum_data(), sgd);

@@ -43,6 +43,21 @@ TEST(Shapes, AlexNetAsInD2l) {
   EXPECT_EQ(trainable(c), 46764746);
 }
 
+// torchvision.models.alexnet(): 61,100,840 parameters at 1000 classes; its features end at
+// 256x6x6 for 224x224 input, where the adaptive pool is a copy, and at 7x7 for 256x256.
+TEST(Shapes, AlexNetTorchvision) {
+  const auto c = cfg("alexnet-torchvision", Shape{3, 224, 224}, 1000);
+  EXPECT_EQ(output_shapes(c),
+            (std::vector<std::string>{"64x55x55", "64x27x27", "192x27x27", "192x13x13", "384x13x13",
+                                      "256x13x13", "256x13x13", "256x6x6", "256x6x6", "256x6x6",
+                                      "4096", "4096", "4096", "1000"}));
+  EXPECT_EQ(trainable(c), 61100840);
+  const auto larger = output_shapes(cfg("alexnet-torchvision", Shape{3, 256, 256}, 1000));
+  EXPECT_EQ(larger[7], "256x7x7");
+  EXPECT_EQ(larger[8], "256x6x6");
+  EXPECT_EQ(trainable(cfg("alexnet-torchvision", Shape{3, 256, 256}, 1000)), 61100840);
+}
+
 TEST(Shapes, AlexNetNoPadOnCifarAt224) {
   const auto c = cfg("alexnet-nopad", Shape{3, 224, 224});
   EXPECT_EQ(output_shapes(c),
@@ -87,7 +102,8 @@ TEST(Shapes, BadInputsGiveOneClearLine) {
   EXPECT_NE(small.find("67x67"), std::string::npos) << small;
   const std::string unknown = usage_error(cfg("resnet", Shape{1, 224, 224}));
   EXPECT_NE(unknown.find("unknown model 'resnet'"), std::string::npos) << unknown;
-  EXPECT_NE(unknown.find("alexnet, alexnet-bn, alexnet-nopad, lenet"), std::string::npos);
+  EXPECT_NE(unknown.find("alexnet, alexnet-bn, alexnet-nopad, alexnet-torchvision, lenet"),
+            std::string::npos);
   const std::string zero = usage_error(cfg("lenet", Shape{1, 28, 28}, 0));
   EXPECT_NE(zero.find("classes must be at least 1, got 0"), std::string::npos) << zero;
   for (const auto& m : {small, unknown, zero}) EXPECT_EQ(m.find('\n'), std::string::npos);

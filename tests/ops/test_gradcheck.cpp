@@ -69,6 +69,18 @@ TEST(MaxPoolGradient, NonOverlapping2Stride2) {
   check_gradients(h, spaced_values(h.in_count(), 8), {1e-3, 1e-2, 1e-3});
 }
 
+TEST(AdaptiveAvgPoolGradient, OverlappingCells) {
+  auto be = cpu();  // 7x5 to 3x2: rows [0,3) [2,5) [4,7), columns [0,3) [2,5) -- cells share pixels
+  LayerHarness h(make_adaptive_avg_pool("avgpool", Shape{2, 7, 5}, 3, 2), 2, *be);
+  check_gradients(h, random_vector(h.in_count(), 21));
+}
+
+TEST(AdaptiveAvgPoolGradient, Enlarging) {
+  auto be = cpu();  // 2x3 to 5x4: every input pixel feeds several cells
+  LayerHarness h(make_adaptive_avg_pool("avgpool", Shape{1, 2, 3}, 5, 4), 3, *be);
+  check_gradients(h, random_vector(h.in_count(), 22));
+}
+
 TEST(DenseGradient, FlattensConvShapedInput) {
   auto be = cpu();
   LayerHarness h(make_dense("dense", Shape{3, 2, 2}, 5, Activation::none), 3, *be, 3);
@@ -107,14 +119,14 @@ TEST(SoftmaxXentGradient, MatchesFiniteDifferences) {
   const std::vector<std::int32_t> labels{4, 0, 2};
   const float scale = 1.0f / 8;  // e.g. a global batch of 8 spread over ranks
   std::vector<float> d(logits.size());
-  double stats[2] = {0, 0};
+  double stats[3] = {0, 0, 0};
   be->softmax_xent(n, classes, logits.data(), labels.data(), scale, d.data(), stats);
   const double eps = 1e-3;
   for (std::size_t i = 0; i < logits.size(); ++i) {
     auto loss_at = [&](float v) {
       const float keep = logits[i];
       logits[i] = v;
-      double s[2] = {0, 0};
+      double s[3] = {0, 0, 0};
       be->softmax_xent(n, classes, logits.data(), labels.data(), scale, nullptr, s);
       logits[i] = keep;
       return s[0] * scale;
