@@ -271,6 +271,7 @@ Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
   d.limit = cfg.train_limit;
   d.image_size = cfg.resize;
   d.skip_bad_images = cfg.on_bad_image == "skip";
+  d.augment = cfg.augment == "standard";
   SlowNotice loading(world.is_root(), "loading the " + d.name + " data");
   s.train = data::open_dataset(d, data::Split::train);
   if (!cfg.benchmark) {

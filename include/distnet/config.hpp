@@ -35,6 +35,7 @@ struct RunConfig {
   bool drop_last = false;
   int workers = -1;                    // -1: from the core count
   std::string on_bad_image = "error";  // imagefolder: error or skip
+  std::string augment = "standard";    // imagefolder: standard or none
   std::vector<float> norm_mean, norm_std;
   std::int64_t eval_batch = 0;  // 0: the training batch
 

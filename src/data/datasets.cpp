@@ -116,6 +116,7 @@ std::unique_ptr<Dataset> open_dataset(const DatasetOptions& opts, Split split) {
     ImageFolderOptions fo;
     fo.augment.size = opts.image_size;
     fo.augment.seed = opts.seed;
+    fo.train_augment = opts.augment;
     fo.on_bad = opts.skip_bad_images ? BadImagePolicy::skip : BadImagePolicy::error;
     const auto& files = split == Split::train ? list->train.files : list->val.files;
     if (opts.limit > 0 && opts.limit <= std::int64_t(files.size())) fo.limit = opts.limit;

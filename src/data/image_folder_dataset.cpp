@@ -20,7 +20,7 @@ class ImageFolderDataset final : public Dataset {
         split_(split == Split::train ? list_->train : list_->val),
         dir_(list_->root + "/" + ImageFolderList::split_dir(split)),
         opts_(opts) {
-    opts_.augment.train = split == Split::train;
+    opts_.augment.train = split == Split::train && opts.train_augment;
     DISTNET_CHECK(!split_.files.empty(), dir_ + ": no images");
   }
 

@@ -91,7 +91,7 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
        "network: alexnet, alexnet-nopad, alexnet-bn, lenet")  //
       ("resize", po::value(&resize)->default_value(resize),
        "resize images to N x N (bilinear); 0 keeps the dataset's size; auto: the model's "
-       "natural input (224 for the AlexNets, 28 for lenet)")                                      //
+       "natural input (224 for the AlexNets, 28 for lenet); imagefolder: the crop size")          //
       ("dropout", po::value(&c.dropout)->default_value(c.dropout, "0.5"), "dropout probability")  //
       ("bn-momentum", po::value(&c.bn_momentum)->default_value(c.bn_momentum, "0.9"),
        "batch-norm running statistics: running = m * running + (1 - m) * batch")  //
@@ -114,6 +114,9 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
       ("on-bad-image", po::value(&c.on_bad_image)->default_value(c.on_bad_image),
        "imagefolder: a file that cannot be read or decoded is an error (error: the run stops, "
        "naming it) or is replaced by the next good sample and counted (skip)")  //
+      ("augment", po::value(&c.augment)->default_value(c.augment),
+       "imagefolder training images: standard (RandomResizedCrop and horizontal flip) or none "
+       "(the evaluation resize and centre crop)")  //
       ("train-limit", po::value(&c.train_limit)->default_value(0),
        "use the first N training samples (0: all)")  //
       ("test-limit", po::value(&c.test_limit)->default_value(0),
@@ -318,6 +321,7 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   }
   c.data.seed = c.seed;
   one_of("on-bad-image", c.on_bad_image, {"error", "skip"});
+  one_of("augment", c.augment, {"standard", "none"});
   if (data::dataset_is_image_folder(c.data.name)) {
     if (c.data.dir.empty()) throw UsageError("--dataset imagefolder needs --data-dir DIR");
     if (c.resize == 0)
@@ -330,6 +334,8 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
     }
   } else if (c.on_bad_image != "error") {
     throw UsageError("--on-bad-image " + c.on_bad_image + " applies to --dataset imagefolder only");
+  } else if (c.augment != "standard") {
+    throw UsageError("--augment " + c.augment + " applies to --dataset imagefolder only");
   }
 
   auto need = [](bool ok, const std::string& msg) {
@@ -488,9 +494,9 @@ std::string RunConfig::effective_ini() const {
     << "\ndata-dir = " << (data.dir.empty() ? data::default_data_dir(data.name) : data.dir)
     << "\ntrain-limit = " << train_limit << "\ntest-limit = " << test_limit
     << "\ndrop-last = " << (drop_last ? "true" : "false") << "\nworkers = " << workers
-    << "\non-bad-image = " << on_bad_image << "\nnormalize-mean = " << list(norm_mean)
-    << "\nnormalize-std = " << list(norm_std) << "\neval-batch-size = " << eval_batch
-    << "\nsynthetic-shape = " << data.synthetic_shape.str()
+    << "\non-bad-image = " << on_bad_image << "\naugment = " << augment
+    << "\nnormalize-mean = " << list(norm_mean) << "\nnormalize-std = " << list(norm_std)
+    << "\neval-batch-size = " << eval_batch << "\nsynthetic-shape = " << data.synthetic_shape.str()
     << "\nsynthetic-train-size = " << data.synthetic_train_size
     << "\nsynthetic-test-size = " << data.synthetic_test_size
     << "\nsynthetic-classes = " << data.synthetic_classes << "\nepochs = " << epochs

@@ -117,6 +117,24 @@ TEST(ImageFolder, EveryFileDecodesToTheFixedShapeWithItsLabel) {
   }
 }
 
+TEST(ImageFolder, AugmentNoneGivesTrainingTheEvaluationCrop) {
+  Tree t;
+  DatasetOptions o;
+  o.name = "imagefolder", o.dir = t.dir.path(), o.image_size = 24, o.augment = false;
+  const auto ds = open_dataset(o, Split::train);
+  std::vector<std::uint8_t> a(3 * 24 * 24), b(a.size()), c(a.size());
+  for (std::int64_t i = 0; i < ds->size(); i += 7) {
+    ds->read_epoch(i, 0, a.data());
+    ds->read_epoch(i, 5, b.data());
+    EXPECT_EQ(a, b);
+    const std::string p =
+        t.dir.path() + "/train/" + scan_image_folder(t.dir.path()).train.files[std::size_t(i)];
+    const auto bytes = read_image_file(p);
+    decode_augmented(bytes.data(), bytes.size(), p, AugmentSpec{24, false, 0}, 0, i, c.data());
+    EXPECT_EQ(a, c);
+  }
+}
+
 TEST(ImageFolder, RankSlicesOfAugmentedBatchesAddUpToOneProcess) {
   Tree t;
   const auto ds = open(t.dir.path(), Split::train);

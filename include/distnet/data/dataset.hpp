@@ -60,6 +60,7 @@ struct DatasetOptions {
   // imagefolder only
   int image_size = 224;                           // the augmented images: 3 x S x S
   bool skip_bad_images = false;                   // --on-bad-image skip
+  bool augment = true;                            // --augment standard (false: none)
   std::shared_ptr<const ImageFolderList> folder;  // a list rank 0 made; null: scan `dir`
 };
 

@@ -50,8 +50,9 @@ enum class BadImagePolicy {
 struct ImageFolderOptions {
   AugmentSpec augment;  // size, seed; `train` is set from the split
   BadImagePolicy on_bad = BadImagePolicy::error;
-  std::int64_t limit = 0;  // use the first `limit` files of the split (0: all); skipping wraps
-                           // within them
+  bool train_augment = true;  // false: training images get the evaluation centre crop too
+  std::int64_t limit = 0;     // use the first `limit` files of the split (0: all); skipping wraps
+                              // within them
 };
 
 // A split of the list as a Dataset of 3 x size x size uint8 images: read(index, epoch, pixels)
