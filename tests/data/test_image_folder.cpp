@@ -23,12 +23,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh tree per test: 4 train and 2 val pictures per class, 40-200 px.
+// A fresh tree per test: 4 train and 2 val pictures per class, 40-500 px.
 struct Tree {
   TempDir dir;
   Tree() {
     tk::FolderSpec spec;
-    spec.train_per_class = 4, spec.val_per_class = 2, spec.max_size = 200;
+    spec.train_per_class = 4, spec.val_per_class = 2, spec.max_size = 500;
     tk::make_fashion_folder(dir.path(), spec);
   }
   std::string at(const std::string& rel) const { return dir.path() + "/" + rel; }
