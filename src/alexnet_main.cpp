@@ -265,8 +265,9 @@ void make_communicators(const RunConfig& cfg, const World& world, Setup& s) {
 Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
   data::DatasetOptions d = cfg.data;
   if (cfg.benchmark) {  // synthetic images of the model's input size: no resize, no I/O
+    const std::int64_t channels = data::dataset_is_image_folder(d.name) ? 3 : d.synthetic_shape[0];
     d.name = "synthetic";
-    if (cfg.resize > 0) d.synthetic_shape = Shape{d.synthetic_shape[0], cfg.resize, cfg.resize};
+    if (cfg.resize > 0) d.synthetic_shape = Shape{channels, cfg.resize, cfg.resize};
   }
   d.limit = cfg.train_limit;
   d.image_size = cfg.resize;

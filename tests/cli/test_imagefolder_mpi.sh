@@ -40,6 +40,10 @@ grep -q "input 3x32x32, 10 classes" <<<"$out" && ok "--print-shapes: 3x32x32, 10
 "$bin" "${run[@]}" --print-config | grep -q "^normalize-mean = 0.485,0.456,0.406$" \
   && ok "ImageNet mean by default" || bad "no ImageNet mean: $("$bin" "${run[@]}" --print-config | grep normalize)"
 
+out=$("$bin" "${run[@]}" --benchmark --warmup-steps 0 --steps 1 2>&1); rc=$?
+[ "$rc" -eq 0 ] && grep -q "input 3x32x32" <<<"$out" && ok "--benchmark times 3-channel images" \
+  || bad "benchmark: exit $rc: $out"
+
 # N ranks = 1 process, augmentations on: 1 and 3 ranks (20 does not split evenly over 3), one
 # epoch, the same parameters to float tolerance and the same figures.
 for n in 1 3; do
