@@ -15,6 +15,22 @@ trap 'rm -rf "$tmp"' EXIT
 ok() { echo "ok: $1"; pass=$((pass + 1)); }
 bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
 same_state() { h5diff "$1" "$2" /params /params >/dev/null && h5diff "$1" "$2" /momentum /momentum >/dev/null; }
+# Parameters of two checkpoints equal to float tolerance (h5py, not distnet); prints the largest gap.
+params_close() {
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import sys, h5py, numpy as np
+def arrays(path):
+    out = {}
+    h5py.File(path, "r")["params"].visititems(
+        lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return out
+a, b = arrays(sys.argv[1]), arrays(sys.argv[2])
+assert a and a.keys() == b.keys()
+worst = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
+print("largest parameter difference:", worst)
+sys.exit(0 if worst < 1e-4 else 1)
+PY
+}
 
 # 20 train and 5 val pictures per class, 40-200 px.
 "$make_tree" "$tmp/tree" 20 5 40 200 || { echo "FAIL: cannot make the tree"; exit 1; }
@@ -51,19 +67,7 @@ for n in 1 3; do
     --metrics-file "$tmp/np$n.jsonl" >"$tmp/np$n.log" 2>&1 && ok "$n-rank run" || bad "$n-rank run: $(cat "$tmp/np$n.log")"
 done
 c1=$(ls "$tmp"/np1/ckpt-*.h5 2>/dev/null | tail -1); c3=$(ls "$tmp"/np3/ckpt-*.h5 2>/dev/null | tail -1)
-/usr/bin/python3 - "$c1" "$c3" <<'PY' && ok "3 ranks = 1 process (parameters within 1e-4)" || bad "3 ranks differ from 1 process"
-import sys, h5py, numpy as np
-def arrays(path):
-    out = {}
-    h5py.File(path, "r")["params"].visititems(
-        lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-    return out
-a, b = arrays(sys.argv[1]), arrays(sys.argv[2])
-assert a and a.keys() == b.keys()
-worst = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
-print("largest parameter difference, 1 vs 3 ranks:", worst)
-sys.exit(0 if worst < 1e-4 else 1)
-PY
+params_close "$c1" "$c3" && ok "3 ranks = 1 process (parameters within 1e-4)" || bad "3 ranks differ from 1 process"
 l1=$(grep -o '"loss":[0-9.]*' "$tmp/np1.jsonl" | head -1); l3=$(grep -o '"loss":[0-9.]*' "$tmp/np3.jsonl" | head -1)
 [ -n "$l1" ] && [ "${l1:0:12}" = "${l3:0:12}" ] && ok "same epoch loss ($l1, $l3)" || bad "loss $l1 vs $l3"
 if diff <(ls "$tree/train") "$tmp/np1/classes.txt" >/dev/null; then ok "classes.txt lists the classes in label order"
@@ -89,6 +93,12 @@ out=$("${mpi[@]}" -n 2 "$bin" "${brk[@]}" --on-bad-image skip --metrics-file "$t
 [ "$rc" -eq 0 ] && grep -q "^epoch 1 (training): 1 bad image(s) replaced by the next good one" <<<"$out" \
   && grep -q "warning: epoch 1 (training): 1 bad image replaced, the first: .*0-truncated.jpg" <<<"$out" \
   && ok "--on-bad-image skip: counted and named" || bad "skip: exit $rc: $out"
+# Skipping keeps the slices consistent: with the bad file, 3 ranks still equal 1 process.
+for n in 1 3; do
+  "${mpi[@]}" -n $n "$bin" "${brk[@]}" --on-bad-image skip --checkpoint-dir "$tmp/skip$n" >"$tmp/skip$n.log" 2>&1
+done
+params_close "$tmp"/skip1/ckpt-*.h5 "$tmp"/skip3/ckpt-*.h5 && ok "skip: 3 ranks = 1 process" \
+  || bad "skip: 3 ranks differ: $(tail -2 "$tmp/skip3.log")"
 rm "$tmp/broken/train/c4-coat/0-truncated.jpg"
 ln -s "$tmp/nowhere.jpg" "$tmp/broken/train/c4-coat/0-dangling.jpg"  # root reads anything chmod'ed
 out=$("${mpi[@]}" -n 2 "$bin" "${brk[@]}" 2>&1); rc=$?
