@@ -105,6 +105,17 @@ out=$("${mpi[@]}" -n 2 "$bin" "${brk[@]}" 2>&1); rc=$?
 [ "$rc" -ne 0 ] && grep -q "0-dangling.jpg: cannot open: a symbolic link to a file that does not exist" <<<"$out" \
   && ok "unreadable file: exit $rc, named" || bad "unreadable file: exit $rc: $out"
 rm "$tmp/broken/train/c4-coat/0-dangling.jpg"
+# A decompression bomb: a PNG header claiming 65000 x 65000 pixels, refused before allocation.
+/usr/bin/python3 - "$tmp/broken/val/c1-trouser/bomb.png" <<'PY'
+import struct, sys, zlib
+def chunk(t, d): return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 65000, 65000, 8, 2, 0, 0, 0))
+                              + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+PY
+out=$("${mpi[@]}" -n 2 "$bin" "${brk[@]}" 2>&1); rc=$?
+[ "$rc" -ne 0 ] && grep -q "val/c1-trouser/bomb.png: PNG header claims 65000 x 65000 = 4225000000 pixels, above the limit of 178956970" <<<"$out" \
+  && ok "decompression bomb: exit $rc, named" || bad "bomb: exit $rc: $out"
+rm "$tmp/broken/val/c1-trouser/bomb.png"
 rm "$tmp"/broken/val/c7-sneaker/*
 out=$("${mpi[@]}" -n 2 "$bin" "${brk[@]}" 2>&1); rc=$?
 [ "$rc" -eq 1 ] && [ "$(grep -c "broken/val/c7-sneaker: empty class folder" <<<"$out")" -eq 1 ] \
