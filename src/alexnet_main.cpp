@@ -21,6 +21,7 @@
 #include "distnet/checkpoint.hpp"
 #include "distnet/comm.hpp"
 #include "distnet/config.hpp"
+#include "distnet/data/image_folder.hpp"
 #include "distnet/gpu.hpp"
 #include "distnet/report.hpp"
 #include "distnet/signals.hpp"
@@ -264,10 +265,14 @@ void make_communicators(const RunConfig& cfg, const World& world, Setup& s) {
 Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
   data::DatasetOptions d = cfg.data;
   if (cfg.benchmark) {  // synthetic images of the model's input size: no resize, no I/O
+    const std::int64_t channels = data::dataset_is_image_folder(d.name) ? 3 : d.synthetic_shape[0];
     d.name = "synthetic";
-    if (cfg.resize > 0) d.synthetic_shape = Shape{d.synthetic_shape[0], cfg.resize, cfg.resize};
+    if (cfg.resize > 0) d.synthetic_shape = Shape{channels, cfg.resize, cfg.resize};
   }
   d.limit = cfg.train_limit;
+  d.image_size = cfg.resize;
+  d.skip_bad_images = cfg.on_bad_image == "skip";
+  d.augment = cfg.augment == "standard";
   SlowNotice loading(world.is_root(), "loading the " + d.name + " data");
   s.train = data::open_dataset(d, data::Split::train);
   if (!cfg.benchmark) {
@@ -295,6 +300,8 @@ Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
     if (!cfg.timeline.empty() && !std::ofstream(cfg.timeline, std::ios::app))
       throw Error(cfg.timeline + ": cannot open the timeline file for writing");
     if (!cfg.checkpoint_dir.empty()) ensure_writable_dir(cfg.checkpoint_dir);
+    if (!cfg.checkpoint_dir.empty() && d.folder)  // label i is line i + 1
+      data::write_class_names(cfg.checkpoint_dir + "/classes.txt", d.folder->classes);
     if (!cfg.init_from.empty()) load_checkpoint(cfg.init_from, *s.model, /*weights_only=*/true);
     if (cfg.eval_only) load_checkpoint(cfg.checkpoint, *s.model, /*weights_only=*/true);
     if (!cfg.resume.empty()) s.resumed = resume_from(cfg, *s.model, s.train->size());
@@ -430,6 +437,25 @@ int run(const RunConfig& given, const World& world) {
     if (int c = phase([&] { adopt_trained_settings(cfg, trained, cfg.checkpoint); }); c != kExitOk)
       return c;
   }
+  // An image folder is walked once, by rank 0; the other ranks get its list.
+  if (data::dataset_is_image_folder(cfg.data.name) && !cfg.benchmark) {
+    std::string listing;
+    if (int c = phase([&] {
+          if (world.is_root()) {
+            SlowNotice scanning(true, "listing the image folder " + cfg.data.dir);
+            listing = data::scan_image_folder(cfg.data.dir).serialize();
+          }
+        });
+        c != kExitOk)
+      return c;
+    listing = broadcast_string(world, std::move(listing));
+    if (int c = phase([&] {
+          cfg.data.folder = std::make_shared<const data::ImageFolderList>(
+              data::ImageFolderList::parse(listing, "the image list from rank 0"));
+        });
+        c != kExitOk)
+      return c;
+  }
   if (int c = phase([&] { s = set_up(cfg, world, std::move(s)); }); c != kExitOk) return c;
 
   const std::optional<TrainingState> resume = share_resume_state(world, s);
@@ -505,6 +531,7 @@ int main(int argc, char** argv) {
     }
     if (cfg.print_shapes) {
       data::DatasetOptions d = cfg.data;
+      d.image_size = cfg.resize;
       print_shapes(model_config(cfg, data::nominal_image_shape(d), data::nominal_classes(d)));
       return kExitOk;
     }

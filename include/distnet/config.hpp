@@ -33,7 +33,9 @@ struct RunConfig {
   data::DatasetOptions data;  // name, dir, synthetic_*, seed (set from `seed`)
   std::int64_t train_limit = 0, test_limit = 0;
   bool drop_last = false;
-  int workers = -1;  // -1: from the core count
+  int workers = -1;                    // -1: from the core count
+  std::string on_bad_image = "error";  // imagefolder: error or skip
+  std::string augment = "standard";    // imagefolder: standard or none
   std::vector<float> norm_mean, norm_std;
   std::int64_t eval_batch = 0;  // 0: the training batch
 

@@ -36,7 +36,13 @@ DISTNET_HD Philox4 philox4x32_10(Philox4 ctr, std::uint32_t k0, std::uint32_t k1
 }
 
 // What a random stream is for; goes into the counter so streams never overlap.
-enum class RngPurpose : std::uint32_t { dropout = 0, init = 1, synthetic = 2, shuffle = 3 };
+enum class RngPurpose : std::uint32_t {
+  dropout = 0,
+  init = 1,
+  synthetic = 2,
+  shuffle = 3,
+  augment = 4
+};
 
 // The counter layout used throughout distnet (documented in docs/randomness.md):
 //   c0 = block index within the item (element / 4), c1 = item (e.g. global sample index),

@@ -109,6 +109,8 @@ class Trainer {
     double elapsed_s = 0;
   };
   void report_progress(const ProgressPoint& at);
+  void report_bad_samples(const std::string& when, const data::Dataset::BadSamples& mine,
+                          double total);
   // A collective: each rank's compute, collective and data-wait seconds to rank 0, which prints
   // "<label> ranks: ..." and names a straggler. `epoch` goes into the metrics (0: benchmark).
   void report_stragglers(const std::string& label, int epoch, double train_s, double collectives_s,

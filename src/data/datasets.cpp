@@ -1,7 +1,10 @@
 // Datasets by name, their default directories and file names.
 #include <sys/stat.h>
 
+#include <filesystem>
+
 #include "distnet/data/dataset.hpp"
+#include "distnet/data/image_folder.hpp"
 #include "distnet/error.hpp"
 
 namespace distnet::data {
@@ -60,7 +63,8 @@ std::unique_ptr<Dataset> open_cifar(const std::string& dir, Split split) {
 }  // namespace
 
 const std::vector<std::string>& dataset_names() {
-  static const std::vector<std::string> names{"fashion-mnist", "mnist", "cifar10", "synthetic"};
+  static const std::vector<std::string> names{"fashion-mnist", "mnist", "cifar10", "synthetic",
+                                              "imagefolder"};
   return names;
 }
 
@@ -71,13 +75,29 @@ std::string default_data_dir(const std::string& name) {
   return "";
 }
 
+bool dataset_is_image_folder(const std::string& name) {
+  return name == "imagefolder";
+}
+
 Shape nominal_image_shape(const DatasetOptions& opts) {
   if (opts.name == "cifar10") return Shape{3, 32, 32};
+  if (dataset_is_image_folder(opts.name)) return Shape{3, opts.image_size, opts.image_size};
   if (opts.name == "synthetic") return opts.synthetic_shape;
   return Shape{1, 28, 28};
 }
 
 int nominal_classes(const DatasetOptions& opts) {
+  if (dataset_is_image_folder(opts.name)) {  // the class folders of DIR/train, no file read
+    if (opts.folder) return int(opts.folder->classes.size());
+    DISTNET_CHECK_USAGE(!opts.dir.empty(), "--dataset imagefolder needs --data-dir DIR");
+    std::int64_t n = 0;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(opts.dir + "/train", ec), end; !ec && it != end;
+         it.increment(ec))
+      n += it->is_directory(ec);
+    if (n == 0) throw Error(opts.dir + "/train: no class folders in it");
+    return int(n);
+  }
   return opts.name == "synthetic" ? opts.synthetic_classes : 10;
 }
 
@@ -89,6 +109,18 @@ std::unique_ptr<Dataset> open_dataset(const DatasetOptions& opts, Split split) {
     ds = open_idx(name, check_dir(name, dir), split);
   } else if (name == "cifar10") {
     ds = open_cifar(check_dir(name, dir), split);
+  } else if (dataset_is_image_folder(name)) {
+    DISTNET_CHECK_USAGE(!opts.dir.empty(), "--dataset imagefolder needs --data-dir DIR");
+    auto list =
+        opts.folder ? opts.folder : std::make_shared<const ImageFolderList>(scan_image_folder(dir));
+    ImageFolderOptions fo;
+    fo.augment.size = opts.image_size;
+    fo.augment.seed = opts.seed;
+    fo.train_augment = opts.augment;
+    fo.on_bad = opts.skip_bad_images ? BadImagePolicy::skip : BadImagePolicy::error;
+    const auto& files = split == Split::train ? list->train.files : list->val.files;
+    if (opts.limit > 0 && opts.limit <= std::int64_t(files.size())) fo.limit = opts.limit;
+    ds = make_image_folder_dataset(std::move(list), split, fo);
   } else if (name == "synthetic") {
     const std::int64_t n =
         split == Split::train ? opts.synthetic_train_size : opts.synthetic_test_size;

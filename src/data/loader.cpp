@@ -79,13 +79,14 @@ Batch Loader::produce(std::int64_t position) {
     b.images.resize(n * static_cast<std::size_t>(out_per));
     std::vector<std::uint8_t> pixels(static_cast<std::size_t>(raw_per));
     for (std::size_t i = 0; i < n; ++i) {
-      b.labels[i] = ds_.read(b.sample_ids[i], pixels.data());
+      b.labels[i] = ds_.read_epoch(b.sample_ids[i], b.epoch, pixels.data());
       transform_->apply(pixels.data(), b.images.data() + i * static_cast<std::size_t>(out_per));
     }
   } else {
     b.raw.resize(n * static_cast<std::size_t>(raw_per));
     for (std::size_t i = 0; i < n; ++i)
-      b.labels[i] = ds_.read(b.sample_ids[i], b.raw.data() + i * static_cast<std::size_t>(raw_per));
+      b.labels[i] = ds_.read_epoch(b.sample_ids[i], b.epoch,
+                                   b.raw.data() + i * static_cast<std::size_t>(raw_per));
   }
   return b;
 }

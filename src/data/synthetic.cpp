@@ -77,6 +77,13 @@ class LimitedDataset final : public Dataset {
   std::int32_t read(std::int64_t index, std::uint8_t* pixels) const override {
     return base_->read(index, pixels);
   }
+  std::int32_t read_epoch(std::int64_t index, std::int64_t epoch,
+                          std::uint8_t* pixels) const override {
+    return base_->read_epoch(index, epoch, pixels);
+  }
+  BadSamples take_bad_samples(std::int64_t epoch) const override {
+    return base_->take_bad_samples(epoch);
+  }
 
  private:
   std::unique_ptr<Dataset> base_;

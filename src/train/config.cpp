@@ -91,7 +91,7 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
        "network: alexnet, alexnet-nopad, alexnet-bn, lenet")  //
       ("resize", po::value(&resize)->default_value(resize),
        "resize images to N x N (bilinear); 0 keeps the dataset's size; auto: the model's "
-       "natural input (224 for the AlexNets, 28 for lenet)")                                      //
+       "natural input (224 for the AlexNets, 28 for lenet); imagefolder: the crop size")          //
       ("dropout", po::value(&c.dropout)->default_value(c.dropout, "0.5"), "dropout probability")  //
       ("bn-momentum", po::value(&c.bn_momentum)->default_value(c.bn_momentum, "0.9"),
        "batch-norm running statistics: running = m * running + (1 - m) * batch")  //
@@ -105,9 +105,18 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   po::options_description data("Data");
   data.add_options()  //
       ("dataset", po::value(&c.data.name)->default_value(c.data.name),
-       "fashion-mnist, mnist, cifar10 or synthetic")  //
+       "fashion-mnist, mnist, cifar10, synthetic or imagefolder (DIR/train/<class>/*.jpg|png "
+       "and DIR/val/<class>/...: random crops and flips of --resize pixels for training, "
+       "centre crops for evaluation, ImageNet's mean/std unless given; docs/image-folders.md)")  //
       ("data-dir", po::value(&c.data.dir),
-       "dataset directory (default: /usr/share/datasets/fashion-mnist for fashion-mnist)")  //
+       "dataset directory (default: /usr/share/datasets/fashion-mnist for fashion-mnist; "
+       "required for imagefolder)")  //
+      ("on-bad-image", po::value(&c.on_bad_image)->default_value(c.on_bad_image),
+       "imagefolder: a file that cannot be read or decoded is an error (error: the run stops, "
+       "naming it) or is replaced by the next good sample and counted (skip)")  //
+      ("augment", po::value(&c.augment)->default_value(c.augment),
+       "imagefolder training images: standard (RandomResizedCrop and horizontal flip) or none "
+       "(the evaluation resize and centre crop)")  //
       ("train-limit", po::value(&c.train_limit)->default_value(0),
        "use the first N training samples (0: all)")  //
       ("test-limit", po::value(&c.test_limit)->default_value(0),
@@ -311,6 +320,23 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
     c.resize = v;
   }
   c.data.seed = c.seed;
+  one_of("on-bad-image", c.on_bad_image, {"error", "skip"});
+  one_of("augment", c.augment, {"standard", "none"});
+  if (data::dataset_is_image_folder(c.data.name)) {
+    if (c.data.dir.empty()) throw UsageError("--dataset imagefolder needs --data-dir DIR");
+    if (c.resize == 0)
+      throw UsageError(
+          "--resize 0 keeps the dataset's image size, but an image folder's images have any size; "
+          "give the crop size (e.g. --resize 224)");
+    if (!c.norm_given) {  // ImageNet's per-channel statistics, as torchvision's reference uses
+      c.norm_mean = {0.485f, 0.456f, 0.406f};
+      c.norm_std = {0.229f, 0.224f, 0.225f};
+    }
+  } else if (c.on_bad_image != "error") {
+    throw UsageError("--on-bad-image " + c.on_bad_image + " applies to --dataset imagefolder only");
+  } else if (c.augment != "standard") {
+    throw UsageError("--augment " + c.augment + " applies to --dataset imagefolder only");
+  }
 
   auto need = [](bool ok, const std::string& msg) {
     if (!ok) throw UsageError(msg);
@@ -468,6 +494,7 @@ std::string RunConfig::effective_ini() const {
     << "\ndata-dir = " << (data.dir.empty() ? data::default_data_dir(data.name) : data.dir)
     << "\ntrain-limit = " << train_limit << "\ntest-limit = " << test_limit
     << "\ndrop-last = " << (drop_last ? "true" : "false") << "\nworkers = " << workers
+    << "\non-bad-image = " << on_bad_image << "\naugment = " << augment
     << "\nnormalize-mean = " << list(norm_mean) << "\nnormalize-std = " << list(norm_std)
     << "\neval-batch-size = " << eval_batch << "\nsynthetic-shape = " << data.synthetic_shape.str()
     << "\nsynthetic-train-size = " << data.synthetic_train_size

@@ -404,9 +404,10 @@ FitResult Trainer::fit() {
     // Loss and accuracy accumulated on the fly over the epoch (as the notebooks report them),
     // summed over ranks.
     const auto s = read_and_reset_stats();
-    double sums[3] = {s[0], s[1], double(epoch_samples_)};
+    const data::Dataset::BadSamples bad = p_.train.take_bad_samples(epoch);
+    double sums[4] = {s[0], s[1], double(epoch_samples_), double(bad.count)};
     epoch_samples_ = 0;
-    host_comm().allreduce_sum(sums, 3);
+    host_comm().allreduce_sum(sums, 4);
     const double train_time = seconds_since(t0);
 
     EpochMetrics em;
@@ -428,6 +429,7 @@ FitResult Trainer::fit() {
       em.test_top5 = ev.top5;
     }
     p_.report.epoch(em, p_.world.size(), p_.backend.device().str());
+    report_bad_samples("epoch " + std::to_string(em.epoch) + " (training)", bad, sums[3]);
     report_stragglers("epoch " + std::to_string(em.epoch), em.epoch, train_time,
                       em.comm_s + (vote_s_ - vote0), em.data_wait_s);
     if (p_.timeline) p_.timeline->counter("epoch loss", Timeline::now_us(), em.loss);
@@ -454,6 +456,24 @@ FitResult Trainer::fit() {
                      p_.world.size());
   }
   return result;
+}
+
+// --on-bad-image skip: every rank that replaced files names the first few (stderr); rank 0
+// gives the total over all ranks.
+void Trainer::report_bad_samples(const std::string& when, const data::Dataset::BadSamples& mine,
+                                 double total) {
+  if (mine.count > 0) {
+    std::string paths;
+    for (const auto& f : mine.first) paths += (paths.empty() ? "" : ", ") + f;
+    std::fprintf(stderr,
+                 "[rank %d %s] alexnet: warning: %s: %lld bad image%s replaced, the first: %s\n",
+                 p_.world.rank(), p_.world.host().c_str(), when.c_str(),
+                 static_cast<long long>(mine.count), mine.count == 1 ? "" : "s", paths.c_str());
+    std::fflush(stderr);
+  }
+  if (total > 0)
+    p_.report.line(when + ": " + std::to_string(static_cast<long long>(total)) +
+                   " bad image(s) replaced by the next good one (--on-bad-image skip)");
 }
 
 EvalResult Trainer::evaluate() {
@@ -485,8 +505,10 @@ EvalResult Trainer::evaluate() {
   }
   const auto s = read_and_reset_stats();
   be.upload(stats_.data(), saved.data(), sizeof saved);
-  double sums[4] = {s[0], s[1], s[2], double(shard.size())};
-  host_comm().allreduce_sum(sums, 4);
+  const data::Dataset::BadSamples bad = p_.test->take_bad_samples(0);
+  double sums[5] = {s[0], s[1], s[2], double(shard.size()), double(bad.count)};
+  host_comm().allreduce_sum(sums, 5);
+  report_bad_samples("evaluation", bad, sums[4]);
   EvalResult r;
   r.samples = static_cast<std::int64_t>(sums[3]);
   r.loss = r.samples ? sums[0] / sums[3] : 0.0;

@@ -245,8 +245,7 @@ TEST(Datasets, UnknownNameIsAUsageError) {
     open_dataset(o, Split::train);
     FAIL();
   } catch (const UsageError& e) {
-    expect_has(
-        e.what(),
-        {"unknown dataset 'imagenet'; expected one of: fashion-mnist, mnist, cifar10, synthetic"});
+    expect_has(e.what(), {"unknown dataset 'imagenet'; expected one of: fashion-mnist, mnist, "
+                          "cifar10, synthetic, imagefolder"});
   }
 }

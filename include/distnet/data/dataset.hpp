@@ -22,12 +22,34 @@ class Dataset {
   // Copies sample `index`'s pixels (image_shape().numel() bytes, CHW) to `pixels`; returns the
   // label.
   virtual std::int32_t read(std::int64_t index, std::uint8_t* pixels) const = 0;
+  // The sample as training epoch `epoch` sees it; the loader calls this one. Datasets whose
+  // samples never change (IDX, CIFAR, synthetic) ignore the epoch; augmenting ones (image
+  // folders) draw their crop and flip from (seed, epoch, index), so the sample is the same on any
+  // rank and after a resume.
+  virtual std::int32_t read_epoch(std::int64_t index, std::int64_t epoch,
+                                  std::uint8_t* pixels) const {
+    (void)epoch;
+    return read(index, pixels);
+  }
+
+  // Bad files replaced under --on-bad-image skip while reading `epoch`'s samples on this rank
+  // (count of replaced reads, and the first few paths); returns them and forgets them.
+  struct BadSamples {
+    std::int64_t count = 0;
+    std::vector<std::string> first;
+  };
+  virtual BadSamples take_bad_samples(std::int64_t epoch) const {
+    (void)epoch;
+    return {};
+  }
 };
 
-enum class Split { train, test };
+enum class Split { train, test };  // for image folders: DIR/train and DIR/val
+
+struct ImageFolderList;  // distnet/data/image_folder.hpp
 
 struct DatasetOptions {
-  std::string name = "fashion-mnist";  // fashion-mnist, mnist, cifar10, synthetic
+  std::string name = "fashion-mnist";  // fashion-mnist, mnist, cifar10, synthetic, imagefolder
   std::string dir;                     // empty: the dataset's default directory
   std::int64_t limit = 0;              // use the first `limit` samples; 0 = all
   // synthetic only
@@ -35,6 +57,11 @@ struct DatasetOptions {
   std::int64_t synthetic_train_size = 60000, synthetic_test_size = 10000;
   int synthetic_classes = 10;
   std::uint64_t seed = 0;
+  // imagefolder only
+  int image_size = 224;                           // the augmented images: 3 x S x S
+  bool skip_bad_images = false;                   // --on-bad-image skip
+  bool augment = true;                            // --augment standard (false: none)
+  std::shared_ptr<const ImageFolderList> folder;  // a list rank 0 made; null: scan `dir`
 };
 
 // The names open_dataset() accepts and, per name, the default directory.
@@ -67,5 +94,9 @@ std::unique_ptr<Dataset> make_synthetic_dataset(Shape shape, std::int64_t size, 
 
 // The first `limit` samples of `base` (limit <= base->size()).
 std::unique_ptr<Dataset> make_limited(std::unique_ptr<Dataset> base, std::int64_t limit);
+
+// Whether a dataset produces a fixed-size image from files of any size (an image folder): its
+// images are cropped to DatasetOptions::image_size, so --resize 0 has no meaning for it.
+bool dataset_is_image_folder(const std::string& name);
 
 }  // namespace distnet::data
