@@ -75,6 +75,11 @@ printf 'frobnicate = 3\n' >"$tmp/unknown.ini"
 printf 'epoch = 3\n' >"$tmp/prefix.ini"
 expect 0 "^lr = 0.5$" --config "$tmp/run.ini" --print-config
 expect 0 "^epochs = 4$" --config "$tmp/run.ini" --epochs 4 --print-config
+# Every shipped config is valid (image folders need a directory, which --print-config never reads).
+for ini in "$(dirname "$0")"/../../configs/*.ini; do
+  expect 0 "^model = " --config "$ini" --data-dir "$tmp" --print-config
+done
+expect 0 "^lr-steps = 30,60$" --config "$(dirname "$0")/../../configs/imagenet-alexnet.ini" --data-dir "$tmp" --print-config
 expect 0 "^model = alexnet$" --print-config
 expect 2 "^alexnet: error: --batch-size must be at least 1, got 0$" --batch-size 0
 expect 2 "^alexnet: error: --lr must be > 0, got 0$" --lr 0

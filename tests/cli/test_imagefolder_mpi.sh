@@ -125,5 +125,13 @@ out=$("${mpi[@]}" -n 2 "$bin" "${brk[@]}" 2>&1); rc=$?
 [ "$rc" -eq 1 ] && [ "$(grep -c "have different classes (10 and 9): 'c7-sneaker' is only in train" <<<"$out")" -eq 1 ] \
   && ok "different class sets: exit 1, one message" || bad "class sets: exit $rc: $out"
 
+# The ImageNet config end to end (torchvision's AlexNet on 224 crops), a few images on 2 ranks.
+ini=$(dirname "$0")/../../configs/imagenet-alexnet.ini
+out=$("${mpi[@]}" -n 2 "$bin" --config "$ini" --data-dir "$tree" --train-limit 20 --test-limit 10 \
+  --batch-size 10 --eval-batch-size 5 --epochs 1 --progress off 2>&1); rc=$?
+[ "$rc" -eq 0 ] && grep -q "^model alexnet-torchvision (57,044,810 parameters), input 3x224x224, 10 classes$" <<<"$out" \
+  && grep -qE "^epoch 1, loss [0-9.]+, train acc [0-9.]+, test acc [0-9.]+, top-5 [0-9.]+, .* on 2 ranks \(cpu\)$" <<<"$out" \
+  && ok "configs/imagenet-alexnet.ini trains on 2 ranks" || bad "imagenet config: exit $rc: $out"
+
 echo "$pass passed, $fails failed"
 [ "$fails" -eq 0 ]
