@@ -22,6 +22,7 @@
 #include "distnet/comm.hpp"
 #include "distnet/config.hpp"
 #include "distnet/gpu.hpp"
+#include "distnet/grid.hpp"
 #include "distnet/report.hpp"
 #include "distnet/signals.hpp"
 #include "distnet/timeline.hpp"
@@ -202,6 +203,7 @@ struct Setup {
   std::unique_ptr<Backend> backend;
   std::unique_ptr<Communicator> comm;       // the model's buffers, on the backend's device
   std::unique_ptr<Communicator> host_comm;  // host figures; null when `comm` is host MPI
+  std::unique_ptr<Grid> grid;               // --model-parallel: groups and their communicators
   std::unique_ptr<data::Dataset> train, test;
   std::unique_ptr<data::ImageTransform> transform;
   std::unique_ptr<Model> model;
@@ -246,19 +248,21 @@ std::optional<CheckpointMeta> resume_from(const RunConfig& cfg, Model& model,
 // The communicators: MPI for host figures; for the model's buffers MPI too on the CPU, NCCL on
 // GPUs (or MPI through host memory with --comm mpi). Collective: every rank calls it.
 void make_communicators(const RunConfig& cfg, const World& world, Setup& s) {
-  auto mpi = with_watchdog(make_mpi_communicator(world.comm()), cfg.comm_timeout, prefix(world));
+  check_grid_shape(world.size(), cfg.model_parallel);  // the same answer on every rank
+  const CommunicatorFactory make = [&](MPI_Comm c) -> std::unique_ptr<Communicator> {
+    if (s.backend->device().is_cpu() || cfg.comm == "mpi")
+      return through_host(with_watchdog(make_mpi_communicator(c), cfg.comm_timeout, prefix(world)),
+                          *s.backend);
+    return gpu::make_nccl_communicator(c, *s.backend, cfg.comm_timeout, prefix(world));
+  };
   if (s.backend->device().is_cpu()) {
-    s.comm = std::move(mpi);
-    return;
-  }
-  if (cfg.comm == "mpi") {
-    s.comm = through_host(
-        with_watchdog(make_mpi_communicator(world.comm()), cfg.comm_timeout, prefix(world)),
-        *s.backend);
+    s.comm = with_watchdog(make_mpi_communicator(world.comm()), cfg.comm_timeout, prefix(world));
   } else {
-    s.comm = gpu::make_nccl_communicator(world.comm(), *s.backend, cfg.comm_timeout, prefix(world));
+    s.comm = make(world.comm());
+    s.host_comm =
+        with_watchdog(make_mpi_communicator(world.comm()), cfg.comm_timeout, prefix(world));
   }
-  s.host_comm = std::move(mpi);
+  s.grid = std::make_unique<Grid>(world.comm(), *s.comm, cfg.model_parallel, make);
 }
 
 Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
