@@ -200,6 +200,7 @@ int agree_on_failure(const World& world, int my_code, const std::string& message
 
 struct Setup {
   std::optional<CheckpointMeta> resumed;  // rank 0
+  std::string resumed_path;               // rank 0
   std::unique_ptr<Backend> backend;
   std::unique_ptr<Communicator> comm;       // the model's buffers, on the backend's device
   std::unique_ptr<Communicator> host_comm;  // host figures; null when `comm` is host MPI
@@ -212,7 +213,7 @@ struct Setup {
 // Rank 0 picks the checkpoint to continue from: a given file, or with "auto" the newest valid one
 // in --checkpoint-dir (invalid ones are skipped with a warning). Loads it into the model.
 std::optional<CheckpointMeta> resume_from(const RunConfig& cfg, Model& model,
-                                          std::int64_t train_samples) {
+                                          std::int64_t train_samples, std::string* chosen) {
   const bool automatic = cfg.resume == "auto";
   const std::vector<std::string> candidates =
       automatic ? list_checkpoints(cfg.checkpoint_dir) : std::vector<std::string>{cfg.resume};
@@ -230,6 +231,7 @@ std::optional<CheckpointMeta> resume_from(const RunConfig& cfg, Model& model,
                          " training samples, this run has " + std::to_string(train_samples));
       }
       load_checkpoint(path, model, /*weights_only=*/false);
+      *chosen = path;
       std::printf("resuming from %s (written by %lld %s)\n", path.c_str(),
                   static_cast<long long>(meta.world_size), meta.world_size == 1 ? "rank" : "ranks");
       return meta;
@@ -285,7 +287,10 @@ Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
   const std::int64_t eval = cfg.eval_batch > 0 ? cfg.eval_batch : per_rank;
   check_gpu_memory(*s.backend, mc, std::max(per_rank, eval));
   SlowNotice building(world.is_root(), "building and initialising " + mc.name);
-  s.model = std::make_unique<Model>(mc, *s.backend, int(std::max(per_rank, eval)));
+  LayerSplit split;
+  if (s.grid->hybrid())
+    split = LayerSplit{s.grid->group_comm(), s.grid->model_parallel(), s.grid->shard()};
+  s.model = std::make_unique<Model>(mc, *s.backend, int(std::max(per_rank, eval)), split);
   InitConfig init;
   init.kind = cfg.init == "normal" ? InitConfig::Kind::normal : InitConfig::Kind::xavier;
   init.xavier_magnitude = cfg.init_magnitude;
@@ -301,7 +306,8 @@ Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
     if (!cfg.checkpoint_dir.empty()) ensure_writable_dir(cfg.checkpoint_dir);
     if (!cfg.init_from.empty()) load_checkpoint(cfg.init_from, *s.model, /*weights_only=*/true);
     if (cfg.eval_only) load_checkpoint(cfg.checkpoint, *s.model, /*weights_only=*/true);
-    if (!cfg.resume.empty()) s.resumed = resume_from(cfg, *s.model, s.train->size());
+    if (!cfg.resume.empty())
+      s.resumed = resume_from(cfg, *s.model, s.train->size(), &s.resumed_path);
   }
   return s;
 }
@@ -435,6 +441,19 @@ int run(const RunConfig& given, const World& world) {
       return c;
   }
   if (int c = phase([&] { s = set_up(cfg, world, std::move(s)); }); c != kExitOk) return c;
+  if (s.model->is_split()) {
+    // Rank 0 read its shard of any checkpoint; the other ranks of group 0 read theirs from the
+    // same file (the trainer then broadcasts each shard to the other groups).
+    const std::string resumed = broadcast_string(world, s.resumed_path);
+    if (int c = phase([&] {
+          if (world.is_root() || s.grid->group() != 0) return;
+          if (!cfg.init_from.empty()) load_checkpoint(cfg.init_from, *s.model, true);
+          if (cfg.eval_only) load_checkpoint(cfg.checkpoint, *s.model, true);
+          if (!resumed.empty()) load_checkpoint(resumed, *s.model, false);
+        });
+        c != kExitOk)
+      return c;
+  }
 
   const std::optional<TrainingState> resume = share_resume_state(world, s);
   Reporter report(world.is_root(), cfg.metrics_file, cfg.progress, cfg.progress_interval);
@@ -445,7 +464,7 @@ int run(const RunConfig& given, const World& world) {
   // Every rank has the same options, so all of them take part in the alignment and the write.
   if (!cfg.timeline.empty()) timeline->align_clocks(world.comm());
   Trainer trainer(cfg, {world, *s.comm, *s.backend, *s.model, *s.train, s.test.get(), *s.transform,
-                        report, writer.get(), s.host_comm.get(), timeline.get()});
+                        report, writer.get(), s.host_comm.get(), timeline.get(), s.grid.get()});
   // Rank 0 gathers the timeline and writes it, after the run (also after a stop).
   auto write_timeline = [&] {
     if (cfg.timeline.empty()) return;
