@@ -559,8 +559,10 @@ BenchmarkResult Trainer::benchmark() {
 
   // The timed steps; with --timeline, recorded or not (`record`), to measure what recording costs.
   Timeline* tl = p_.timeline;
+  CommBytes bytes;  // summed over the first timed run's steps
   auto timed = [&](bool record, const char* what, double* wall_s, std::int64_t* images) {
     const auto t0 = Clock::now();
+    bytes = CommBytes{};
     for (int i = 0; i < cfg_.steps; ++i) {
       if (tl) tl->set_step(record ? step_ : -1);
       Timeline::Scope step_span(tl, Timeline::Track::compute, "step ", step_, "step");
@@ -569,6 +571,7 @@ BenchmarkResult Trainer::benchmark() {
       if (tl)
         tl->span(Timeline::Track::compute, "data wait", "data", wait_start, Timeline::now_us());
       if (!step(b)) return false;
+      bytes += step_bytes_;
       *images += b.global_size;
       if (p_.report.progress_due())
         p_.report.phase_progress(what, i + 1, cfg_.steps, seconds_since(t0));
@@ -584,6 +587,11 @@ BenchmarkResult Trainer::benchmark() {
     r.stopped = true;
     return r;
   }
+  for (int k = 0; k < kCollectiveOps; ++k) {  // per step (every step moves the same bytes)
+    r.bytes_per_step.sent[k] = bytes.sent[k] / cfg_.steps;
+    r.bytes_per_step.payload[k] = bytes.payload[k] / cfg_.steps;
+  }
+  r.model_parallel = p_.grid ? p_.grid->model_parallel() : 1;
   report_stragglers("the benchmark", 0, wall, sync_.comm_seconds() - comm0 + (vote_s_ - vote0),
                     loader.wait_seconds() - wait0);
   if (tl && tl->enabled()) {  // the same steps again without recording: its cost
