@@ -342,12 +342,30 @@ void print_start(const RunConfig& cfg, const World& world, const Setup& s, Repor
                 "\",\"local_rank\":" + std::to_string(r.local_rank) + ",\"device\":\"" +
                 json_escape(r.device) + "\"}";
   }
+  if (s.grid->hybrid()) {
+    const int mp = s.grid->model_parallel();
+    std::string spread;
+    for (int g = 0; g < s.grid->groups() && spread.empty(); ++g)
+      for (int k = 1; k < mp && spread.empty(); ++k)
+        if (ranks[std::size_t(g * mp + k)].host != ranks[std::size_t(g * mp)].host)
+          spread = "group " + std::to_string(g) + " spans hosts " +
+                   ranks[std::size_t(g * mp)].host + " and " + ranks[std::size_t(g * mp + k)].host;
+    report.line(
+        "grid: " + std::to_string(s.grid->groups()) + " group(s) of " + std::to_string(mp) +
+        " consecutive ranks; convolutions data-parallel, dense1 and dense2 split by neurons "
+        "within each group (docs/process-grid.md)");
+    if (!spread.empty())
+      report.line("alexnet: warning: --model-parallel " + std::to_string(mp) + ": " + spread +
+                  ", so its activations cross the network every step; start M ranks per node "
+                  "(--ntasks-per-node M, or mpirun --map-by ppr:M:node)");
+  }
   const std::int64_t b = cfg.batch;
   const auto lo = data::split_slice(b, world.size(), world.size() - 1).size();
   const auto hi = data::split_slice(b, world.size(), 0).size();
   report.line("model " + m.config().name + " (" + with_commas(m.num_trainable()) +
-              " parameters), input " + m.config().input.str() + ", " +
-              std::to_string(m.config().classes) + " classes");
+              (m.is_split() ? " parameters on rank 0, with its shards" : " parameters") +
+              "), input " + m.config().input.str() + ", " + std::to_string(m.config().classes) +
+              " classes");
   report.line("data " + s.train->description() + (s.test ? "; test " + s.test->description() : "") +
               "; global batch " + std::to_string(b) + " split " +
               (lo == hi ? std::to_string(hi) : std::to_string(hi) + "/" + std::to_string(lo)) +
