@@ -3,13 +3,15 @@
 // takes the same steps as one process with the whole batch -- AlexNet with both dropout layers
 // (masks drawn per global sample and global element of the full layer), an uneven last batch
 // and ranks with empty slices -- and evaluates the same. Whole tensors are compared by name (a
-// split rank holds pieces; take_whole_snapshot gathers them as a checkpoint does).
+// split rank holds pieces; take_whole_snapshot gathers them as a checkpoint does). And the
+// gradient buckets of a split model.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
 #include <cmath>
 #include <map>
 
+#include "distnet/grad_sync.hpp"
 #include "distnet/trainer.hpp"
 #include "mpi/mpi_util.hpp"
 
@@ -142,4 +144,41 @@ TEST(HybridEquivalence, ADifferentSeedIsNoticed) {
   if (world_rank() != 0) return;
   std::string worst;
   EXPECT_GT(max_relative_difference(one, other, &worst), 1e-2);
+}
+
+// Gradient buckets of a split model: cut per run of tensors summed over the same ranks (no bucket
+// mixes the world's tensors with the same-shard ranks'), covering the buffer in order; an unsplit
+// model keeps exactly today's buckets.
+TEST(HybridBuckets, NoBucketMixesCommunicatorsAndUnsplitModelsKeepTheirBuckets) {
+  auto world = make_mpi_communicator(MPI_COMM_WORLD);
+  Grid grid(MPI_COMM_WORLD, *world, 3, [](MPI_Comm c) { return make_mpi_communicator(c); });
+  auto be = make_cpu_backend();
+  ModelConfig mc;
+  mc.name = "alexnet", mc.input = Shape{1, 67, 67};
+  const double mb = 1.0;  // dense1's piece (4096/3 x 256) spans several buckets
+  Model split(mc, *be, 2, {grid.group_comm(), 3, grid.shard()});
+  GradSync sync(split, *world, GradSyncOptions{mb}, &grid.shard_comm());
+  std::int64_t next = 0;
+  int runs = 0;
+  for (std::size_t k = 0; k < sync.buckets().size(); ++k) {
+    const Bucket& b = sync.buckets()[k];
+    EXPECT_EQ(b.begin, next);
+    next = b.end;
+    if (k == 0 || b.shard != sync.buckets()[k - 1].shard) ++runs;
+    for (const ParamEntry& e : split.params()) {
+      const bool overlaps = e.offset < b.end && e.offset + e.spec.shape.numel() > b.begin;
+      if (overlaps) EXPECT_EQ(b.shard, e.spec.sum == GradSum::shard) << e.spec.name;
+    }
+  }
+  EXPECT_EQ(next, split.flat_size());
+  EXPECT_EQ(runs, 3);  // dense3 (world), dense2 and dense1 (same shard), the convolutions (world)
+  Model whole(mc, *be, 2);
+  GradSync plain(whole, *world, GradSyncOptions{mb});
+  const auto want = plan_buckets(whole.flat_size(), mb * 1024 * 1024);
+  ASSERT_EQ(plain.buckets().size(), want.size());
+  for (std::size_t k = 0; k < want.size(); ++k) {
+    EXPECT_EQ(plain.buckets()[k].begin, want[k].begin);
+    EXPECT_EQ(plain.buckets()[k].end, want[k].end);
+    EXPECT_FALSE(plain.buckets()[k].shard);
+  }
 }
