@@ -23,6 +23,7 @@
 #include "distnet/config.hpp"
 #include "distnet/data/image_folder.hpp"
 #include "distnet/gpu.hpp"
+#include "distnet/grid.hpp"
 #include "distnet/report.hpp"
 #include "distnet/signals.hpp"
 #include "distnet/timeline.hpp"
@@ -200,9 +201,11 @@ int agree_on_failure(const World& world, int my_code, const std::string& message
 
 struct Setup {
   std::optional<CheckpointMeta> resumed;  // rank 0
+  std::string resumed_path;               // rank 0
   std::unique_ptr<Backend> backend;
   std::unique_ptr<Communicator> comm;       // the model's buffers, on the backend's device
   std::unique_ptr<Communicator> host_comm;  // host figures; null when `comm` is host MPI
+  std::unique_ptr<Grid> grid;               // --model-parallel: groups and their communicators
   std::unique_ptr<data::Dataset> train, test;
   std::unique_ptr<data::ImageTransform> transform;
   std::unique_ptr<Model> model;
@@ -211,7 +214,7 @@ struct Setup {
 // Rank 0 picks the checkpoint to continue from: a given file, or with "auto" the newest valid one
 // in --checkpoint-dir (invalid ones are skipped with a warning). Loads it into the model.
 std::optional<CheckpointMeta> resume_from(const RunConfig& cfg, Model& model,
-                                          std::int64_t train_samples) {
+                                          std::int64_t train_samples, std::string* chosen) {
   const bool automatic = cfg.resume == "auto";
   const std::vector<std::string> candidates =
       automatic ? list_checkpoints(cfg.checkpoint_dir) : std::vector<std::string>{cfg.resume};
@@ -229,6 +232,7 @@ std::optional<CheckpointMeta> resume_from(const RunConfig& cfg, Model& model,
                          " training samples, this run has " + std::to_string(train_samples));
       }
       load_checkpoint(path, model, /*weights_only=*/false);
+      *chosen = path;
       std::printf("resuming from %s (written by %lld %s)\n", path.c_str(),
                   static_cast<long long>(meta.world_size), meta.world_size == 1 ? "rank" : "ranks");
       return meta;
@@ -247,19 +251,21 @@ std::optional<CheckpointMeta> resume_from(const RunConfig& cfg, Model& model,
 // The communicators: MPI for host figures; for the model's buffers MPI too on the CPU, NCCL on
 // GPUs (or MPI through host memory with --comm mpi). Collective: every rank calls it.
 void make_communicators(const RunConfig& cfg, const World& world, Setup& s) {
-  auto mpi = with_watchdog(make_mpi_communicator(world.comm()), cfg.comm_timeout, prefix(world));
+  check_grid_shape(world.size(), cfg.model_parallel);  // the same answer on every rank
+  const CommunicatorFactory make = [&](MPI_Comm c) -> std::unique_ptr<Communicator> {
+    if (s.backend->device().is_cpu() || cfg.comm == "mpi")
+      return through_host(with_watchdog(make_mpi_communicator(c), cfg.comm_timeout, prefix(world)),
+                          *s.backend);
+    return gpu::make_nccl_communicator(c, *s.backend, cfg.comm_timeout, prefix(world));
+  };
   if (s.backend->device().is_cpu()) {
-    s.comm = std::move(mpi);
-    return;
-  }
-  if (cfg.comm == "mpi") {
-    s.comm = through_host(
-        with_watchdog(make_mpi_communicator(world.comm()), cfg.comm_timeout, prefix(world)),
-        *s.backend);
+    s.comm = with_watchdog(make_mpi_communicator(world.comm()), cfg.comm_timeout, prefix(world));
   } else {
-    s.comm = gpu::make_nccl_communicator(world.comm(), *s.backend, cfg.comm_timeout, prefix(world));
+    s.comm = make(world.comm());
+    s.host_comm =
+        with_watchdog(make_mpi_communicator(world.comm()), cfg.comm_timeout, prefix(world));
   }
-  s.host_comm = std::move(mpi);
+  s.grid = std::make_unique<Grid>(world.comm(), *s.comm, cfg.model_parallel, make);
 }
 
 Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
@@ -286,7 +292,10 @@ Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
   const std::int64_t eval = cfg.eval_batch > 0 ? cfg.eval_batch : per_rank;
   check_gpu_memory(*s.backend, mc, std::max(per_rank, eval));
   SlowNotice building(world.is_root(), "building and initialising " + mc.name);
-  s.model = std::make_unique<Model>(mc, *s.backend, int(std::max(per_rank, eval)));
+  LayerSplit split;
+  if (s.grid->hybrid())
+    split = LayerSplit{s.grid->group_comm(), s.grid->model_parallel(), s.grid->shard()};
+  s.model = std::make_unique<Model>(mc, *s.backend, int(std::max(per_rank, eval)), split);
   InitConfig init;
   init.kind = cfg.init == "normal" ? InitConfig::Kind::normal : InitConfig::Kind::xavier;
   init.xavier_magnitude = cfg.init_magnitude;
@@ -304,7 +313,8 @@ Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
       data::write_class_names(cfg.checkpoint_dir + "/classes.txt", d.folder->classes);
     if (!cfg.init_from.empty()) load_checkpoint(cfg.init_from, *s.model, /*weights_only=*/true);
     if (cfg.eval_only) load_checkpoint(cfg.checkpoint, *s.model, /*weights_only=*/true);
-    if (!cfg.resume.empty()) s.resumed = resume_from(cfg, *s.model, s.train->size());
+    if (!cfg.resume.empty())
+      s.resumed = resume_from(cfg, *s.model, s.train->size(), &s.resumed_path);
   }
   return s;
 }
@@ -339,12 +349,30 @@ void print_start(const RunConfig& cfg, const World& world, const Setup& s, Repor
                 "\",\"local_rank\":" + std::to_string(r.local_rank) + ",\"device\":\"" +
                 json_escape(r.device) + "\"}";
   }
+  if (s.grid->hybrid()) {
+    const int mp = s.grid->model_parallel();
+    std::string spread;
+    for (int g = 0; g < s.grid->groups() && spread.empty(); ++g)
+      for (int k = 1; k < mp && spread.empty(); ++k)
+        if (ranks[std::size_t(g * mp + k)].host != ranks[std::size_t(g * mp)].host)
+          spread = "group " + std::to_string(g) + " spans hosts " +
+                   ranks[std::size_t(g * mp)].host + " and " + ranks[std::size_t(g * mp + k)].host;
+    report.line(
+        "grid: " + std::to_string(s.grid->groups()) + " group(s) of " + std::to_string(mp) +
+        " consecutive ranks; convolutions data-parallel, dense1 and dense2 split by neurons "
+        "within each group (docs/process-grid.md)");
+    if (!spread.empty())
+      report.line("alexnet: warning: --model-parallel " + std::to_string(mp) + ": " + spread +
+                  ", so its activations cross the network every step; start M ranks per node "
+                  "(--ntasks-per-node M, or mpirun --map-by ppr:M:node)");
+  }
   const std::int64_t b = cfg.batch;
   const auto lo = data::split_slice(b, world.size(), world.size() - 1).size();
   const auto hi = data::split_slice(b, world.size(), 0).size();
   report.line("model " + m.config().name + " (" + with_commas(m.num_trainable()) +
-              " parameters), input " + m.config().input.str() + ", " +
-              std::to_string(m.config().classes) + " classes");
+              (m.is_split() ? " parameters on rank 0, with its shards" : " parameters") +
+              "), input " + m.config().input.str() + ", " + std::to_string(m.config().classes) +
+              " classes");
   report.line("data " + s.train->description() + (s.test ? "; test " + s.test->description() : "") +
               "; global batch " + std::to_string(b) + " split " +
               (lo == hi ? std::to_string(hi) : std::to_string(hi) + "/" + std::to_string(lo)) +
@@ -457,6 +485,19 @@ int run(const RunConfig& given, const World& world) {
       return c;
   }
   if (int c = phase([&] { s = set_up(cfg, world, std::move(s)); }); c != kExitOk) return c;
+  if (s.model->is_split()) {
+    // Rank 0 read its shard of any checkpoint; the other ranks of group 0 read theirs from the
+    // same file (the trainer then broadcasts each shard to the other groups).
+    const std::string resumed = broadcast_string(world, s.resumed_path);
+    if (int c = phase([&] {
+          if (world.is_root() || s.grid->group() != 0) return;
+          if (!cfg.init_from.empty()) load_checkpoint(cfg.init_from, *s.model, true);
+          if (cfg.eval_only) load_checkpoint(cfg.checkpoint, *s.model, true);
+          if (!resumed.empty()) load_checkpoint(resumed, *s.model, false);
+        });
+        c != kExitOk)
+      return c;
+  }
 
   const std::optional<TrainingState> resume = share_resume_state(world, s);
   Reporter report(world.is_root(), cfg.metrics_file, cfg.progress, cfg.progress_interval);
@@ -472,7 +513,7 @@ int run(const RunConfig& given, const World& world) {
     s.comm->set_timeline(timeline.get());
   }
   Trainer trainer(cfg, {world, *s.comm, *s.backend, *s.model, *s.train, s.test.get(), *s.transform,
-                        report, writer.get(), s.host_comm.get(), timeline.get()});
+                        report, writer.get(), s.host_comm.get(), timeline.get(), s.grid.get()});
   // Rank 0 gathers the timeline and writes it, after the run (also after a stop).
   auto write_timeline = [&] {
     if (cfg.timeline.empty()) return;

@@ -78,10 +78,14 @@ class BatchNormOp {
 };
 
 // Identifies one dropout layer's masks in one step; see philox.hpp for the counter layout.
+// element_offset: where this tensor's row starts within the full layer's row, when the layer is
+// split by neurons across ranks (the hybrid grid), so element e draws the full layer's mask for
+// element element_offset + e.
 struct DropoutKey {
   std::uint64_t seed = 0;
   std::uint32_t layer = 0;
   std::uint32_t step = 0;
+  std::uint32_t element_offset = 0;
 };
 
 // Bilinear resize (half-pixel centres, edges clamped) of uint8 C x H x W images to C x h x w

@@ -65,6 +65,10 @@ struct Snapshot {
 // `borrow`: on the CPU backend, point at the model's buffers instead of copying them (for the
 // last checkpoint of a run that is stopping: no copy, so the stop is faster).
 Snapshot take_snapshot(const Model& model, const CheckpointMeta& meta, bool borrow = false);
+// The same for a split model (the hybrid grid), with every piece of a split layer replaced by
+// its whole tensor gathered from the group: the layout one process writes. A collective of the
+// model's group (every rank of it calls it); never borrows. For an unsplit model: take_snapshot.
+Snapshot take_whole_snapshot(const Model& model, const CheckpointMeta& meta);
 
 // Writes atomically to `path` (temporary file in the same directory, then rename). Throws on any
 // failure after removing the temporary file; an existing file at `path` is never touched unless

@@ -5,6 +5,7 @@
 #include <mpi.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -19,6 +20,27 @@ class Timeline;
 enum class Wire { fp32, bf16 };
 Wire parse_wire(const std::string& name);  // "none"/"fp32" or "bf16"; UsageError otherwise
 
+// Bytes one rank sends, by operation, counted by the ring-algorithm convention (the figure a
+// bandwidth-bound ring or pipelined implementation sends per rank, whatever algorithm actually
+// runs; docs/scaling-model.md). For a payload of n bytes on p ranks:
+//   all-reduce n bytes:                    2(p-1)/p * n
+//   all-gather into n bytes (p pieces):    (p-1)/p * n
+//   reduce-scatter of n bytes (p pieces):  (p-1)/p * n
+//   broadcast of n bytes:                  (p-1)/p * n   (pipelined; the mean over ranks)
+// One rank (p = 1) sends nothing. Counted bytes are exact and machine-independent.
+enum class CollectiveOp { allreduce, allgather, reduce_scatter, broadcast };
+constexpr int kCollectiveOps = 4;
+const char* collective_name(CollectiveOp op);  // "all-reduce", "all-gather", ...
+double ring_bytes_sent(CollectiveOp op, double payload_bytes, int ranks);
+
+struct CommBytes {
+  double sent[kCollectiveOps] = {0, 0, 0, 0};           // by CollectiveOp
+  std::int64_t payload[kCollectiveOps] = {0, 0, 0, 0};  // n above, summed over calls
+  double of(CollectiveOp op) const { return sent[static_cast<int>(op)]; }
+  double total() const { return sent[0] + sent[1] + sent[2] + sent[3]; }
+  CommBytes& operator+=(const CommBytes& o);
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -30,6 +52,17 @@ class Communicator {
   virtual void allreduce_sum(double* data, std::size_t count) = 0;
   virtual void broadcast(void* data, std::size_t bytes, int root) = 0;
   virtual void barrier() = 0;
+  // Every rank contributes `count` floats; `recv` (size() * count floats) ends with rank r's
+  // piece at r * count, on every rank. In place when send == recv + rank() * count. Pieces are
+  // equal: callers with uneven pieces pad them to the largest (see docs/process-grid.md).
+  virtual void allgather(const float* send, float* recv, std::size_t count) = 0;
+  // `send` holds size() * count floats; rank r's `recv` (count floats) ends with the sum over all
+  // ranks of their send[r * count, (r + 1) * count). `recv` must not overlap `send`.
+  virtual void reduce_scatter_sum(const float* send, float* recv, std::size_t count) = 0;
+  // The bytes this rank sent since the last reset (the convention above). Wrappers forward to
+  // the communicator they wrap, so each byte is counted once.
+  virtual CommBytes bytes_sent() const { return counted_; }
+  virtual void reset_bytes() { counted_ = CommBytes{}; }
 
   // Gradient buckets. Starts an in-place sum over ranks of `count` floats that are final once the
   // work already queued on the model's backend has run. The sums may be read only by backend
@@ -42,6 +75,13 @@ class Communicator {
   // Device-side spans of the gradient buckets on the communication stream (NCCL), recorded into
   // `timeline` from now on; communicators that work on the calling thread record none.
   virtual void set_timeline(Timeline* timeline) { (void)timeline; }
+
+ protected:
+  // Implementations call this once per collective with its payload n (see above).
+  void count_bytes(CollectiveOp op, std::size_t payload_bytes);
+
+ private:
+  CommBytes counted_;
 };
 
 // Owns a duplicate of `comm`, so distnet's traffic never mixes with anyone else's.

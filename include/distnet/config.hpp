@@ -59,6 +59,7 @@ struct RunConfig {
   double bucket_mb = 25.0;
   std::string overlap = "on";  // all-reduce buckets during backward (on) or after it (off)
   std::string grad_compression = "none";  // none or bf16
+  int model_parallel = 1;  // M: ranks per group that split the dense layers (docs/process-grid.md)
 
   // output
   std::string metrics_file;

@@ -19,6 +19,7 @@ namespace distnet {
 
 struct Bucket {
   std::int64_t begin = 0, end = 0;  // float offsets in the flat gradient buffer
+  bool shard = false;  // summed over the same-shard ranks (the hybrid grid), not the world
 };
 
 // Cuts [0, flat_size) into buckets of `bucket_bytes` (the last one shorter). A bucket may hold
@@ -34,7 +35,11 @@ struct GradSyncOptions {
 
 class GradSync {
  public:
-  GradSync(const Model& model, Communicator& comm, const GradSyncOptions& options);
+  // `shard_comm`: for a split model, the ranks holding the same shard (Grid::shard_comm). The
+  // buffer is cut into runs of tensors summed over the same ranks and each run into buckets;
+  // an unsplit model is one run, over `comm`.
+  GradSync(const Model& model, Communicator& comm, const GradSyncOptions& options,
+           Communicator* shard_comm = nullptr);
 
   void begin_step();
   // Model::backward's per-layer callback.
@@ -57,6 +62,7 @@ class GradSync {
 
   float* grads_;
   Communicator& comm_;
+  Communicator* shard_comm_;
   GradSyncOptions options_;
   std::vector<Bucket> buckets_;
   std::vector<std::int64_t> prefix_after_;  // per layer: gradients final once it is done

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "distnet/backend.hpp"
+#include "distnet/comm.hpp"
 #include "distnet/tensor.hpp"
 
 namespace distnet {
@@ -16,11 +17,23 @@ enum class Activation { none, relu };
 
 enum class ParamRole { weight, bias, gamma, beta, running_mean, running_var };
 
+// Over which ranks a gradient is summed: all of them (data-parallel), or the ranks that hold the
+// same shard of a dense layer split by the hybrid grid, one per group (docs/process-grid.md).
+enum class GradSum { world, shard };
+
 struct ParamSpec {
   std::string name;  // "conv1.weight"
-  Shape shape;       // framework-neutral: conv OIHW, dense (out, in)
+  Shape shape;       // framework-neutral: conv OIHW, dense (out, in); a piece: the piece's shape
   ParamRole role = ParamRole::weight;
-  std::int64_t fan_in = 0, fan_out = 0;  // for initialisers
+  std::int64_t fan_in = 0, fan_out = 0;  // for initialisers (of the whole tensor)
+  GradSum sum = GradSum::world;
+  // A piece of a larger tensor (the hybrid grid splits dense layers by neurons): the whole
+  // tensor's shape and the first index along `axis` held here; `full` is empty for a whole one.
+  Shape full;
+  int axis = 0;
+  std::int64_t begin = 0;
+  bool is_piece() const { return full.rank() > 0; }
+  const Shape& whole_shape() const { return is_piece() ? full : shape; }
   // Running statistics are state, not parameters: no gradient, not all-reduced, not counted.
   bool trainable() const {
     return role != ParamRole::running_mean && role != ParamRole::running_var;
@@ -29,12 +42,23 @@ struct ParamSpec {
 
 // What a pass needs besides the data. sample_ids are global sample indices on the backend's
 // device (one per row), so per-sample randomness does not depend on how a batch was split.
+// With the hybrid grid, the layers between the gather and the scatter of a group see the rows
+// of every rank of the group, each rank's slice padded to slice_rows (the largest slice of the
+// step, the same on every rank); `rows` is this rank's own sample count.
 struct StepContext {
   bool training = false;
   std::uint64_t seed = 0;
   std::uint32_t step = 0;
   const std::uint32_t* sample_ids = nullptr;
+  int rows = 0, slice_rows = 0;  // set by Model::forward when zero
 };
+
+// Copies between a piece of a tensor and the whole: `whole` has shape `full`, the piece holds
+// [begin, begin + piece_len) along `axis`. On host memory.
+void extract_piece(const Shape& full, int axis, std::int64_t begin, std::int64_t piece_len,
+                   const float* whole, float* piece);
+void insert_piece(const Shape& full, int axis, std::int64_t begin, std::int64_t piece_len,
+                  const float* piece, float* whole);
 
 class Layer {
  public:
@@ -61,6 +85,15 @@ class Layer {
   virtual void backward(const StepContext& ctx, int n, const float* x, const float* y, float* dy,
                         float* dx) = 0;
 
+  // The hybrid grid's dense layers move rows between the ranks of a group: how many rows follow
+  // `n` input rows, and their global sample ids (`step` is the model's own context). A
+  // collective layer runs on every rank even with no rows of its own.
+  virtual int rows_out(const StepContext&, int n) const { return n; }
+  virtual const std::uint32_t* ids_out(const StepContext&, const std::uint32_t* in) const {
+    return in;
+  }
+  virtual bool collective() const { return false; }
+
  protected:
   Backend* be_ = nullptr;
 
@@ -82,10 +115,26 @@ std::unique_ptr<Layer> make_adaptive_avg_pool(std::string name, const Shape& in,
                                               int out_w);
 // Dense flattens its input (C x H x W -> C*H*W), as Gluon's Dense does.
 std::unique_ptr<Layer> make_dense(std::string name, const Shape& in, int out, Activation act);
+// element_offset: where `in` starts within the full layer's row when the layer is split.
 std::unique_ptr<Layer> make_dropout(std::string name, const Shape& in, float p_drop,
-                                    std::uint32_t layer_id);
+                                    std::uint32_t layer_id, std::uint32_t element_offset = 0);
 std::unique_ptr<Layer> make_batch_norm(std::string name, const Shape& in, float momentum, float eps,
                                        Activation act);
 std::unique_ptr<Layer> make_flatten(std::string name, const Shape& in);
+
+// The hybrid grid's split of the dense layers (docs/process-grid.md, src/model/split_dense.cpp).
+struct LayerSplit {
+  Communicator* group = nullptr;  // the M ranks of this rank's group
+  int shards = 1, shard = 0;      // M, and this rank's shard (its rank in the group)
+};
+// Gathers the group's rows of its input, then computes output neurons [lo, hi) of `out` for all
+// of them (the shard's rows of the weight); backward reduce-scatters the input gradient.
+std::unique_ptr<Layer> make_dense_output_shard(std::string name, const Shape& in, int out,
+                                               Activation act, const LayerSplit& split);
+// Takes the input neurons [lo, hi) of `in_full` (the previous layer's shard) for the group's
+// rows, reduce-scatters the partial sums so each rank has its own rows' outputs; backward
+// all-gathers the output gradient of the group's rows.
+std::unique_ptr<Layer> make_dense_input_shard(std::string name, const Shape& in_piece, int in_full,
+                                              int out, Activation act, const LayerSplit& split);
 
 }  // namespace distnet

@@ -40,7 +40,9 @@ int default_resize(const std::string& model);
 
 // Throws UsageError for an unknown name, classes < 1, or an input that some layer would shrink
 // to nothing (the message names the layer and the smallest square input that works).
-std::vector<std::unique_ptr<Layer>> build_layers(const ModelConfig& cfg);
+// `split`: the hybrid grid's split of the dense layers (default: none, today's model).
+std::vector<std::unique_ptr<Layer>> build_layers(const ModelConfig& cfg,
+                                                 const LayerSplit& split = {});
 
 // One tensor inside a flat buffer.
 struct ParamEntry {
@@ -57,7 +59,9 @@ struct LayerTimes {
 
 class Model {
  public:
-  Model(const ModelConfig& cfg, Backend& be, int max_batch);
+  // `split` (the hybrid grid, docs/process-grid.md): the dense layers hold this rank's shard, and
+  // forward/backward exchange activations with the group. Default: the whole model, as always.
+  Model(const ModelConfig& cfg, Backend& be, int max_batch, const LayerSplit& split = {});
 
   // Bytes the constructor allocates on the device for `max_batch` (parameters, gradients,
   // momentum, running statistics, every layer's output, two gradient scratch buffers); ops add
@@ -65,6 +69,8 @@ class Model {
   static std::int64_t device_bytes(const ModelConfig& cfg, int max_batch);
 
   const ModelConfig& config() const { return cfg_; }
+  const LayerSplit& split() const { return split_; }
+  bool is_split() const { return split_.shards > 1; }
   const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
   int max_batch() const { return max_batch_; }
   Backend& backend() const { return *be_; }
@@ -85,6 +91,9 @@ class Model {
 
   // x: n samples of input_shape on the backend's device. Returns the logits (n x classes), or
   // null when `cancel` returned true between two layers (a stop request: the step is abandoned).
+  // A split model is a collective of its group: every rank of it calls forward and backward,
+  // also with n == 0, with the same ctx.slice_rows (>= every rank's n); `cancel` is not consulted
+  // inside its passes (a stop is handled at the step boundary).
   const float* forward(const StepContext& ctx, int n, const float* x,
                        const std::function<bool()>& cancel = {});
   // Where the loss writes d(loss)/d(logits) before backward().
@@ -106,6 +115,11 @@ class Model {
   ModelConfig cfg_;
   Backend* be_;
   int max_batch_;
+  LayerSplit split_;
+  std::vector<int> rows_;                  // per layer: input rows of the last pass
+  std::vector<const std::uint32_t*> ids_;  // per layer: their global sample ids
+  StepContext step_;                       // of the last forward (a split model's backward)
+  StepContext layer_context(const StepContext& step, std::size_t layer) const;
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<ParamEntry> params_, state_;
   std::int64_t flat_size_ = 0, state_size_ = 0;

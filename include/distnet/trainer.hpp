@@ -13,6 +13,7 @@
 #include "distnet/config.hpp"
 #include "distnet/data/loader.hpp"
 #include "distnet/grad_sync.hpp"
+#include "distnet/grid.hpp"
 #include "distnet/model.hpp"
 #include "distnet/report.hpp"
 #include "distnet/world.hpp"
@@ -39,8 +40,10 @@ struct BenchmarkResult {
   double step_ms = 0, compute_ms = 0, comm_ms = 0, data_ms = 0;  // per step, mean over ranks
   int steps = 0;
   std::int64_t global_batch = 0;
-  LayerTimes layers;     // rank 0, from separate synchronised steps
-  bool stopped = false;  // a stop request ended it early: no figures
+  int model_parallel = 1;
+  CommBytes bytes_per_step;  // rank 0's counted bytes per timed step, by operation
+  LayerTimes layers;         // rank 0, from separate synchronised steps
+  bool stopped = false;      // a stop request ended it early: no figures
   // With --timeline: the timed steps ran twice, recorded and not; the relative cost of recording.
   double timeline_overhead = 0, step_ms_without_timeline = 0;
   double timeline_event_us = 0, timeline_events_per_step = 0;  // rank 0's, measured
@@ -59,6 +62,8 @@ struct TrainerParts {
   // Sums of host figures (loss, counts, the stop vote); null: `comm` (when both are MPI).
   Communicator* host_comm = nullptr;
   Timeline* timeline = nullptr;  // --timeline: what each step spends its time on; null: off
+  // The process grid; with M > 1 the model is split over its groups (null: data-parallel).
+  Grid* grid = nullptr;
 };
 
 struct FitResult {
@@ -84,6 +89,9 @@ class Trainer {
   BenchmarkResult benchmark();  // cfg.warmup_steps, then cfg.steps timed steps
 
   std::int64_t step_count() const { return step_; }
+  // Bytes this rank sent in the last step's collectives (gradients and, with the hybrid grid,
+  // activations; not the stop vote), by the convention of comm.hpp.
+  const CommBytes& last_step_bytes() const { return step_bytes_; }
   const GradSync& grad_sync() const { return sync_; }
   const data::Sampler& sampler() const { return sampler_; }
   const LrSchedule& schedule() const { return schedule_; }
@@ -131,6 +139,9 @@ class Trainer {
   ProgressPoint progress_at_;
   bool progress_pending_ = false;
   double vote_s_ = 0;  // time in the per-step vote (a collective)
+  CommBytes step_bytes_;
+  CommBytes bytes_sent() const;
+  void reset_bytes();
   Buffer stats_;  // 4 doubles on the device: loss sum, correct count, and both at the step's start
   Buffer state_backup_;  // batch-norm running statistics at the step's start
   Buffer stage_x_, stage_ids_, stage_labels_, stage_raw_;

@@ -182,12 +182,18 @@ CheckpointMeta load_checkpoint(const std::string& path, Model& model, bool weigh
   std::vector<float> params(static_cast<std::size_t>(model.flat_size()), 0.0f);
   std::vector<float> momentum(params.size(), 0.0f);
   std::vector<float> state(static_cast<std::size_t>(model.state_size()), 0.0f);
+  // A piece of a split layer (the hybrid grid): the whole tensor is read and its piece kept, so
+  // any split loads what any other split (or none) wrote.
+  auto read = [&](const std::string& group, const ParamSpec& spec, float* dst) {
+    const std::string name = group + "/" + h5_name(spec.name);
+    if (!spec.is_piece()) return h5::read_floats(file.get(), name, spec.shape.dims(), dst, path);
+    std::vector<float> whole(static_cast<std::size_t>(spec.full.numel()));
+    h5::read_floats(file.get(), name, spec.full.dims(), whole.data(), path);
+    extract_piece(spec.full, spec.axis, spec.begin, spec.shape[spec.axis], whole.data(), dst);
+  };
   for (const ParamEntry& e : model.params()) {
-    h5::read_floats(file.get(), "params/" + h5_name(e.spec.name), e.spec.shape.dims(),
-                    params.data() + e.offset, path);
-    if (!weights_only)
-      h5::read_floats(file.get(), "momentum/" + h5_name(e.spec.name), e.spec.shape.dims(),
-                      momentum.data() + e.offset, path);
+    read("params", e.spec, params.data() + e.offset);
+    if (!weights_only) read("momentum", e.spec, momentum.data() + e.offset);
   }
   for (const ParamEntry& e : model.state())
     h5::read_floats(file.get(), "params/" + h5_name(e.spec.name), e.spec.shape.dims(),

@@ -60,6 +60,7 @@ class NcclCommunicator final : public Communicator {
     stream_ = make_stream();
     ready_ = make_event();
     done_ = make_event();
+    result_ = make_event();
   }
 
   // Never blocks without a bound. Leaving because of an exception (this rank failed, or a peer
@@ -93,18 +94,21 @@ class NcclCommunicator final : public Communicator {
   int size() const override { return size_; }
 
   void allreduce_sum(float* data, std::size_t count) override {
+    count_bytes(CollectiveOp::allreduce, count * sizeof(float));
     if (count == 0) return;
     after_compute();
     DISTNET_NCCL_CHECK(ncclAllReduce(data, data, count, ncclFloat, ncclSum, comm_, stream_));
     finish_blocking("all-reduce of " + std::to_string(count) + " floats");
   }
   void allreduce_sum(double* data, std::size_t count) override {
+    count_bytes(CollectiveOp::allreduce, count * sizeof(double));
     if (count == 0) return;
     after_compute();
     DISTNET_NCCL_CHECK(ncclAllReduce(data, data, count, ncclDouble, ncclSum, comm_, stream_));
     finish_blocking("all-reduce of " + std::to_string(count) + " doubles");
   }
   void broadcast(void* data, std::size_t bytes, int root) override {
+    count_bytes(CollectiveOp::broadcast, bytes);
     if (bytes == 0) return;
     after_compute();
     DISTNET_NCCL_CHECK(ncclBroadcast(data, data, bytes, ncclChar, root, comm_, stream_));
@@ -115,7 +119,28 @@ class NcclCommunicator final : public Communicator {
     DISTNET_CHECK_MPI(MPI_Barrier(mpi_));
   }
 
+  // Activations of the hybrid grid, ordered as the gradient buckets are: our stream waits for an
+  // event of the compute stream (the input is written), the collective runs on our stream, and
+  // the compute stream waits for an event of ours (the output is complete) -- the host does not
+  // wait. A stuck peer is caught by the next blocking call or bucket wait, within the timeout.
+  void allgather(const float* send, float* recv, std::size_t count) override {
+    count_bytes(CollectiveOp::allgather, count * std::size_t(size_) * sizeof(float));
+    if (count == 0) return;
+    after_compute();
+    DISTNET_NCCL_CHECK(ncclAllGather(send, recv, count, ncclFloat, comm_, stream_));
+    before_compute();
+  }
+  void reduce_scatter_sum(const float* send, float* recv, std::size_t count) override {
+    count_bytes(CollectiveOp::reduce_scatter, count * std::size_t(size_) * sizeof(float));
+    if (count == 0) return;
+    after_compute();
+    DISTNET_NCCL_CHECK(ncclReduceScatter(send, recv, count, ncclFloat, ncclSum, comm_, stream_));
+    before_compute();
+  }
+
   void allreduce_sum_async(float* data, std::size_t count, Wire wire) override {
+    count_bytes(CollectiveOp::allreduce,
+                count * (wire == Wire::fp32 ? sizeof(float) : sizeof(std::uint16_t)));
     if (count == 0) return;
     if (!pending_) {
       // First bucket of a step: the previous step's sums must have arrived by now (the
@@ -177,6 +202,12 @@ class NcclCommunicator final : public Communicator {
     DISTNET_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_, 0));
   }
 
+  // Compute work queued from now on waits until everything queued so far on our stream has run.
+  void before_compute() {
+    DISTNET_CUDA_CHECK(cudaEventRecord(result_, stream_));
+    DISTNET_CUDA_CHECK(cudaStreamWaitEvent(be_.stream(), result_, 0));
+  }
+
   void finish_blocking(const std::string& what) {
     DISTNET_CUDA_CHECK(cudaEventRecord(done_, stream_));
     wait_for(done_, what);
@@ -213,7 +244,8 @@ class NcclCommunicator final : public Communicator {
   ncclComm_t comm_ = nullptr;
   Stream stream_;
   Event ready_, done_;
-  Buffer wire_;  // bf16 copy of a bucket
+  Event result_;  // an all-gather or reduce-scatter is complete (for the compute stream)
+  Buffer wire_;   // bf16 copy of a bucket
   bool pending_ = false;
   Timeline* timeline_ = nullptr;        // device-side bucket spans, with --timeline
   std::unique_ptr<StreamClock> clock_;  // of stream_, made when a timeline is set

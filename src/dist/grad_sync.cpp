@@ -17,11 +17,27 @@ std::vector<Bucket> plan_buckets(std::int64_t flat_size, double bucket_bytes) {
   return b;
 }
 
-GradSync::GradSync(const Model& model, Communicator& comm, const GradSyncOptions& options)
-    : grads_(model.grad_data()),
-      comm_(comm),
-      options_(options),
-      buckets_(plan_buckets(model.flat_size(), options.bucket_mb * 1024.0 * 1024.0)) {
+GradSync::GradSync(const Model& model, Communicator& comm, const GradSyncOptions& options,
+                   Communicator* shard_comm)
+    : grads_(model.grad_data()), comm_(comm), shard_comm_(shard_comm), options_(options) {
+  // Runs of consecutive tensors summed over the same ranks (each up to the next run's first
+  // tensor, alignment padding included), each cut into buckets.
+  const double bytes = options.bucket_mb * 1024.0 * 1024.0;
+  auto shard_of = [&](const ParamEntry& e) { return shard_comm && e.spec.sum == GradSum::shard; };
+  const auto& params = model.params();
+  std::size_t i = 0;
+  while (i < params.size()) {
+    const bool shard = shard_of(params[i]);
+    std::size_t j = i;
+    while (j < params.size() && shard_of(params[j]) == shard) ++j;
+    const std::int64_t begin = i == 0 ? 0 : params[i].offset;
+    const std::int64_t end = j == params.size() ? model.flat_size() : params[j].offset;
+    for (Bucket b : plan_buckets(end - begin, bytes)) {
+      b.begin += begin, b.end += begin, b.shard = shard;
+      buckets_.push_back(b);
+    }
+    i = j;
+  }
   // Layers finish backward from last to first; layer i done means every tensor of layers >= i
   // is final, i.e. the prefix up to the furthest end among them.
   const int layers = static_cast<int>(model.layers().size());
@@ -47,6 +63,7 @@ void GradSync::finish() {
   if (options_.skip) return;
   const auto t0 = std::chrono::steady_clock::now();
   comm_.wait_pending();
+  if (shard_comm_ && shard_comm_ != &comm_) shard_comm_->wait_pending();
   comm_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
@@ -58,8 +75,9 @@ void GradSync::release_up_to(std::int64_t prefix) {
     const double start = record ? Timeline::now_us() : 0;
     const auto t0 = std::chrono::steady_clock::now();
     if (!options_.skip)
-      comm_.allreduce_sum_async(grads_ + b.begin, static_cast<std::size_t>(b.end - b.begin),
-                                options_.wire);
+      (b.shard ? *shard_comm_ : comm_)
+          .allreduce_sum_async(grads_ + b.begin, static_cast<std::size_t>(b.end - b.begin),
+                               options_.wire);
     comm_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (record) {
       const double done = Timeline::now_us();

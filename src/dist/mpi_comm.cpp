@@ -55,6 +55,7 @@ class MpiCommunicator final : public Communicator {
   void allreduce_sum(double* data, std::size_t count) override { reduce(data, count, MPI_DOUBLE); }
 
   void broadcast(void* data, std::size_t bytes, int root) override {
+    count_bytes(CollectiveOp::broadcast, bytes);
     auto* p = static_cast<char*>(data);
     // MPI counts are int: send large buffers in pieces.
     for (std::size_t done = 0; done < bytes;) {
@@ -66,8 +67,24 @@ class MpiCommunicator final : public Communicator {
 
   void barrier() override { DISTNET_CHECK_MPI(MPI_Barrier(comm_)); }
 
+  // Equal pieces (MPI_Allgather, MPI_Reduce_scatter_block): the grid pads uneven ones, so the
+  // same calls exist in NCCL. Counts are int in MPI; activations are far below the limit.
+  void allgather(const float* send, float* recv, std::size_t count) override {
+    count_bytes(CollectiveOp::allgather, count * std::size_t(size_) * sizeof(float));
+    const int n = int_count(count, "all-gather");
+    const bool in_place = send == recv + std::size_t(rank_) * count;
+    DISTNET_CHECK_MPI(
+        MPI_Allgather(in_place ? MPI_IN_PLACE : send, n, MPI_FLOAT, recv, n, MPI_FLOAT, comm_));
+  }
+  void reduce_scatter_sum(const float* send, float* recv, std::size_t count) override {
+    count_bytes(CollectiveOp::reduce_scatter, count * std::size_t(size_) * sizeof(float));
+    const int n = int_count(count, "reduce-scatter");
+    DISTNET_CHECK_MPI(MPI_Reduce_scatter_block(send, recv, n, MPI_FLOAT, MPI_SUM, comm_));
+  }
+
   void allreduce_sum_async(float* data, std::size_t count, Wire wire) override {
     if (wire == Wire::fp32) return reduce(data, count, MPI_FLOAT);
+    count_bytes(CollectiveOp::allreduce, count * sizeof(std::uint16_t));
     wire_.resize(count);
     for (std::size_t i = 0; i < count; ++i) wire_[i] = float_to_bf16(data[i]);
     if (bf16_op_ == MPI_OP_NULL) DISTNET_CHECK_MPI(MPI_Op_create(&bf16_sum, 1, &bf16_op_));
@@ -81,8 +98,17 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
+  int int_count(std::size_t count, const char* what) const {
+    DISTNET_CHECK(count * std::size_t(size_) <= std::size_t(INT_MAX),
+                  std::string(what) + " of " + std::to_string(count) + " floats per rank on " +
+                      std::to_string(size_) + " ranks exceeds MPI's int count; expected at most " +
+                      std::to_string(INT_MAX / size_));
+    return static_cast<int>(count);
+  }
+
   template <typename T>
   void reduce(T* data, std::size_t count, MPI_Datatype type) {
+    count_bytes(CollectiveOp::allreduce, count * sizeof(T));
     for (std::size_t done = 0; done < count;) {
       const int n = static_cast<int>(std::min<std::size_t>(count - done, INT_MAX / 8));
       DISTNET_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, data + done, n, type, MPI_SUM, comm_));

@@ -26,6 +26,24 @@ class HostStagedCommunicator final : public Communicator {
   void broadcast(void* data, std::size_t bytes, int root) override {
     staged(static_cast<char*>(data), bytes, [&](char* h) { host_->broadcast(h, bytes, root); });
   }
+  void allgather(const float* send, float* recv, std::size_t count) override {
+    // The whole output travels through the host: this rank's piece is copied into its place.
+    const std::size_t all = count * std::size_t(size());
+    float* mine = recv + std::size_t(rank()) * count;
+    if (send != mine) be_.copy(mine, send, count * sizeof(float));
+    staged(recv, all,
+           [&](float* h) { host_->allgather(h + std::size_t(rank()) * count, h, count); });
+  }
+  void reduce_scatter_sum(const float* send, float* recv, std::size_t count) override {
+    const std::size_t all = count * std::size_t(size());
+    if (host_copy_.size() < (all + count) * sizeof(float)) host_copy_.resize((all + count) * 4);
+    auto* h = reinterpret_cast<float*>(host_copy_.data());
+    be_.download(h, send, all * sizeof(float));  // waits for the compute stream
+    host_->reduce_scatter_sum(h, h + all, count);
+    be_.upload(recv, h + all, count * sizeof(float));
+  }
+  CommBytes bytes_sent() const override { return host_->bytes_sent(); }
+  void reset_bytes() override { host_->reset_bytes(); }
   void barrier() override {
     be_.synchronize();
     host_->barrier();

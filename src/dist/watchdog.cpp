@@ -49,6 +49,16 @@ class WatchdogCommunicator final : public Communicator {
     Guard g(*this, "broadcast of %zu bytes", bytes);
     inner_->broadcast(d, bytes, root);
   }
+  void allgather(const float* send, float* recv, std::size_t n) override {
+    Guard g(*this, "all-gather of %zu floats per rank", n);
+    inner_->allgather(send, recv, n);
+  }
+  void reduce_scatter_sum(const float* send, float* recv, std::size_t n) override {
+    Guard g(*this, "reduce-scatter of %zu floats per rank", n);
+    inner_->reduce_scatter_sum(send, recv, n);
+  }
+  CommBytes bytes_sent() const override { return inner_->bytes_sent(); }
+  void reset_bytes() override { inner_->reset_bytes(); }
   void barrier() override {
     Guard g(*this, "barrier", 0);
     inner_->barrier();

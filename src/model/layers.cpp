@@ -164,8 +164,8 @@ class DenseLayer final : public Layer {
 
 class DropoutLayer final : public Layer {
  public:
-  DropoutLayer(std::string name, const Shape& in, float p, std::uint32_t id)
-      : Layer(std::move(name), in, in), p_(p), id_(id) {}
+  DropoutLayer(std::string name, const Shape& in, float p, std::uint32_t id, std::uint32_t offset)
+      : Layer(std::move(name), in, in), p_(p), id_(id), offset_(offset) {}
 
   std::string kind() const override { return "dropout " + std::to_string(p_).substr(0, 4); }
   void bind(Backend& be, const std::vector<float*>&, const std::vector<float*>&) override {
@@ -191,9 +191,9 @@ class DropoutLayer final : public Layer {
   }
 
  private:
-  DropoutKey key(const StepContext& ctx) const { return {ctx.seed, id_, ctx.step}; }
+  DropoutKey key(const StepContext& ctx) const { return {ctx.seed, id_, ctx.step, offset_}; }
   float p_;
-  std::uint32_t id_;
+  std::uint32_t id_, offset_;
 };
 
 class BatchNormLayer final : public Layer {
@@ -297,10 +297,10 @@ std::unique_ptr<Layer> make_dense(std::string name, const Shape& in, int out, Ac
 }
 
 std::unique_ptr<Layer> make_dropout(std::string name, const Shape& in, float p_drop,
-                                    std::uint32_t layer_id) {
+                                    std::uint32_t layer_id, std::uint32_t element_offset) {
   DISTNET_CHECK_USAGE(p_drop >= 0.0f && p_drop < 1.0f,
                       "dropout probability must be in [0, 1), got " + std::to_string(p_drop));
-  return std::make_unique<DropoutLayer>(std::move(name), in, p_drop, layer_id);
+  return std::make_unique<DropoutLayer>(std::move(name), in, p_drop, layer_id, element_offset);
 }
 
 std::unique_ptr<Layer> make_batch_norm(std::string name, const Shape& in, float momentum, float eps,

@@ -68,8 +68,8 @@ void init_tensor(const ParamSpec& spec, const InitConfig& init, std::uint32_t st
 
 }  // namespace
 
-Model::Model(const ModelConfig& cfg, Backend& be, int max_batch)
-    : cfg_(cfg), be_(&be), max_batch_(max_batch), layers_(build_layers(cfg)) {
+Model::Model(const ModelConfig& cfg, Backend& be, int max_batch, const LayerSplit& split)
+    : cfg_(cfg), be_(&be), max_batch_(max_batch), split_(split), layers_(build_layers(cfg, split)) {
   DISTNET_CHECK_USAGE(max_batch >= 1,
                       "batch size must be at least 1, got " + std::to_string(max_batch));
   // Backward order: the last layer's parameters first, so buckets fill front to back.
@@ -89,12 +89,19 @@ Model::Model(const ModelConfig& cfg, Backend& be, int max_batch)
   momentum_ = device_tensor(be, Shape{flat_size_});
   state_buf_ = device_tensor(be, Shape{state_size_});
 
-  std::int64_t widest = cfg.input.numel();
+  // Rows per layer at the largest batch (a split model's middle layers hold the group's rows).
+  std::int64_t widest = cfg.input.numel() * max_batch;
+  StepContext most;
+  most.rows = most.slice_rows = max_batch;
+  int rows = max_batch;
   for (const auto& l : layers_) {
-    acts_.push_back(device_tensor(be, l->output_shape().with_batch(max_batch)));
-    widest = std::max(widest, l->output_shape().numel());
+    rows = l->rows_out(most, rows);
+    acts_.push_back(device_tensor(be, l->output_shape().with_batch(rows)));
+    widest = std::max({widest, l->output_shape().numel() * rows});
   }
-  for (auto& s : scratch_) s = device_tensor(be, Shape{widest * max_batch});
+  for (auto& s : scratch_) s = device_tensor(be, Shape{widest});
+  rows_.assign(layers_.size() + 1, 0);
+  ids_.assign(layers_.size() + 1, nullptr);
 
   // Hand each layer pointers into the flat buffers, in its param_specs() order.
   for (std::size_t i = 0; i < layers_.size(); ++i) {
@@ -141,8 +148,18 @@ void Model::initialize(const InitConfig& init) {
       const auto k = std::find_if(specs.begin(), specs.end(),
                                   [&](const ParamSpec& s) { return s.name == e.spec.name; }) -
                      specs.begin();
-      init_tensor(e.spec, init, static_cast<std::uint32_t>(e.layer * 16 + k),
-                  host.data() + e.offset);
+      const auto stream = static_cast<std::uint32_t>(e.layer * 16 + k);
+      if (!e.spec.is_piece()) {
+        init_tensor(e.spec, init, stream, host.data() + e.offset);
+        continue;
+      }
+      // A piece: the whole tensor's values, so any split starts where one process does.
+      ParamSpec whole = e.spec;
+      whole.shape = e.spec.full;
+      std::vector<float> all(static_cast<std::size_t>(whole.shape.numel()));
+      init_tensor(whole, init, stream, all.data());
+      extract_piece(e.spec.full, e.spec.axis, e.spec.begin, e.spec.shape[e.spec.axis], all.data(),
+                    host.data() + e.offset);
     }
     be_->upload(dst, host.data(), sizeof(float) * host.size());
   };
@@ -151,21 +168,42 @@ void Model::initialize(const InitConfig& init) {
   be_->fill_zero(momentum_data(), sizeof(float) * static_cast<std::size_t>(flat_size_));
 }
 
+StepContext Model::layer_context(const StepContext& step, std::size_t layer) const {
+  StepContext c = step;
+  c.sample_ids = ids_[layer];
+  return c;
+}
+
 const float* Model::forward(const StepContext& ctx, int n, const float* x,
                             const std::function<bool()>& cancel) {
   DISTNET_CHECK(n >= 0 && n <= max_batch_, "batch of " + std::to_string(n) +
                                                " exceeds the model's capacity of " +
                                                std::to_string(max_batch_));
   if (times_) times_->forward_ms.assign(layers_.size(), 0.0);
-  if (n == 0) return acts_.back().data<float>();
+  if (n == 0 && !is_split()) return acts_.back().data<float>();
+  StepContext step = ctx;
+  step.rows = n;
+  if (step.slice_rows == 0) step.slice_rows = n;
+  DISTNET_CHECK(step.slice_rows >= n && step.slice_rows <= max_batch_,
+                "slice of " + std::to_string(n) + " rows padded to " +
+                    std::to_string(step.slice_rows) + "; expected between them and " +
+                    std::to_string(max_batch_));
+  step_ = step;
+  rows_[0] = n;
+  ids_[0] = ctx.sample_ids;
   const float* in = x;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
-    if (cancel && cancel()) return nullptr;
+    // A split model's passes are collectives of the group: no rank may leave one half-way.
+    if (cancel && !is_split() && cancel()) return nullptr;
     float* out = acts_[i].data<float>();
     const auto t0 = std::chrono::steady_clock::now();
     Timeline::Scope span(timeline_, Timeline::Track::compute, "forward ", layers_[i]->name(),
                          "forward");
-    layers_[i]->forward(ctx, n, in, out);
+    Layer& l = *layers_[i];
+    const StepContext c = layer_context(step, i);
+    rows_[i + 1] = l.rows_out(c, rows_[i]);
+    if (rows_[i] > 0 || l.collective()) l.forward(c, rows_[i], in, out);
+    ids_[i + 1] = l.ids_out(step, ids_[i]);
     if (times_) {
       be_->synchronize();
       times_->forward_ms[i] = ms_since(t0);
@@ -181,18 +219,23 @@ bool Model::backward(const StepContext& ctx, int n, const float* x,
   const int last = static_cast<int>(layers_.size()) - 1;
   if (times_) times_->backward_ms.assign(layers_.size(), 0.0);
   if (n == 0) {
-    // An empty slice contributes nothing, but its rank still joins every collective.
+    // An empty slice contributes nothing, but its rank still joins every collective (of a
+    // split model's passes too: those layers run below and overwrite their gradients).
     be_->fill_zero(grad_data(), sizeof(float) * static_cast<std::size_t>(flat_size_));
-    if (on_layer_done)
-      for (int i = last; i >= 0; --i) on_layer_done(i);
-    return true;
+    if (!is_split()) {
+      if (on_layer_done)
+        for (int i = last; i >= 0; --i) on_layer_done(i);
+      return true;
+    }
   }
+  DISTNET_CHECK(!is_split() || (n == step_.rows && rows_[0] == n),
+                "backward of a split model must follow its forward with the same rows");
   float* dy = scratch_[0].data<float>();
   float* other = scratch_[1].data<float>();
   bool complete = true;
   for (int i = last; i >= 0; --i) {
     const auto idx = static_cast<std::size_t>(i);
-    complete = complete && !(cancel && cancel());
+    complete = complete && !(cancel && !is_split() && cancel());
     if (!complete) {  // abandoned: no more compute, but the same collectives as every peer
       if (on_layer_done) on_layer_done(i);
       continue;
@@ -203,7 +246,12 @@ bool Model::backward(const StepContext& ctx, int n, const float* x,
     {
       Timeline::Scope span(timeline_, Timeline::Track::compute, "backward ", layers_[idx]->name(),
                            "backward");
-      layers_[idx]->backward(ctx, n, in, acts_[idx].data<float>(), dy, dx);
+      Layer& l = *layers_[idx];
+      if (!is_split()) {
+        l.backward(ctx, n, in, acts_[idx].data<float>(), dy, dx);
+      } else if (rows_[idx] > 0 || l.collective()) {
+        l.backward(layer_context(step_, idx), rows_[idx], in, acts_[idx].data<float>(), dy, dx);
+      }
     }
     if (times_) {
       be_->synchronize();

@@ -191,7 +191,12 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
        "backward")  //
       ("grad-compression", po::value(&c.grad_compression)->default_value(c.grad_compression),
        "none: gradients travel as fp32; bf16: as bfloat16 (half the bytes, ~3 significant "
-       "digits)");
+       "digits)")  //
+      ("model-parallel", po::value(&c.model_parallel)->default_value(c.model_parallel),
+       "M: split the world into groups of M consecutive ranks (normally the GPUs of one node); "
+       "within a group the convolutions stay data-parallel and the dense layers are split by "
+       "neurons across the M ranks. Must divide the number of ranks; 1 = pure data "
+       "parallelism (docs/process-grid.md)");
 
   po::options_description output("Output");
   output.add_options()  //
@@ -361,6 +366,8 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
        "--workers must be >= 0 (or -1 for automatic), got " + std::to_string(c.workers));
   need(c.eval_batch >= 0, "--eval-batch-size must be >= 0, got " + std::to_string(c.eval_batch));
   need(c.bucket_mb > 0, "--bucket-mb must be > 0, got " + num(c.bucket_mb));
+  need(c.model_parallel >= 1,
+       "--model-parallel must be at least 1, got " + std::to_string(c.model_parallel));
   need(c.lr_gamma > 0, "--lr-gamma must be > 0, got " + num(c.lr_gamma));
   need(c.lr_min >= 0 && c.lr_min <= c.lr, "--lr-min must be in [0, lr], got " + num(c.lr_min));
   need(c.warmup_epochs >= 0, "--warmup-epochs must be >= 0, got " + num(c.warmup_epochs));
@@ -508,10 +515,11 @@ std::string RunConfig::effective_ini() const {
     << "\ndevice = " << device << "\ncpu-conv = " << cpu_conv << "\nmath = " << math
     << "\ncudnn-algo = " << cudnn_algo << "\ncudnn-workspace-mb = " << cudnn_workspace_mb
     << "\ncomm = " << comm << "\nbucket-mb = " << bucket_mb << "\noverlap = " << overlap
-    << "\ngrad-compression = " << grad_compression << "\nmetrics-file = " << metrics_file
-    << "\nprogress = " << progress << "\nprogress-interval = " << progress_interval
-    << "\ntimeline = " << timeline << "\ntimeline-events = " << timeline_events
-    << "\nnvtx = " << (nvtx ? "true" : "false") << "\nstraggler-threshold = " << straggler_threshold
+    << "\ngrad-compression = " << grad_compression << "\nmodel-parallel = " << model_parallel
+    << "\nmetrics-file = " << metrics_file << "\nprogress = " << progress
+    << "\nprogress-interval = " << progress_interval << "\ntimeline = " << timeline
+    << "\ntimeline-events = " << timeline_events << "\nnvtx = " << (nvtx ? "true" : "false")
+    << "\nstraggler-threshold = " << straggler_threshold
     << "\nbenchmark = " << (benchmark ? "true" : "false") << "\nwarmup-steps = " << warmup_steps
     << "\nsteps = " << steps << "\ncheckpoint-dir = " << checkpoint_dir
     << "\ncheckpoint-every = " << checkpoint_every << "\nkeep-checkpoints = " << keep_checkpoints

@@ -178,6 +178,16 @@ void Reporter::benchmark(const BenchmarkResult& r, int world, const Model& model
   line("  step time: " + fmt("%.2f", r.step_ms) + " ms = compute " + fmt("%.2f", r.compute_ms) +
        " + exposed communication " + fmt("%.2f", r.comm_ms) + " + data wait " +
        fmt("%.2f", r.data_ms) + " (mean over ranks)");
+  {
+    // Counted, not timed: exact and the same on any machine (docs/scaling-model.md).
+    const CommBytes& b = r.bytes_per_step;
+    auto mb = [](double v) { return fmt("%.3f", v / 1e6) + " MB"; };
+    line("  bytes sent per step and rank (counted, ring convention; --model-parallel " +
+         std::to_string(r.model_parallel) + "): " + mb(b.total()) + " = all-reduce " +
+         mb(b.of(CollectiveOp::allreduce)) + " + all-gather " + mb(b.of(CollectiveOp::allgather)) +
+         " + reduce-scatter " + mb(b.of(CollectiveOp::reduce_scatter)) + " + broadcast " +
+         mb(b.of(CollectiveOp::broadcast)));
+  }
   if (r.step_ms_without_timeline > 0) {
     line("  timeline overhead: " + fmt("%+.2f", 100.0 * r.timeline_overhead) + " % (step " +
          fmt("%.2f", r.step_ms) + " ms recorded, " + fmt("%.2f", r.step_ms_without_timeline) +
@@ -196,12 +206,19 @@ void Reporter::benchmark(const BenchmarkResult& r, int world, const Model& model
          fmt("%8.2f", r.layers.forward_ms[l]) + "  backward " +
          fmt("%8.2f", r.layers.backward_ms[l]));
     std::int64_t grads = 0;  // gradient floats of this layer: what it adds to the all-reduce
-    for (const auto& ps : model.layers()[l]->param_specs())
-      if (ps.trainable()) grads += ps.shape.numel();
-    layers_json += std::string(l ? "," : "") + "{\"layer\":\"" + name +
-                   "\",\"forward_ms\":" + fmt("%.4f", r.layers.forward_ms[l]) +
+    std::string tensors;     // each trainable tensor's floats (of this rank's piece), in order
+    for (const auto& ps : model.layers()[l]->param_specs()) {
+      if (!ps.trainable()) continue;
+      grads += ps.shape.numel();
+      tensors += (tensors.empty() ? "" : ",") + std::to_string(ps.shape.numel());
+    }
+    const Layer& layer = *model.layers()[l];
+    layers_json += std::string(l ? "," : "") + "{\"layer\":\"" + name + "\",\"kind\":\"" +
+                   layer.kind() + "\",\"input\":" + std::to_string(layer.input_shape().numel()) +
+                   ",\"output\":" + std::to_string(layer.output_shape().numel()) +
+                   ",\"forward_ms\":" + fmt("%.4f", r.layers.forward_ms[l]) +
                    ",\"backward_ms\":" + fmt("%.4f", r.layers.backward_ms[l]) +
-                   ",\"grad_floats\":" + std::to_string(grads) + "}";
+                   ",\"grad_floats\":" + std::to_string(grads) + ",\"tensors\":[" + tensors + "]}";
   }
   json("{\"event\":\"benchmark\",\"ranks\":" + std::to_string(world) + ",\"global_batch\":" +
        std::to_string(r.global_batch) + ",\"steps\":" + std::to_string(r.steps) +
@@ -209,8 +226,18 @@ void Reporter::benchmark(const BenchmarkResult& r, int world, const Model& model
        fmt("%.3f", r.images_per_s_per_rank) + ",\"step_ms\":" + fmt("%.4f", r.step_ms) +
        ",\"per_rank_batch\":" + fmt("%.4f", double(r.global_batch) / world) +
        ",\"compute_ms\":" + fmt("%.4f", r.compute_ms) + ",\"comm_ms\":" + fmt("%.4f", r.comm_ms) +
-       ",\"data_ms\":" + fmt("%.4f", r.data_ms) + ",\"timeline_overhead\":" +
-       fmt("%.5f", r.timeline_overhead) + ",\"layers\":[" + layers_json + "]}");
+       ",\"data_ms\":" + fmt("%.4f", r.data_ms) +
+       ",\"timeline_overhead\":" + fmt("%.5f", r.timeline_overhead) + ",\"model_parallel\":" +
+       std::to_string(r.model_parallel) + ",\"bytes_per_step\":{\"allreduce\":" +
+       fmt("%.1f", r.bytes_per_step.of(CollectiveOp::allreduce)) +
+       ",\"allgather\":" + fmt("%.1f", r.bytes_per_step.of(CollectiveOp::allgather)) +
+       ",\"reduce_scatter\":" + fmt("%.1f", r.bytes_per_step.of(CollectiveOp::reduce_scatter)) +
+       ",\"broadcast\":" + fmt("%.1f", r.bytes_per_step.of(CollectiveOp::broadcast)) +
+       ",\"total\":" + fmt("%.1f", r.bytes_per_step.total()) +
+       "},\"payload_per_step\":{\"allreduce\":" + std::to_string(r.bytes_per_step.payload[0]) +
+       ",\"allgather\":" + std::to_string(r.bytes_per_step.payload[1]) +
+       ",\"reduce_scatter\":" + std::to_string(r.bytes_per_step.payload[2]) + ",\"broadcast\":" +
+       std::to_string(r.bytes_per_step.payload[3]) + "},\"layers\":[" + layers_json + "]}");
 }
 
 SlowNotice::SlowNotice(bool active, std::string what, double after_s)

@@ -43,7 +43,11 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerParts& parts)
       schedule_(make_schedule(cfg, sampler_.batches_per_epoch(), parts.world.size())),
       sync_(parts.model, parts.comm,
             GradSyncOptions{cfg.bucket_mb, cfg.overlap == "on", parse_wire(cfg.grad_compression),
-                            cfg.comm == "none"}) {
+                            cfg.comm == "none"},
+            parts.model.is_split() ? &parts.grid->shard_comm() : nullptr) {
+  DISTNET_CHECK(!parts.model.is_split() ||
+                    (parts.grid && parts.grid->model_parallel() == parts.model.split().shards),
+                "a split model needs the grid it was split for");
   workers_ =
       cfg.workers >= 0
           ? cfg.workers
@@ -63,11 +67,25 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerParts& parts)
 
 // Every rank initialised from the same seed already; broadcasting from rank 0 makes it a fact
 // rather than an assumption (and covers parameters loaded on rank 0 only).
+// A split model's ranks hold different shards: each is broadcast from group 0's rank of the
+// same shard, over the same-shard ranks.
 void Trainer::broadcast_parameters() {
   Model& m = p_.model;
-  p_.comm.broadcast(m.param_data(), sizeof(float) * std::size_t(m.flat_size()), 0);
-  p_.comm.broadcast(m.state_data(), sizeof(float) * std::size_t(m.state_size()), 0);
-  p_.comm.broadcast(m.momentum_data(), sizeof(float) * std::size_t(m.flat_size()), 0);
+  Communicator& c = m.is_split() ? p_.grid->shard_comm() : p_.comm;
+  c.broadcast(m.param_data(), sizeof(float) * std::size_t(m.flat_size()), 0);
+  c.broadcast(m.state_data(), sizeof(float) * std::size_t(m.state_size()), 0);
+  c.broadcast(m.momentum_data(), sizeof(float) * std::size_t(m.flat_size()), 0);
+}
+
+CommBytes Trainer::bytes_sent() const {
+  return p_.grid ? p_.grid->bytes_sent() : p_.comm.bytes_sent();
+}
+
+void Trainer::reset_bytes() {
+  if (p_.grid)
+    p_.grid->reset_bytes();
+  else
+    p_.comm.reset_bytes();
 }
 
 // Checkpoint names count epochs as the log does, from 1: the epoch the last step taken belongs to
@@ -101,7 +119,7 @@ void Trainer::save_checkpoint(bool borrow) {
   double sums[3] = {local[0], local[1], double(epoch_samples_)};
   host_comm().allreduce_sum(sums, 3);
   saved_step_ = step_;
-  if (!p_.writer) return;
+  if (!p_.writer && !p_.model.is_split()) return;
   const std::int64_t spe = sampler_.batches_per_epoch();
   CheckpointMeta meta;
   meta.distnet_version = DISTNET_VERSION;
@@ -120,6 +138,11 @@ void Trainer::save_checkpoint(bool borrow) {
   meta.state.epoch_sums = {sums[0], sums[1], sums[2]};
   // The host copy is the only stall; the writer thread does the disk work.
   Timeline::Scope span(p_.timeline, Timeline::Track::compute, "checkpoint snapshot", "checkpoint");
+  if (p_.model.is_split()) {  // whole tensors, gathered in every group (a collective of each)
+    Snapshot whole = take_whole_snapshot(p_.model, meta);
+    if (p_.writer) p_.writer->submit(std::move(whole), checkpoint_file_name(file_epoch(), step_));
+    return;
+  }
   p_.writer->submit(take_snapshot(p_.model, meta, borrow),
                     checkpoint_file_name(file_epoch(), step_));
 }
@@ -289,7 +312,10 @@ Trainer::StepOutcome Trainer::train_step(const data::Batch& b) {
   const auto* labels = static_cast<const std::int32_t*>(
       be.stage(b.labels.data(), b.labels.size() * sizeof(std::int32_t), stage_labels_));
   stage_span.reset();
-  const StepContext ctx{true, cfg_.seed, static_cast<std::uint32_t>(step_), ids};
+  StepContext ctx{true, cfg_.seed, static_cast<std::uint32_t>(step_), ids};
+  // A split model pads every rank's slice to the step's largest one (the same on every rank).
+  if (m.is_split()) ctx.slice_rows = int((b.global_size + p_.world.size() - 1) / p_.world.size());
+  reset_bytes();
   // What a step changes before its update -- the loss sums and the batch-norm running
   // statistics -- is kept, so that an abandoned step leaves no trace.
   auto* stats = static_cast<double*>(stats_.data());
@@ -312,6 +338,7 @@ Trainer::StepOutcome Trainer::train_step(const data::Batch& b) {
     Timeline::Scope span(p_.timeline, Timeline::Track::compute, "wait for buckets", "comm");
     sync_.finish();
   }
+  step_bytes_ = bytes_sent();
   // The step boundary: do all ranks go on? (A signal may have reached only some of them.)
   double vote[2] = {stop_requested() ? 1.0 : 0.0, complete ? 0.0 : 1.0};
   {
@@ -484,29 +511,42 @@ EvalResult Trainer::evaluate() {
   const std::int64_t batch =
       cfg_.eval_batch > 0 ? cfg_.eval_batch : (cfg_.batch + p_.world.size() - 1) / p_.world.size();
   const auto saved = read_and_reset_stats();  // keep the training figures of a running epoch
+  // A split model's forward is a collective of its group: every rank takes as many batches as
+  // the largest shard, with empty ones once its own shard is done, all padded to `batch` rows.
+  const std::int64_t own = shard.size() > 0 ? (shard.size() + batch - 1) / batch : 0;
+  const std::int64_t largest = data::split_slice(p_.test->size(), p_.world.size(), 0).size();
+  const std::int64_t rounds = m.is_split() ? (largest + batch - 1) / batch : own;
+  std::optional<data::Sampler> s;
+  std::optional<data::Loader> loader;
   if (shard.size() > 0) {
-    const data::Sampler s(shard.size(), batch, false, false, 0, shard.begin);
+    s.emplace(shard.size(), batch, false, false, 0, shard.begin);
     data::LoaderOptions lo;
     lo.workers = workers_;
-    data::Loader loader(*p_.test, s, loader_transform(), lo);
-    const auto t0 = Clock::now();
-    for (std::int64_t b = 0; b < s.batches_per_epoch(); ++b) {
-      if (b > 0 && p_.report.progress_due())  // rank 0's shard; the others' are as large
-        p_.report.phase_progress("evaluating", b, s.batches_per_epoch(), seconds_since(t0));
-      const data::Batch bt = loader.next();
-      const float* x = device_images(bt);
-      const auto* labels = static_cast<const std::int32_t*>(
-          be.stage(bt.labels.data(), bt.labels.size() * sizeof(std::int32_t), stage_labels_));
-      const StepContext ctx{false, cfg_.seed, 0, nullptr};
-      const float* logits = m.forward(ctx, bt.size(), x);
-      be.softmax_xent(bt.size(), m.config().classes, logits, labels, 1.0f, nullptr,
-                      static_cast<double*>(stats_.data()));
-    }
+    loader.emplace(*p_.test, *s, loader_transform(), lo);
   }
-  const auto s = read_and_reset_stats();
+  const auto t0 = Clock::now();
+  for (std::int64_t b = 0; b < rounds; ++b) {
+    if (b > 0 && p_.report.progress_due())  // rank 0's shard; the others' are as large
+      p_.report.phase_progress("evaluating", b, rounds, seconds_since(t0));
+    StepContext ctx{false, cfg_.seed, 0, nullptr};
+    if (m.is_split()) ctx.slice_rows = int(batch);
+    if (b >= own) {
+      m.forward(ctx, 0, nullptr);
+      continue;
+    }
+    const data::Batch bt = loader->next();
+    const float* x = device_images(bt);
+    const auto* labels = static_cast<const std::int32_t*>(
+        be.stage(bt.labels.data(), bt.labels.size() * sizeof(std::int32_t), stage_labels_));
+    const float* logits = m.forward(ctx, bt.size(), x);
+    be.softmax_xent(bt.size(), m.config().classes, logits, labels, 1.0f, nullptr,
+                    static_cast<double*>(stats_.data()));
+  }
+  const auto sums_read = read_and_reset_stats();
   be.upload(stats_.data(), saved.data(), sizeof saved);
   const data::Dataset::BadSamples bad = p_.test->take_bad_samples(0);
-  double sums[5] = {s[0], s[1], s[2], double(shard.size()), double(bad.count)};
+  double sums[5] = {sums_read[0], sums_read[1], sums_read[2], double(shard.size()),
+                    double(bad.count)};
   host_comm().allreduce_sum(sums, 5);
   report_bad_samples("evaluation", bad, sums[4]);
   EvalResult r;
@@ -544,8 +584,10 @@ BenchmarkResult Trainer::benchmark() {
 
   // The timed steps; with --timeline, recorded or not (`record`), to measure what recording costs.
   Timeline* tl = p_.timeline;
+  CommBytes bytes;  // summed over the first timed run's steps
   auto timed = [&](bool record, const char* what, double* wall_s, std::int64_t* images) {
     const auto t0 = Clock::now();
+    bytes = CommBytes{};
     for (int i = 0; i < cfg_.steps; ++i) {
       if (tl) tl->set_step(record ? step_ : -1);
       Timeline::Scope step_span(tl, Timeline::Track::compute, "step ", step_, "step");
@@ -554,6 +596,7 @@ BenchmarkResult Trainer::benchmark() {
       if (tl)
         tl->span(Timeline::Track::compute, "data wait", "data", wait_start, Timeline::now_us());
       if (!step(b)) return false;
+      bytes += step_bytes_;
       *images += b.global_size;
       if (p_.report.progress_due())
         p_.report.phase_progress(what, i + 1, cfg_.steps, seconds_since(t0));
@@ -569,6 +612,11 @@ BenchmarkResult Trainer::benchmark() {
     r.stopped = true;
     return r;
   }
+  for (int k = 0; k < kCollectiveOps; ++k) {  // per step (every step moves the same bytes)
+    r.bytes_per_step.sent[k] = bytes.sent[k] / cfg_.steps;
+    r.bytes_per_step.payload[k] = bytes.payload[k] / cfg_.steps;
+  }
+  r.model_parallel = p_.grid ? p_.grid->model_parallel() : 1;
   report_stragglers("the benchmark", 0, wall, sync_.comm_seconds() - comm0 + (vote_s_ - vote0),
                     loader.wait_seconds() - wait0);
   if (tl && tl->enabled()) {  // the same steps again without recording: its cost

@@ -157,6 +157,34 @@ TEST_P(DeviceComm, BroadcastFromRankZero) {
   EXPECT_EQ(got, want);
 }
 
+// The hybrid grid's activations: all-gather (also in place) and reduce-scatter on the device
+// against MPI on host copies, and the bytes counted the same way by both.
+TEST_P(DeviceComm, AllGatherAndReduceScatterMatchMpi) {
+  Fixture f(GetParam());
+  const std::size_t n = 4099, p = std::size_t(world_size()), r = std::size_t(world_rank());
+  const auto mine = rank_data(n);
+  std::vector<float> want(n * p);
+  f.mpi->allgather(mine.data(), want.data(), n);
+  std::vector<float> padded(n * p, 0.0f);
+  std::copy(mine.begin(), mine.end(), padded.begin() + std::ptrdiff_t(n * r));
+  f.comm->reset_bytes();
+  const auto got = f.on_device(padded, [&](float* d) { f.comm->allgather(d + n * r, d, n); });
+  EXPECT_EQ(got, want);
+  const auto all = rank_data(n * p);
+  std::vector<float> want_rs(n);
+  f.mpi->reduce_scatter_sum(all.data(), want_rs.data(), n);
+  auto got_rs = f.on_device(all, [&](float* d) {
+    Buffer out = f.be->allocate(n * 4);
+    f.comm->reduce_scatter_sum(d, static_cast<float*>(out.data()), n);
+    f.be->copy(d, out.data(), n * 4);
+  });
+  got_rs.resize(n);
+  EXPECT_LE(max_rel(got_rs, want_rs), 1e-6);
+  const CommBytes b = f.comm->bytes_sent();
+  EXPECT_DOUBLE_EQ(b.of(CollectiveOp::allgather), double(n * 4 * (p - 1)));
+  EXPECT_DOUBLE_EQ(b.of(CollectiveOp::reduce_scatter), double(n * 4 * (p - 1)));
+}
+
 INSTANTIATE_TEST_SUITE_P(Comm, DeviceComm, ::testing::Values(Kind::nccl, Kind::mpi),
                          [](const ::testing::TestParamInfo<Kind>& info) {
                            return std::string(info.param == Kind::nccl ? "nccl" : "mpi");

@@ -76,3 +76,28 @@ TEST(Dropout, ZeroProbabilityIsIdentityAndOneIsRejected) {
   for (float v : y) EXPECT_EQ(v, 1.0f);
   EXPECT_THROW(run(*be, 1, 64, 1.0f, {1, 1, 1}, ids), Error);
 }
+
+// The hybrid grid splits a layer's row across ranks: each piece, drawn with its element offset,
+// is exactly that piece of the full row's mask -- also for offsets that are not a multiple of
+// the four elements one Philox call covers.
+TEST(Dropout, APieceOfTheRowAtItsOffsetDrawsThatPieceOfTheFullMask) {
+  auto be = make_cpu_backend();
+  const int n = 3;
+  const std::int64_t per = 103;
+  const DropoutKey key{7, 2, 5};
+  const auto full = run(*be, n, per, 0.5f, key, {11, 2, 40});
+  for (std::int64_t begin : {0, 1, 34, 35, 69, 100}) {
+    const std::int64_t len = std::min<std::int64_t>(34, per - begin);
+    DropoutKey k = key;
+    k.element_offset = std::uint32_t(begin);
+    std::vector<float> x(std::size_t(n * len)), y(x.size());
+    for (int i = 0; i < n; ++i)
+      for (std::int64_t j = 0; j < len; ++j) x[std::size_t(i * len + j)] = 1.0f;
+    const std::vector<std::uint32_t> ids{11, 2, 40};
+    be->dropout_forward(n, len, 0.5f, k, ids.data(), x.data(), y.data());
+    for (int i = 0; i < n; ++i)
+      for (std::int64_t j = 0; j < len; ++j)
+        ASSERT_EQ(y[std::size_t(i * len + j)], full[std::size_t(i * per + begin + j)])
+            << "row " << i << ", element " << begin + j;
+  }
+}

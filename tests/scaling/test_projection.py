@@ -58,6 +58,68 @@ class Projection(unittest.TestCase):
         self.assertAlmostEqual(p["backward_ms"], 2.0)
 
 
+# A conv layer (100 + 4 floats) and two dense layers, 8 -> 6 -> 3, for the grid's byte counts.
+GRID = {"per_rank_batch": 2, "compute_ms": 10.0, "data_ms": 0.0, "layers": [
+    {"layer": "c", "kind": "conv2d", "input": 16, "output": 8, "forward_ms": 1.0, "backward_ms": 1.0,
+     "grad_floats": 104, "tensors": [100, 4]},
+    {"layer": "d1", "kind": "dense 8->6 +relu", "input": 8, "output": 6, "forward_ms": 1.0,
+     "backward_ms": 1.0, "grad_floats": 54, "tensors": [48, 6]},
+    {"layer": "d2", "kind": "dense 6->3", "input": 6, "output": 3, "forward_ms": 1.0,
+     "backward_ms": 1.0, "grad_floats": 21, "tensors": [18, 3]}]}
+
+
+class GridBytes(unittest.TestCase):
+    def test_data_parallel_all_reduces_every_aligned_tensor(self):
+        # 112 + 16 + 48 + 16 + 32 + 16 = 240 floats = 960 bytes; 2 (4 - 1) / 4 of it sent.
+        b = study.grid_bytes(GRID, 4, 1, 8)
+        self.assertEqual(b["payload"]["allreduce"], 960)
+        self.assertEqual(b["sent"]["allreduce"], 1440.0)
+        self.assertEqual(b["payload"]["allgather"], 0)
+
+    def test_hybrid_by_hand(self):
+        # N=4, M=2: 2 groups. World: the conv, 128 floats. Shard 0: d1 rows [0, 3) -> 24 (32) +
+        # 3 (16); d2 inputs [0, 3) -> 9 (16) + its whole bias 3 (16): 80 floats.
+        b = study.grid_bytes(GRID, 4, 2, 8)
+        self.assertEqual(b["payload"]["allreduce"], (128 + 80) * 4)
+        self.assertEqual(b["sent"]["allreduce"], 2 * 0.75 * 512 + 2 * 0.5 * 320)
+        # Rows: 2 ranks x 2 (8 samples on 4 ranks). Gather 8 features + 1 id + 3 outputs; scatter
+        # 3 partial sums + 8 input gradients; half of each is sent.
+        self.assertEqual(b["payload"]["allgather"], 4 * 12 * 4)
+        self.assertEqual(b["payload"]["reduce_scatter"], 4 * 11 * 4)
+        self.assertEqual(b["sent"]["allgather"], 96.0)
+        self.assertEqual(b["sent"]["reduce_scatter"], 88.0)
+
+    def test_uneven_slices_are_padded(self):
+        # 7 samples on 4 ranks: slices of 2, 2, 2, 1 all padded to 2.
+        self.assertEqual(study.grid_bytes(GRID, 4, 2, 7)["payload"]["allgather"],
+                         study.grid_bytes(GRID, 4, 2, 8)["payload"]["allgather"])
+
+    def test_a_grid_that_does_not_fit_is_refused(self):
+        with self.assertRaises(study.UsageError):
+            study.grid_bytes(GRID, 6, 4, 8)
+
+
+class GridProjection(unittest.TestCase):
+    def test_one_group_of_all_ranks_sends_only_activations_and_conv_grads(self):
+        # N = M = 2 on one node: no same-shard ring (one group); activations over the group.
+        p = study.project(GRID, 2, busbw_gbs=1.0, latency_us=0.0, model_parallel=2,
+                          intra_busbw_gbs=1.0, ranks_per_node=2)
+        by = study.grid_bytes(GRID, 2, 2, 4)
+        self.assertAlmostEqual(p["activation_ms"],
+                               (by["sent"]["allgather"] + by["sent"]["reduce_scatter"]) / 1e9 * 1e3)
+        # Only the conv's 128 floats are all-reduced, after the whole backward (6 ms), over 2 ranks.
+        self.assertAlmostEqual(p["comm_ms"], 2 * 0.5 * 512 / 1e9 * 1e3)
+
+    def test_shard_rings_share_the_nic(self):
+        # 4 ranks, 2 per node, M = 2: the two same-shard rings cross each node's NIC together,
+        # so each gets half of it; data-parallel has one ring over the 4 ranks.
+        kw = dict(busbw_gbs=1.0, latency_us=0.0, intra_busbw_gbs=1e6, ranks_per_node=2)
+        hy = study.project(GRID, 4, model_parallel=2, **kw)
+        shard_bytes = 2 * 0.5 * 80 * 4  # 80 floats over the 2 groups
+        world_bytes = 2 * 0.75 * 128 * 4
+        self.assertAlmostEqual(hy["comm_ms"], (shard_bytes * 2 + world_bytes) / 1e9 * 1e3)
+
+
 class Arguments(unittest.TestCase):
     def test_rank_lists(self):
         self.assertEqual(study.rank_list("4,1,2,2"), [1, 2, 4])
