@@ -71,14 +71,18 @@ void decode_augmented(const std::uint8_t* data, std::size_t bytes, const std::st
   const CropBox box = spec.train
                           ? random_resized_crop(full.width, full.height, spec.seed, epoch, index)
                           : center_crop(full.width, full.height, spec.size);
-  // Decode no larger than needed: both sides of the crop must keep >= size pixels.
+  // Decode no larger than needed: both sides of the crop must keep >= size pixels, and only the
+  // rows and columns the crop's resampling taps read (the support, rounded up, plus upsampling
+  // context) are decoded.
   const double min_scale = std::min(1.0, spec.size / std::min(box.width, box.height));
-  const RgbImage img = decode_image(data, bytes, name, min_scale);
+  const int margin = int(std::ceil(std::max(box.width, box.height) / spec.size)) + 4;
+  const DecodedRegion r = decode_image_region(data, bytes, name, min_scale, box.x, box.y, box.width,
+                                              box.height, margin);
   const Clock::time_point t1 = times ? Clock::now() : Clock::time_point{};
-  const double sx = double(img.width) / full.width, sy = double(img.height) / full.height;
-  const CropBox scaled{box.x * sx, box.y * sy, box.width * sx, box.height * sy};
+  const double sx = double(r.scaled_width) / full.width, sy = double(r.scaled_height) / full.height;
+  const CropBox scaled{box.x * sx - r.x0, box.y * sy - r.y0, box.width * sx, box.height * sy};
   const bool flip = spec.train && random_flip(spec.seed, epoch, index);
-  resample_crop(img, scaled, spec.size, flip, chw);
+  resample_crop(r.img, scaled, spec.size, flip, chw);
   if (times) {
     times->decode_s += std::chrono::duration<double>(t1 - t0).count();
     times->augment_s += std::chrono::duration<double>(Clock::now() - t1).count();
