@@ -132,8 +132,15 @@ def ratio(a):
                           "torchvision": round(tm, 2), "ratio": round(dm / tm, 3)}))
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one line, exit 2."""
+
+    def error(self, message):
+        fail(message, 2)
+
+
 def main():
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
+    p = Parser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="mode", required=True, metavar="{run,ratio}")
     r = sub.add_parser("run", help="time torchvision's ImageFolder + DataLoader")
