@@ -234,7 +234,7 @@ void Trainer::report_stragglers(const std::string& label, int epoch, double trai
   };
   const auto compute = column(0), waits = column(1), data = column(2);
   if (epoch > 0) {
-    std::vector<double> totals(std::size_t(n));
+    std::vector<double> totals(static_cast<std::size_t>(n));
     for (int r = 0; r < n; ++r)
       totals[std::size_t(r)] =
           all[3 * std::size_t(r)] + waits[std::size_t(r)] + data[std::size_t(r)];
