@@ -8,6 +8,8 @@
 #include <mutex>
 #include <thread>
 
+#include <sys/resource.h>
+
 #include "distnet/data/stage_times.hpp"
 #include "distnet/data/transform.hpp"
 #include "distnet/error.hpp"
@@ -17,12 +19,20 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// User + system CPU seconds of the whole process (all threads) so far.
+double process_cpu_s() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
 double seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
 struct RunResult {
-  double wall_s = 0;
+  double wall_s = 0, cpu_s = 0;
   double read_s = 0, decode_s = 0, augment_s = 0, copy_s = 0;  // summed over threads
   std::int64_t images = 0;
 };
@@ -65,11 +75,13 @@ RunResult timed_run(const data::Dataset& ds, const data::ImageTransform& copy, i
     total.copy_s += mine.copy_s;
     total.images += mine.images;
   };
+  const double c0 = process_cpu_s();
   const auto t0 = Clock::now();
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) pool.emplace_back(work);
   for (auto& t : pool) t.join();
   total.wall_s = seconds(t0, Clock::now());
+  total.cpu_s = process_cpu_s() - c0;
   if (err) std::rethrow_exception(err);
   return total;
 }
@@ -104,33 +116,34 @@ void run_encoded_bench(data::DatasetOptions d, const EncodedBenchOptions& o) {
                 ds->description().c_str());
     for (const int cores : o.cores) {
       timed_run(*ds, copy, cores, std::min<std::int64_t>(o.images, ds->size()), 0, o.batch);
-      std::vector<double> rates;
+      std::vector<double> rates, cpu_rates;
       RunResult sum;
       for (int r = 0; r < o.repeats; ++r) {
         const RunResult one = timed_run(*ds, copy, cores, o.images, r + 1, o.batch);
         rates.push_back(double(one.images) / one.wall_s);
+        cpu_rates.push_back(double(one.images) / one.cpu_s);
         sum.read_s += one.read_s, sum.decode_s += one.decode_s;
         sum.augment_s += one.augment_s, sum.copy_s += one.copy_s;
         sum.images += one.images;
       }
-      const double rate = median(rates);
+      const double rate = median(rates), cpu_rate = median(cpu_rates);
       const auto ms = [&](double s_total) { return 1000.0 * s_total / double(sum.images); };
       std::printf(
           "distnet %s cores %d: %.1f images/s (runs %.1f-%.1f), %.1f per core; ms per image: "
-          "read %.3f, decode %.3f, augment %.3f, copy %.3f\n",
+          "read %.3f, decode %.3f, augment %.3f, copy %.3f; %.1f images per CPU-second\n",
           name.c_str(), cores, rate, *std::min_element(rates.begin(), rates.end()),
           *std::max_element(rates.begin(), rates.end()), rate / cores, ms(sum.read_s),
-          ms(sum.decode_s), ms(sum.augment_s), ms(sum.copy_s));
+          ms(sum.decode_s), ms(sum.augment_s), ms(sum.copy_s), cpu_rate);
       std::string runs;
       for (const double x : rates) runs += (runs.empty() ? "" : ",") + std::to_string(x);
       std::printf(
           "{\"impl\":\"distnet\",\"dataset\":\"%s\",\"transform\":\"%s\",\"cores\":%d,"
           "\"size\":%d,\"images\":%lld,\"images_per_s\":%.2f,\"images_per_s_runs\":[%s],"
           "\"per_core\":%.2f,\"read_ms\":%.4f,\"decode_ms\":%.4f,\"augment_ms\":%.4f,"
-          "\"copy_ms\":%.4f}\n",
+          "\"copy_ms\":%.4f,\"images_per_cpu_s\":%.2f}\n",
           d.name.c_str(), name.c_str(), cores, s, static_cast<long long>(o.images), rate,
           runs.c_str(), rate / cores, ms(sum.read_s), ms(sum.decode_s), ms(sum.augment_s),
-          ms(sum.copy_s));
+          ms(sum.copy_s), cpu_rate);
       std::fflush(stdout);
     }
   }

@@ -46,6 +46,26 @@ def positive(text):
     return v
 
 
+def cpu_seconds(pids):
+    """User + system CPU seconds of these processes so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def loader_pids(loader):
+    """This process and the DataLoader's worker processes (persistent workers: started once)."""
+    it = getattr(loader, "_iterator", None)
+    return [os.getpid()] + [w.pid for w in getattr(it, "_workers", []) or []]
+
+
 def transforms_for(name, size):
     import torchvision.transforms as T
     if name == "train":
@@ -81,24 +101,28 @@ def run(a):
                                 persistent_workers=cores > 1)
             for _ in loader:  # warm-up: workers started, files in the page cache
                 pass
-            rates = []
+            rates, cpu_rates = [], []
             for _ in range(a.repeats):
-                t0 = time.perf_counter()
+                pids = loader_pids(loader)
+                c0, t0 = cpu_seconds(pids), time.perf_counter()
                 n = 0
                 for images, _labels in loader:
                     n += images.shape[0]
                 rates.append(n / (time.perf_counter() - t0))
+                cpu_rates.append(n / max(1e-9, cpu_seconds(pids) - c0))
             del loader
-            rate = statistics.median(rates)
+            rate, cpu_rate = statistics.median(rates), statistics.median(cpu_rates)
             print(f"torchvision {name} cores {cores}: {rate:.1f} images/s (runs {min(rates):.1f}-{max(rates):.1f}), "
-                  f"{rate / cores:.1f} per core", flush=True)
+                  f"{rate / cores:.1f} per core; {cpu_rate:.1f} images per CPU-second", flush=True)
             print(json.dumps({"impl": "torchvision", "transform": name, "cores": cores, "size": a.size,
                               "images": a.images, "images_per_s": round(rate, 2),
                               "images_per_s_runs": [round(r, 2) for r in rates],
-                              "per_core": round(rate / cores, 2)}), flush=True)
+                              "per_core": round(rate / cores, 2),
+                              "images_per_cpu_s": round(cpu_rate, 2)}), flush=True)
 
 
 def records(path, impl):
+    """{(transform, cores): [record, ...]} in file order."""
     try:
         with open(path) as f:
             lines = [l for l in f if l.startswith("{")]
@@ -111,25 +135,40 @@ def records(path, impl):
         except ValueError:
             continue
         if r.get("impl") == impl:
-            out.setdefault((r["transform"], r["cores"]), []).extend(r["images_per_s_runs"])
+            out.setdefault((r["transform"], r["cores"]), []).append(r)
     if not out:
         fail(f"no {impl} records in {path}", 1)
     return out
 
 
 def ratio(a):
+    """Medians over all timed runs; the paired ratio pairs the k-th record of each side (the
+    driver runs them back to back, so a busy spell on a shared machine hits both), and the CPU
+    ratio compares images per CPU-second (robust to time-sharing)."""
     d, t = records(a.distnet, "distnet"), records(a.torchvision, "torchvision")
     for key in sorted(set(d) | set(t)):
         name, cores = key
         if key not in d or key not in t:
             print(f"ratio {name} cores {cores}: only {'distnet' if key in d else 'torchvision'} measured")
             continue
-        dm, tm = statistics.median(d[key]), statistics.median(t[key])
-        print(f"ratio {name} cores {cores}: distnet {dm:.1f} ({min(d[key]):.1f}-{max(d[key]):.1f}, {len(d[key])} runs)"
-              f" / torchvision {tm:.1f} ({min(t[key]):.1f}-{max(t[key]):.1f}, {len(t[key])} runs) images/s"
+        dr = [x for r in d[key] for x in r["images_per_s_runs"]]
+        tr = [x for r in t[key] for x in r["images_per_s_runs"]]
+        dm, tm = statistics.median(dr), statistics.median(tr)
+        paired = [x["images_per_s"] / y["images_per_s"] for x, y in zip(d[key], t[key])]
+        dc = [r["images_per_cpu_s"] for r in d[key] if "images_per_cpu_s" in r]
+        tc = [r["images_per_cpu_s"] for r in t[key] if "images_per_cpu_s" in r]
+        print(f"ratio {name} cores {cores}: distnet {dm:.1f} ({min(dr):.1f}-{max(dr):.1f}, {len(dr)} runs)"
+              f" / torchvision {tm:.1f} ({min(tr):.1f}-{max(tr):.1f}, {len(tr)} runs) images/s"
               f" = {dm / tm:.2f}; per core {dm / cores:.1f} / {tm / cores:.1f}")
-        print(json.dumps({"impl": "ratio", "transform": name, "cores": cores, "distnet": round(dm, 2),
-                          "torchvision": round(tm, 2), "ratio": round(dm / tm, 3)}))
+        out = {"impl": "ratio", "transform": name, "cores": cores, "distnet": round(dm, 2),
+               "torchvision": round(tm, 2), "ratio": round(dm / tm, 3)}
+        print(f"  paired by round: {', '.join(f'{p:.2f}' for p in paired)} (median {statistics.median(paired):.2f})")
+        out["paired_median"] = round(statistics.median(paired), 3)
+        if dc and tc:
+            cd, ct = statistics.median(dc), statistics.median(tc)
+            print(f"  per CPU-second: distnet {cd:.1f} / torchvision {ct:.1f} images = {cd / ct:.2f}")
+            out["cpu_ratio"] = round(cd / ct, 3)
+        print(json.dumps(out))
 
 
 class Parser(argparse.ArgumentParser):

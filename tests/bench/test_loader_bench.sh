@@ -22,7 +22,7 @@ n=$(find "$tmp/photos/train" -name '*.JPEG' | wc -l)
 rc=$?
 [ "$rc" -eq 0 ] && ok "bench runs" || bad "bench exited $rc: $(cat "$tmp/b.err")"
 [ ! -s "$tmp/b.err" ] && ok "nothing on stderr" || bad "stderr: $(cat "$tmp/b.err")"
-line='^distnet (train|eval) cores [12]: [0-9.]+ images/s \(runs [0-9.]+-[0-9.]+\), [0-9.]+ per core; ms per image: read [0-9.]+, decode [0-9.]+, augment [0-9.]+, copy [0-9.]+$'
+line='^distnet (train|eval) cores [12]: [0-9.]+ images/s \(runs [0-9.]+-[0-9.]+\), [0-9.]+ per core; ms per image: read [0-9.]+, decode [0-9.]+, augment [0-9.]+, copy [0-9.]+; [0-9.]+ images per CPU-second$'
 [ "$(grep -cE "$line" "$tmp/b.log")" -eq 4 ] && ok "4 result lines" || bad "result lines: $(cat "$tmp/b.log")"
 grep -q '^transform train: RandomResizedCrop(224) + flip; dataset imagefolder ' "$tmp/b.log" &&
   grep -q '^transform eval: Resize(256) + CenterCrop(224); dataset imagefolder ' "$tmp/b.log" &&
@@ -37,7 +37,7 @@ for r in rs:
     assert abs(r["per_core"] - r["images_per_s"] / r["cores"]) < 0.02, r
     for k in ("decode_ms", "augment_ms", "copy_ms"):
         assert r[k] > 0, (k, r)
-    assert r["read_ms"] >= 0, r
+    assert r["read_ms"] >= 0 and r["images_per_cpu_s"] > 0, r
 PY
 
 "$bench" --dataset imagefolder --data-dir "$tmp/photos" --cores 1 --images 4 --repeats 1 \

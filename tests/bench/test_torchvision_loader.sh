@@ -25,13 +25,14 @@ python3 "$script" run --data-dir "$tmp/photos" --cores 1,2 --images 8 --repeats 
   >"$tmp/t.log" 2>"$tmp/t.err"
 rc=$?
 [ "$rc" -eq 0 ] && ok "run" || bad "run exited $rc: $(tail -5 "$tmp/t.err")"
-[ "$(grep -cE '^torchvision (train|eval) cores [12]: [0-9.]+ images/s \(runs [0-9.]+-[0-9.]+\), [0-9.]+ per core$' "$tmp/t.log")" -eq 4 ] &&
+[ "$(grep -cE '^torchvision (train|eval) cores [12]: [0-9.]+ images/s \(runs [0-9.]+-[0-9.]+\), [0-9.]+ per core; [0-9.]+ images per CPU-second$' "$tmp/t.log")" -eq 4 ] &&
   ok "4 result lines" || bad "result lines: $(cat "$tmp/t.log")"
 python3 - "$tmp/t.log" <<'PY' && ok "JSON records" || bad "JSON: $(grep '^{' "$tmp/t.log")"
 import json, sys
 rs = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 assert sorted((r["transform"], r["cores"]) for r in rs) == [("eval", 1), ("eval", 2), ("train", 1), ("train", 2)], rs
 assert all(r["impl"] == "torchvision" and r["images_per_s"] > 0 and len(r["images_per_s_runs"]) == 2 for r in rs)
+assert all(r["images_per_cpu_s"] > 0 for r in rs), rs
 PY
 
 "$driver" "$build" "$tmp/photos" 1 8 "$tmp/drv" >"$tmp/d.log" 2>&1
@@ -43,6 +44,9 @@ want=2
 n=$(grep -cE '^ratio (train|eval) cores [0-9]+: distnet [0-9.]+ \([0-9.]+-[0-9.]+, 1 runs\) / torchvision [0-9.]+ \([0-9.]+-[0-9.]+, 1 runs\) images/s = [0-9.]+; per core [0-9.]+ / [0-9.]+$' "$tmp/d.log")
 [ "$n" -eq $((2 * want)) ] && ok "ratio lines" || bad "ratio lines ($n): $(cat "$tmp/d.log")"
 grep -q '^machine: ' "$tmp/d.log" && ok "machine line" || bad "no machine line"
+[ "$(grep -cE '^  paired by round: [0-9.]+ \(median [0-9.]+\)$' "$tmp/d.log")" -eq $((2 * want)) ] &&
+  [ "$(grep -cE '^  per CPU-second: distnet [0-9.]+ / torchvision [0-9.]+ images = [0-9.]+$' "$tmp/d.log")" -eq $((2 * want)) ] &&
+  ok "paired and per-CPU-second ratios" || bad "paired/CPU lines: $(cat "$tmp/d.log")"
 
 expect_err() {
   local code=$1 pattern=$2
