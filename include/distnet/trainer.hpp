@@ -123,6 +123,11 @@ class Trainer {
   // "<label> ranks: ..." and names a straggler. `epoch` goes into the metrics (0: benchmark).
   void report_stragglers(const std::string& label, int epoch, double train_s, double collectives_s,
                          double data_s);
+  // After each training epoch (rank 0): the largest share of a rank's epoch time spent waiting
+  // for data; a line when it is at least kDataWaitShareReported.
+  void report_data_wait(const std::string& label, int epoch, const std::vector<double>& train_s,
+                        const std::vector<double>& data_s);
+  static constexpr double kDataWaitShareReported = 0.10;
   std::array<double, 3> read_and_reset_stats();
 
   RunConfig cfg_;

@@ -67,4 +67,15 @@ RgbImage decode_image(const std::uint8_t* data, std::size_t size, const std::str
   not_an_image(data, size, name);
 }
 
+DecodedRegion decode_image_region(const std::uint8_t* data, std::size_t size,
+                                  const std::string& name, double min_scale, double x, double y,
+                                  double width, double height, int margin) {
+  if (sniff_image_format(data, size) == ImageFormat::jpeg)
+    return decode_jpeg_region(data, size, name, min_scale, x, y, width, height, margin);
+  DecodedRegion r;
+  r.img = decode_image(data, size, name, min_scale);
+  r.scaled_width = r.img.width, r.scaled_height = r.img.height;
+  return r;
+}
+
 }  // namespace distnet::data

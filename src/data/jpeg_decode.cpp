@@ -71,19 +71,31 @@ Header read_header(tjhandle h, const std::uint8_t* data, std::size_t size,
   return hd;
 }
 
+}  // namespace
+
 // The smallest scaling factor >= min_scale, never above 1 (TurboJPEG also offers enlargements).
-tjscalingfactor pick_scale(double min_scale) {
+ScaleFactor jpeg_scale_factor(double min_scale) {
+  min_scale = std::clamp(min_scale, 0.0, 1.0);
   int n = 0;
   const tjscalingfactor* f = tjGetScalingFactors(&n);
-  tjscalingfactor best{1, 1};
+  ScaleFactor best{1, 1};
   for (int i = 0; i < n; ++i) {
     const double v = double(f[i].num) / f[i].denom;
-    if (v <= 1.0 && v >= min_scale && v < double(best.num) / best.denom) best = f[i];
+    if (v <= 1.0 && v >= min_scale && v < double(best.num) / best.denom)
+      best = {f[i].num, f[i].denom};
   }
   return best;
 }
 
-}  // namespace
+std::vector<std::uint8_t> cmyk_to_rgb(const std::vector<std::uint8_t>& cmyk, std::size_t pixels) {
+  std::vector<std::uint8_t> rgb(pixels * 3);
+  for (std::size_t p = 0; p < pixels; ++p) {
+    const unsigned k = cmyk[4 * p + 3];
+    for (std::size_t c = 0; c < 3; ++c)
+      rgb[3 * p + c] = static_cast<std::uint8_t>((cmyk[4 * p + c] * k + 127) / 255);
+  }
+  return rgb;
+}
 
 ImageSize jpeg_size(const std::uint8_t* data, std::size_t size, const std::string& name) {
   return read_header(decompressor(name), data, size, name).size;
@@ -93,7 +105,8 @@ RgbImage decode_jpeg(const std::uint8_t* data, std::size_t size, const std::stri
                      double min_scale) {
   tjhandle h = decompressor(name);
   const Header hd = read_header(h, data, size, name);
-  const tjscalingfactor sf = pick_scale(std::clamp(min_scale, 0.0, 1.0));
+  const ScaleFactor s = jpeg_scale_factor(min_scale);
+  const tjscalingfactor sf{s.num, s.denom};
   RgbImage img;
   img.width = TJSCALED(hd.size.width, sf);
   img.height = TJSCALED(hd.size.height, sf);
@@ -114,12 +127,7 @@ RgbImage decode_jpeg(const std::uint8_t* data, std::size_t size, const std::stri
     img.pixels = std::move(buf);
     return img;
   }
-  img.pixels.resize(std::size_t(img.width) * std::size_t(img.height) * 3);
-  for (std::size_t p = 0, n = std::size_t(img.width) * std::size_t(img.height); p < n; ++p) {
-    const unsigned k = buf[4 * p + 3];
-    for (std::size_t c = 0; c < 3; ++c)
-      img.pixels[3 * p + c] = static_cast<std::uint8_t>((buf[4 * p + c] * k + 127) / 255);
-  }
+  img.pixels = cmyk_to_rgb(buf, std::size_t(img.width) * std::size_t(img.height));
   return img;
 }
 

@@ -120,8 +120,11 @@ void Loader::worker() {
 }
 
 Batch Loader::next() {
-  if (threads_.empty()) {  // workers == 0: load here
-    return produce(next_take_++);
+  if (threads_.empty()) {  // workers == 0: load here; the step waits for all of it
+    const auto t0 = std::chrono::steady_clock::now();
+    Batch b = produce(next_take_++);
+    wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return b;
   }
   const auto t0 = std::chrono::steady_clock::now();
   std::unique_lock<std::mutex> lock(mu_);

@@ -64,6 +64,17 @@ ResizeNormalize ImageTransform::as_op() const {
 
 void ImageTransform::apply(const std::uint8_t* in, float* out) const {
   const std::int64_t c = in_[0], ih = in_[1], iw = in_[2], oh = out_[1], ow = out_[2];
+  if (ih == oh && iw == ow) {
+    // No resize (image folders come cropped to size): the bilinear taps are the identity
+    // (w1 = 0), so this gives the same floats as the general path, at a fraction of its cost.
+    for (std::int64_t ch = 0; ch < c; ++ch) {
+      const float scale = scale_[std::size_t(ch)], shift = shift_[std::size_t(ch)];
+      const std::uint8_t* src = in + ch * ih * iw;
+      float* dst = out + ch * oh * ow;
+      for (std::int64_t i = 0; i < ih * iw; ++i) dst[i] = float(src[i]) * scale + shift;
+    }
+    return;
+  }
   std::vector<float> row0(static_cast<std::size_t>(ow)), row1(static_cast<std::size_t>(ow));
   for (std::int64_t ch = 0; ch < c; ++ch) {
     const std::uint8_t* plane = in + ch * ih * iw;

@@ -188,6 +188,32 @@ void Trainer::report_progress(const ProgressPoint& at) {
                      p.elapsed_s * double(p.steps - p.batch - 1) / done);
 }
 
+// Training epochs only (the benchmark prints its own step split): the largest share of a rank's
+// epoch spent blocked in Loader::next, as a line when it reaches kDataWaitShareReported (the
+// loader does not keep up; docs/input-throughput.md says what to do) and always as JSON.
+void Trainer::report_data_wait(const std::string& label, int epoch,
+                               const std::vector<double>& train_s,
+                               const std::vector<double>& data_s) {
+  if (!p_.world.is_root()) return;
+  std::size_t worst = 0;
+  auto share = [&](std::size_t r) { return train_s[r] > 0 ? data_s[r] / train_s[r] : 0.0; };
+  for (std::size_t r = 1; r < data_s.size(); ++r)
+    if (share(r) > share(worst)) worst = r;
+  const double f = share(worst);
+  p_.report.json("{\"event\":\"data_wait\",\"epoch\":" + std::to_string(epoch) +
+                 ",\"fraction\":" + std::to_string(f) + ",\"rank\":" + std::to_string(worst) +
+                 ",\"data_wait_s\":" + std::to_string(data_s[worst]) +
+                 ",\"time_s\":" + std::to_string(train_s[worst]) + "}");
+  if (f < kDataWaitShareReported) return;
+  char text[320];
+  std::snprintf(text, sizeof text,
+                "input wait in %s: %.0f%% of the training time (rank %d: %.2f s of %.2f s) was "
+                "spent waiting for data; the loader does not keep up (more --workers, packed "
+                "shards, faster storage: docs/input-throughput.md)",
+                label.c_str(), 100.0 * f, int(worst), data_s[worst], train_s[worst]);
+  p_.report.line(text);
+}
+
 // Where each rank's epoch went: compute (the rest), waiting in collectives (the time the slowest
 // peer made it wait, plus the transfers themselves) and waiting for data. Rank 0 gathers the
 // three figures, prints their range, and names the slowest rank when its compute time exceeds
@@ -195,7 +221,10 @@ void Trainer::report_progress(const ProgressPoint& at) {
 void Trainer::report_stragglers(const std::string& label, int epoch, double train_s,
                                 double collectives_s, double data_s) {
   const int n = p_.world.size();
-  if (n < 2) return;
+  if (n < 2) {
+    if (epoch > 0) report_data_wait(label, epoch, {train_s}, {data_s});
+    return;
+  }
   struct Record {
     double figures[3];
     char host[64];
@@ -227,6 +256,13 @@ void Trainer::report_stragglers(const std::string& label, int epoch, double trai
     return std::string(buf);
   };
   const auto compute = column(0), waits = column(1), data = column(2);
+  if (epoch > 0) {
+    std::vector<double> totals(static_cast<std::size_t>(n));
+    for (int r = 0; r < n; ++r)
+      totals[std::size_t(r)] =
+          all[3 * std::size_t(r)] + waits[std::size_t(r)] + data[std::size_t(r)];
+    report_data_wait(label, epoch, totals, data);
+  }
   const double mid = median(compute);
   const auto slowest = std::max_element(compute.begin(), compute.end()) - compute.begin();
   const double spread = mid > 0 ? compute[std::size_t(slowest)] / mid - 1.0 : 0.0;

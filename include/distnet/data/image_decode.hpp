@@ -46,10 +46,36 @@ ImageSize read_image_size(const std::uint8_t* data, std::size_t size, const std:
 RgbImage decode_image(const std::uint8_t* data, std::size_t size, const std::string& name,
                       double min_scale = 1.0);
 
+// The part of an image a crop needs. `img` holds the columns x0 .. x0 + img.width - 1 and rows
+// y0 .. y0 + img.height - 1 of the image as decoded at its scale (scaled_width x scaled_height).
+struct DecodedRegion {
+  RgbImage img;
+  int x0 = 0, y0 = 0;
+  int scaled_width = 0, scaled_height = 0;
+};
+
+// decode_image's pixels for the box (x, y, width, height) of the full-size image, widened by
+// `margin` pixels of the decoded image on every side (and to whole iMCU columns): a JPEG is
+// decoded at the same DCT scale, but only down to the region's last row and, for IDCT, upsampling
+// and colour conversion, only in its columns. A PNG is decoded whole (x0 = y0 = 0).
+DecodedRegion decode_image_region(const std::uint8_t* data, std::size_t size,
+                                  const std::string& name, double min_scale, double x, double y,
+                                  double width, double height, int margin);
+
 // ---- the two decoders (decode_image dispatches to them) ----------------------------------------
 ImageSize jpeg_size(const std::uint8_t* data, std::size_t size, const std::string& name);
 RgbImage decode_jpeg(const std::uint8_t* data, std::size_t size, const std::string& name,
                      double min_scale);
+DecodedRegion decode_jpeg_region(const std::uint8_t* data, std::size_t size,
+                                 const std::string& name, double min_scale, double x, double y,
+                                 double width, double height, int margin);
+// The DCT scaling factor decode_jpeg uses for `min_scale` (num / denom <= 1).
+struct ScaleFactor {
+  int num = 1, denom = 1;
+};
+ScaleFactor jpeg_scale_factor(double min_scale);
+// Adobe CMYK (inverted inks) to RGB, `pixels` pixels: R = C' * K' / 255, likewise G, B.
+std::vector<std::uint8_t> cmyk_to_rgb(const std::vector<std::uint8_t>& cmyk, std::size_t pixels);
 ImageSize png_size(const std::uint8_t* data, std::size_t size, const std::string& name);
 RgbImage decode_png(const std::uint8_t* data, std::size_t size, const std::string& name);
 

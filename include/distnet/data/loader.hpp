@@ -51,8 +51,9 @@ class Loader {
 
   // The next batch in order; blocks until it is ready; rethrows a worker's exception.
   Batch next();
-  double wait_seconds() const { return wait_s_; }  // total time next() spent blocked
-  std::size_t queued();                            // batches prepared and not yet taken
+  // Total time next() spent blocked (with 0 workers: loading the batch itself).
+  double wait_seconds() const { return wait_s_; }
+  std::size_t queued();  // batches prepared and not yet taken
 
  private:
   Batch produce(std::int64_t position);
