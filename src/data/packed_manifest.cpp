@@ -32,7 +32,8 @@ struct Fields {
   std::int64_t number(const char* key) {
     std::string k;
     std::int64_t v = -1;
-    if (!(in >> k >> v) || k != key || v < 0) throw fail("'" + std::string(key) + "'");
+    if (!(in >> k >> v) || k != key || v < 0 || v > (std::int64_t(1) << 50))
+      throw fail("'" + std::string(key) + "'");
     return v;
   }
   std::string word(const char* key) {
@@ -69,16 +70,18 @@ PackedManifest PackedManifest::parse(const std::string& text, const std::string&
     if (!std::getline(in, line) || line.rfind("classes ", 0) != 0) throw fail("'classes'");
     std::istringstream(line.substr(8)) >> n;
     if (n == 0) throw fail("'classes'");
-    s.classes.resize(n);
-    for (auto& c : s.classes)
-      if (!std::getline(in, c)) throw fail("the class names");
+    for (std::size_t i = 0; i < n; ++i) {  // no resize(n) up front: n is not trusted
+      if (!std::getline(in, line)) throw fail("the class names");
+      s.classes.push_back(line);
+    }
     if (!std::getline(in, line) || line.rfind("totals ", 0) != 0) throw fail("'totals'");
     Fields t{std::istringstream(line.substr(7)), fail};
     s.files = t.number("files"), s.records = t.number("records"), s.bytes = t.number("bytes");
-    s.shards.resize(std::size_t(t.number("shards")));
+    const std::int64_t shards = t.number("shards");
     std::int64_t records = 0, bytes = 0, next_file = 0;
-    for (auto& sh : s.shards) {
+    for (std::int64_t i = 0; i < shards; ++i) {
       if (!std::getline(in, line) || line.rfind("shard ", 0) != 0) throw fail("a 'shard' line");
+      PackedShardEntry& sh = s.shards.emplace_back();
       Fields f{std::istringstream(line.substr(6)), fail};
       f.in >> sh.file;
       sh.records = f.number("records"), sh.bytes = f.number("bytes");
@@ -93,9 +96,10 @@ PackedManifest PackedManifest::parse(const std::string& text, const std::string&
     std::size_t k = 0;
     if (!std::getline(in, line) || line.rfind("skipped ", 0) != 0) throw fail("'skipped'");
     std::istringstream(line.substr(8)) >> k;
-    s.skipped.resize(k);
-    for (auto& x : s.skipped)
-      if (!std::getline(in, x)) throw fail("the skipped files");
+    for (std::size_t i = 0; i < k; ++i) {
+      if (!std::getline(in, line)) throw fail("the skipped files");
+      s.skipped.push_back(line);
+    }
     if (records != s.records || bytes != s.bytes || next_file != s.files ||
         s.files != s.records + std::int64_t(k))
       throw Error(file + ": the " + tag + " totals (" + std::to_string(s.records) + " records, " +

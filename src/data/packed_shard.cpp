@@ -124,6 +124,7 @@ void validate_shard_index(const ShardIndex& x, const std::string& file) {
   same(x.heights.size(), "heights");
   same(x.paths.size(), "paths");
   if (x.classes.empty()) throw Error(file + ": /classes is empty");
+  if (x.bytes < 0) throw Error(file + ": /bytes has a negative length");
   std::int64_t end = 0;  // where the previous record ended
   for (std::size_t i = 0; i < n; ++i) {
     const std::string rec = "record " + std::to_string(i) + " (" + x.paths[i] + ")";
