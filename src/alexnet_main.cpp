@@ -550,6 +550,9 @@ int main(int argc, char** argv) {
     // Every rank of an mpirun sees the same bad argument: say it once, leave with 2 everywhere.
     if (launcher_rank() == 0) std::fprintf(stderr, "alexnet: error: %s\n", e.what());
     return kExitUsage;
+  } catch (const Error& e) {  // --print-shapes reading a missing manifest or class folder
+    if (launcher_rank() == 0) std::fprintf(stderr, "alexnet: error: %s\n", e.what());
+    return kExitError;
   }
 
   try {

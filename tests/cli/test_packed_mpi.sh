@@ -33,6 +33,9 @@ expect_usage "give the image folder and the output directory" "$pack" "$tree"
 expect_usage "--shard-mb must be at least 1, got 0" "$pack" "$tree" "$tmp/x" --shard-mb 0
 expect_usage "--on-bad-image must be one of error, skip, got 'keep'" "$pack" "$tree" "$tmp/x" --on-bad-image keep
 expect_usage "--dataset packed needs --data-dir DIR" "$bin" --dataset packed
+out=$("$bin" --dataset packed --data-dir "$tmp/none" --print-shapes 2>&1); rc=$?
+[ "$rc" -eq 1 ] && [ "$(grep -c "alexnet: error: $tmp/none/manifest.txt: missing" <<<"$out")" -eq 1 ] \
+  && ok "--print-shapes without a manifest: exit 1, one line" || bad "print-shapes: exit $rc: $out"
 "$pack" --help | grep -q "srun -n K alexnet-pack SRC OUT" && ok "alexnet-pack --help" || bad "alexnet-pack --help"
 "$bin" --help | tr -s ' \n' ' ' | grep -q "or packed (HDF5 shards of an image folder written by alexnet-pack" && ok "alexnet --help names packed" || bad "alexnet --help"
 
