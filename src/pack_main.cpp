@@ -75,8 +75,9 @@ PackOptions parse_options(int argc, char** argv) {
   if (o.help) return o;
   if (o.src.empty() || o.out.empty())
     throw UsageError("give the image folder and the output directory: alexnet-pack SRC OUT");
-  if (o.shard_mb < 1)
-    throw UsageError("--shard-mb must be at least 1, got " + std::to_string(o.shard_mb));
+  if (o.shard_mb < 1 || o.shard_mb > (1 << 20))
+    throw UsageError("--shard-mb must be between 1 and 1048576 (1 TiB), got " +
+                     std::to_string(o.shard_mb));
   if (o.shard_records < 0)
     throw UsageError("--shard-records must be >= 0, got " + std::to_string(o.shard_records));
   if (o.on_bad_image != "error" && o.on_bad_image != "skip")
@@ -140,7 +141,12 @@ int pack(const PackOptions& o, const World& world) {
   if (int c = phase(world,
                     [&] {
                       if (!world.is_root()) return;
-                      listing = scan_image_folder(o.src).serialize();
+                      // The source by its absolute path: shards and messages name it from any
+                      // directory.
+                      std::string src =
+                          std::filesystem::absolute(o.src).lexically_normal().string();
+                      while (src.size() > 1 && src.back() == '/') src.pop_back();
+                      listing = scan_image_folder(src).serialize();
                       std::filesystem::create_directories(o.out);
                       std::filesystem::remove(o.out + "/" + kManifestName);  // written again, last
                     });

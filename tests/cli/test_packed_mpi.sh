@@ -30,7 +30,7 @@ expect_usage() {  # expect_usage "message" program args...
     || bad "usage '$msg': exit $rc: $out"
 }
 expect_usage "give the image folder and the output directory" "$pack" "$tree"
-expect_usage "--shard-mb must be at least 1, got 0" "$pack" "$tree" "$tmp/x" --shard-mb 0
+expect_usage "--shard-mb must be between 1 and 1048576 (1 TiB), got 0" "$pack" "$tree" "$tmp/x" --shard-mb 0
 expect_usage "--on-bad-image must be one of error, skip, got 'keep'" "$pack" "$tree" "$tmp/x" --on-bad-image keep
 expect_usage "--dataset packed needs --data-dir DIR" "$bin" --dataset packed
 out=$("$bin" --dataset packed --data-dir "$tmp/none" --print-shapes 2>&1); rc=$?
