@@ -22,6 +22,7 @@
 #include "distnet/comm.hpp"
 #include "distnet/config.hpp"
 #include "distnet/data/image_folder.hpp"
+#include "distnet/data/packed.hpp"
 #include "distnet/gpu.hpp"
 #include "distnet/grid.hpp"
 #include "distnet/report.hpp"
@@ -311,6 +312,8 @@ Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
     if (!cfg.checkpoint_dir.empty()) ensure_writable_dir(cfg.checkpoint_dir);
     if (!cfg.checkpoint_dir.empty() && d.folder)  // label i is line i + 1
       data::write_class_names(cfg.checkpoint_dir + "/classes.txt", d.folder->classes);
+    if (!cfg.checkpoint_dir.empty() && d.packed)
+      data::write_class_names(cfg.checkpoint_dir + "/classes.txt", d.packed->train.classes);
     if (!cfg.init_from.empty()) load_checkpoint(cfg.init_from, *s.model, /*weights_only=*/true);
     if (cfg.eval_only) load_checkpoint(cfg.checkpoint, *s.model, /*weights_only=*/true);
     if (!cfg.resume.empty())
@@ -466,10 +469,14 @@ int run(const RunConfig& given, const World& world) {
       return c;
   }
   // An image folder is walked once, by rank 0; the other ranks get its list.
+  // So is a packed directory's manifest read once; each rank then opens the shards' indexes.
+  const bool packed = cfg.data.name == "packed";
   if (data::dataset_is_image_folder(cfg.data.name) && !cfg.benchmark) {
     std::string listing;
     if (int c = phase([&] {
-          if (world.is_root()) {
+          if (world.is_root() && packed) {
+            listing = data::PackedManifest::read_text(cfg.data.dir);
+          } else if (world.is_root()) {
             SlowNotice scanning(true, "listing the image folder " + cfg.data.dir);
             listing = data::scan_image_folder(cfg.data.dir).serialize();
           }
@@ -478,8 +485,12 @@ int run(const RunConfig& given, const World& world) {
       return c;
     listing = broadcast_string(world, std::move(listing));
     if (int c = phase([&] {
-          cfg.data.folder = std::make_shared<const data::ImageFolderList>(
-              data::ImageFolderList::parse(listing, "the image list from rank 0"));
+          if (packed)
+            cfg.data.packed = std::make_shared<const data::PackedManifest>(
+                data::PackedManifest::parse(listing, cfg.data.dir + "/" + data::kManifestName));
+          else
+            cfg.data.folder = std::make_shared<const data::ImageFolderList>(
+                data::ImageFolderList::parse(listing, "the image list from rank 0"));
         });
         c != kExitOk)
       return c;
@@ -580,6 +591,9 @@ int main(int argc, char** argv) {
     // Every rank of an mpirun sees the same bad argument: say it once, leave with 2 everywhere.
     if (launcher_rank() == 0) std::fprintf(stderr, "alexnet: error: %s\n", e.what());
     return kExitUsage;
+  } catch (const Error& e) {  // --print-shapes reading a missing manifest or class folder
+    if (launcher_rank() == 0) std::fprintf(stderr, "alexnet: error: %s\n", e.what());
+    return kExitError;
   }
 
   try {

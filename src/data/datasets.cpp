@@ -5,6 +5,7 @@
 
 #include "distnet/data/dataset.hpp"
 #include "distnet/data/image_folder.hpp"
+#include "distnet/data/packed.hpp"
 #include "distnet/error.hpp"
 
 namespace distnet::data {
@@ -63,8 +64,8 @@ std::unique_ptr<Dataset> open_cifar(const std::string& dir, Split split) {
 }  // namespace
 
 const std::vector<std::string>& dataset_names() {
-  static const std::vector<std::string> names{"fashion-mnist", "mnist", "cifar10", "synthetic",
-                                              "imagefolder"};
+  static const std::vector<std::string> names{"fashion-mnist", "mnist",       "cifar10",
+                                              "synthetic",     "imagefolder", "packed"};
   return names;
 }
 
@@ -76,7 +77,7 @@ std::string default_data_dir(const std::string& name) {
 }
 
 bool dataset_is_image_folder(const std::string& name) {
-  return name == "imagefolder";
+  return name == "imagefolder" || name == "packed";
 }
 
 Shape nominal_image_shape(const DatasetOptions& opts) {
@@ -87,6 +88,13 @@ Shape nominal_image_shape(const DatasetOptions& opts) {
 }
 
 int nominal_classes(const DatasetOptions& opts) {
+  if (opts.name == "packed") {  // the manifest's classes, no shard read
+    if (opts.packed) return int(opts.packed->train.classes.size());
+    DISTNET_CHECK_USAGE(!opts.dir.empty(), "--dataset packed needs --data-dir DIR");
+    const std::string file = opts.dir + "/" + kManifestName;
+    return int(
+        PackedManifest::parse(PackedManifest::read_text(opts.dir), file).train.classes.size());
+  }
   if (dataset_is_image_folder(opts.name)) {  // the class folders of DIR/train, no file read
     if (opts.folder) return int(opts.folder->classes.size());
     DISTNET_CHECK_USAGE(!opts.dir.empty(), "--dataset imagefolder needs --data-dir DIR");
@@ -110,17 +118,26 @@ std::unique_ptr<Dataset> open_dataset(const DatasetOptions& opts, Split split) {
   } else if (name == "cifar10") {
     ds = open_cifar(check_dir(name, dir), split);
   } else if (dataset_is_image_folder(name)) {
-    DISTNET_CHECK_USAGE(!opts.dir.empty(), "--dataset imagefolder needs --data-dir DIR");
-    auto list =
-        opts.folder ? opts.folder : std::make_shared<const ImageFolderList>(scan_image_folder(dir));
+    DISTNET_CHECK_USAGE(!opts.dir.empty(), "--dataset " + name + " needs --data-dir DIR");
     ImageFolderOptions fo;
     fo.augment.size = opts.image_size;
     fo.augment.seed = opts.seed;
     fo.train_augment = opts.augment;
     fo.on_bad = opts.skip_bad_images ? BadImagePolicy::skip : BadImagePolicy::error;
-    const auto& files = split == Split::train ? list->train.files : list->val.files;
-    if (opts.limit > 0 && opts.limit <= std::int64_t(files.size())) fo.limit = opts.limit;
-    ds = make_image_folder_dataset(std::move(list), split, fo);
+    if (name == "packed") {
+      auto m = opts.packed ? opts.packed
+                           : std::make_shared<const PackedManifest>(PackedManifest::parse(
+                                 PackedManifest::read_text(dir), dir + "/" + kManifestName));
+      const std::int64_t n = m->split(split).records;
+      if (opts.limit > 0 && opts.limit <= n) fo.limit = opts.limit;
+      ds = make_encoded_image_dataset(open_packed_source(*m, dir, split, fo.limit), split, fo);
+    } else {
+      auto list = opts.folder ? opts.folder
+                              : std::make_shared<const ImageFolderList>(scan_image_folder(dir));
+      const auto& files = split == Split::train ? list->train.files : list->val.files;
+      if (opts.limit > 0 && opts.limit <= std::int64_t(files.size())) fo.limit = opts.limit;
+      ds = make_image_folder_dataset(std::move(list), split, fo);
+    }
   } else if (name == "synthetic") {
     const std::int64_t n =
         split == Split::train ? opts.synthetic_train_size : opts.synthetic_test_size;

@@ -105,17 +105,21 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   po::options_description data("Data");
   data.add_options()  //
       ("dataset", po::value(&c.data.name)->default_value(c.data.name),
-       "fashion-mnist, mnist, cifar10, synthetic or imagefolder (DIR/train/<class>/*.jpg|png "
+       "fashion-mnist, mnist, cifar10, synthetic, imagefolder (DIR/train/<class>/*.jpg|png "
        "and DIR/val/<class>/...: random crops and flips of --resize pixels for training, "
-       "centre crops for evaluation, ImageNet's mean/std unless given; docs/image-folders.md)")  //
+       "centre crops for evaluation, ImageNet's mean/std unless given; docs/image-folders.md) "
+       "or packed (HDF5 shards of an image folder written by alexnet-pack, the same samples as "
+       "imagefolder; docs/packed-shards.md)")  //
       ("data-dir", po::value(&c.data.dir),
        "dataset directory (default: /usr/share/datasets/fashion-mnist for fashion-mnist; "
-       "required for imagefolder)")  //
+       "required for imagefolder and packed: the directory alexnet-pack wrote)")  //
       ("on-bad-image", po::value(&c.on_bad_image)->default_value(c.on_bad_image),
-       "imagefolder: a file that cannot be read or decoded is an error (error: the run stops, "
+       "imagefolder and packed: an image that cannot be read or decoded is an error (error: the "
+       "run stops, "
        "naming it) or is replaced by the next good sample and counted (skip)")  //
       ("augment", po::value(&c.augment)->default_value(c.augment),
-       "imagefolder training images: standard (RandomResizedCrop and horizontal flip) or none "
+       "imagefolder and packed training images: standard (RandomResizedCrop and horizontal flip) "
+       "or none "
        "(the evaluation resize and centre crop)")  //
       ("train-limit", po::value(&c.train_limit)->default_value(0),
        "use the first N training samples (0: all)")  //
@@ -328,7 +332,7 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   one_of("on-bad-image", c.on_bad_image, {"error", "skip"});
   one_of("augment", c.augment, {"standard", "none"});
   if (data::dataset_is_image_folder(c.data.name)) {
-    if (c.data.dir.empty()) throw UsageError("--dataset imagefolder needs --data-dir DIR");
+    if (c.data.dir.empty()) throw UsageError("--dataset " + c.data.name + " needs --data-dir DIR");
     if (c.resize == 0)
       throw UsageError(
           "--resize 0 keeps the dataset's image size, but an image folder's images have any size; "
@@ -338,9 +342,11 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
       c.norm_std = {0.229f, 0.224f, 0.225f};
     }
   } else if (c.on_bad_image != "error") {
-    throw UsageError("--on-bad-image " + c.on_bad_image + " applies to --dataset imagefolder only");
+    throw UsageError("--on-bad-image " + c.on_bad_image +
+                     " applies to --dataset imagefolder and packed only");
   } else if (c.augment != "standard") {
-    throw UsageError("--augment " + c.augment + " applies to --dataset imagefolder only");
+    throw UsageError("--augment " + c.augment +
+                     " applies to --dataset imagefolder and packed only");
   }
 
   auto need = [](bool ok, const std::string& msg) {

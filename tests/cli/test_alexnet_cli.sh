@@ -85,7 +85,7 @@ expect 2 "^alexnet: error: --batch-size must be at least 1, got 0$" --batch-size
 expect 2 "^alexnet: error: --lr must be > 0, got 0$" --lr 0
 expect 2 "^alexnet: error: --lr must be > 0, got -1$" --lr -1
 expect 2 "^alexnet: error: --epochs must be at least 1, got 0$" --epochs 0
-expect 2 "^alexnet: error: unknown dataset 'imagenet'; expected one of: fashion-mnist, mnist, cifar10, synthetic, imagefolder$" --dataset imagenet
+expect 2 "^alexnet: error: unknown dataset 'imagenet'; expected one of: fashion-mnist, mnist, cifar10, synthetic, imagefolder, packed$" --dataset imagenet
 expect 2 "^alexnet: error: unknown model 'vgg'" --model vgg
 expect 2 "^alexnet: error: config file '/nonexistent.ini' does not exist or is not a file$" --config /nonexistent.ini
 expect 2 "^alexnet: error: config file '.*syntax.ini': .*invalid line 'lr 0.1'$" --config "$tmp/syntax.ini"

@@ -48,9 +48,9 @@ expect_usage() {  # expect_usage "message" args...
 expect_usage "--dataset imagefolder needs --data-dir DIR" --dataset imagefolder
 expect_usage "--resize 0 keeps the dataset's image size" --dataset imagefolder --data-dir "$tree" --resize 0
 expect_usage "--on-bad-image must be one of error, skip, got 'ignore'" "${run[@]}" --on-bad-image ignore
-expect_usage "--on-bad-image skip applies to --dataset imagefolder only" --on-bad-image skip
+expect_usage "--on-bad-image skip applies to --dataset imagefolder and packed only" --on-bad-image skip
 expect_usage "--augment must be one of standard, none, got 'heavy'" "${run[@]}" --augment heavy
-expect_usage "--augment none applies to --dataset imagefolder only" --augment none
+expect_usage "--augment none applies to --dataset imagefolder and packed only" --augment none
 out=$("$bin" "${run[@]}" --print-shapes 2>&1)
 grep -q "input 3x32x32, 10 classes" <<<"$out" && ok "--print-shapes: 3x32x32, 10 classes" || bad "print-shapes: $out"
 "$bin" "${run[@]}" --print-config | grep -q "^normalize-mean = 0.485,0.456,0.406$" \

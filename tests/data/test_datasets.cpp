@@ -246,6 +246,6 @@ TEST(Datasets, UnknownNameIsAUsageError) {
     FAIL();
   } catch (const UsageError& e) {
     expect_has(e.what(), {"unknown dataset 'imagenet'; expected one of: fashion-mnist, mnist, "
-                          "cifar10, synthetic, imagefolder"});
+                          "cifar10, synthetic, imagefolder, packed"});
   }
 }

@@ -47,9 +47,11 @@ class Dataset {
 enum class Split { train, test };  // for image folders: DIR/train and DIR/val
 
 struct ImageFolderList;  // distnet/data/image_folder.hpp
+struct PackedManifest;   // distnet/data/packed.hpp
 
 struct DatasetOptions {
-  std::string name = "fashion-mnist";  // fashion-mnist, mnist, cifar10, synthetic, imagefolder
+  std::string name = "fashion-mnist";  // fashion-mnist, mnist, cifar10, synthetic, imagefolder,
+                                       // packed
   std::string dir;                     // empty: the dataset's default directory
   std::int64_t limit = 0;              // use the first `limit` samples; 0 = all
   // synthetic only
@@ -57,11 +59,12 @@ struct DatasetOptions {
   std::int64_t synthetic_train_size = 60000, synthetic_test_size = 10000;
   int synthetic_classes = 10;
   std::uint64_t seed = 0;
-  // imagefolder only
+  // imagefolder and packed only
   int image_size = 224;                           // the augmented images: 3 x S x S
   bool skip_bad_images = false;                   // --on-bad-image skip
   bool augment = true;                            // --augment standard (false: none)
   std::shared_ptr<const ImageFolderList> folder;  // a list rank 0 made; null: scan `dir`
+  std::shared_ptr<const PackedManifest> packed;   // packed: the manifest rank 0 read; null: read it
 };
 
 // The names open_dataset() accepts and, per name, the default directory.
@@ -95,8 +98,9 @@ std::unique_ptr<Dataset> make_synthetic_dataset(Shape shape, std::int64_t size, 
 // The first `limit` samples of `base` (limit <= base->size()).
 std::unique_ptr<Dataset> make_limited(std::unique_ptr<Dataset> base, std::int64_t limit);
 
-// Whether a dataset produces a fixed-size image from files of any size (an image folder): its
-// images are cropped to DatasetOptions::image_size, so --resize 0 has no meaning for it.
+// Whether a dataset produces a fixed-size image from encoded files of any size (an image folder,
+// or packed shards of one): its images are cropped to DatasetOptions::image_size, so --resize 0
+// has no meaning for it.
 bool dataset_is_image_folder(const std::string& name);
 
 }  // namespace distnet::data
