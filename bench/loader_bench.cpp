@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
     opts.add_options()
       ("help,h", "show this help")
       ("dataset", po::value(&d.name)->default_value(d.name),
-       "fashion-mnist, mnist, cifar10, synthetic; imagefolder (encoded images: per-stage mode)")
+       "fashion-mnist, mnist, cifar10, synthetic; imagefolder or packed (encoded images: per-stage mode)")
       ("data-dir", po::value(&d.dir), "dataset directory (default: the dataset's own)")
       ("resize", po::value(&resize)->default_value(resize),
        "resize to N x N on the CPU; encoded images: the crop size")
