@@ -19,8 +19,8 @@ __global__ void adaptive_avg_pool_forward_kernel(std::int64_t total, AdaptivePoo
                                                  const float* __restrict__ x,
                                                  float* __restrict__ y) {
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-       k < total; k += stride) {
+  for (std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < total;
+       k += stride) {
     const int j = int(k % g.ow), i = int((k / g.ow) % g.oh);
     const std::int64_t plane = k / (std::int64_t(g.oh) * g.ow);
     const float* in = x + plane * g.h * g.w;
@@ -37,8 +37,8 @@ __global__ void adaptive_avg_pool_backward_kernel(std::int64_t total, AdaptivePo
                                                   const float* __restrict__ dy,
                                                   float* __restrict__ dx) {
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-       k < total; k += stride) {
+  for (std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < total;
+       k += stride) {
     const int c = int(k % g.w), r = int((k / g.w) % g.h);
     const std::int64_t plane = k / (std::int64_t(g.h) * g.w);
     const float* out = dy + plane * g.oh * g.ow;
@@ -67,8 +67,8 @@ void launch_adaptive_avg_pool_forward(int n, const AdaptivePoolGeom& g, const fl
   DISTNET_CUDA_CHECK(cudaGetLastError());
 }
 
-void launch_adaptive_avg_pool_backward(int n, const AdaptivePoolGeom& g, const float* dy,
-                                       float* dx, cudaStream_t stream) {
+void launch_adaptive_avg_pool_backward(int n, const AdaptivePoolGeom& g, const float* dy, float* dx,
+                                       cudaStream_t stream) {
   const std::int64_t total = std::int64_t(n) * g.c * g.h * g.w;
   if (total == 0) return;
   constexpr int kBlock = 256;

@@ -30,8 +30,8 @@ void launch_relu_backward(std::int64_t count, const float* y, const float* dy, f
 // (backward) element, each summing its cells in a fixed order.
 void launch_adaptive_avg_pool_forward(int n, const AdaptivePoolGeom& g, const float* x, float* y,
                                       cudaStream_t stream);
-void launch_adaptive_avg_pool_backward(int n, const AdaptivePoolGeom& g, const float* dy,
-                                       float* dx, cudaStream_t stream);
+void launch_adaptive_avg_pool_backward(int n, const AdaptivePoolGeom& g, const float* dy, float* dx,
+                                       cudaStream_t stream);
 
 // Backend::sgd_update over a flat buffer.
 void launch_sgd(std::int64_t count, float* w, const float* g, float* v, const SgdParams& p,

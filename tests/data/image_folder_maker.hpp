@@ -93,12 +93,18 @@ inline std::vector<std::uint8_t> encode_kind(int kind, const std::vector<std::ui
   }
 }
 
-inline void make_fashion_folder(const std::string& out, const FolderSpec& spec) {
+// The first `train_per_class` (`val_per_class`) Fashion-MNIST pictures of each class of the
+// training (test) split, written as OUT/train|val/<class>/<index><ext>. For each, `encode(px, r,
+// k, &ext)` turns the 28 x 28 pixels into file bytes: r is a per-picture random word from
+// `seed`, k counts the pictures of the split.
+template <typename Encode>
+void write_fashion_tree(const std::string& out, int train_per_class, int val_per_class,
+                        std::uint32_t seed, Encode encode) {
   namespace fs = std::filesystem;
   for (data::Split split : {data::Split::train, data::Split::test}) {
     const auto ds = data::open_dataset(data::DatasetOptions{}, split);
     const std::string sd = out + (split == data::Split::train ? "/train" : "/val");
-    const int per_class = split == data::Split::train ? spec.train_per_class : spec.val_per_class;
+    const int per_class = split == data::Split::train ? train_per_class : val_per_class;
     for (const auto& c : fashion_class_folders()) fs::create_directories(sd + "/" + c);
     std::vector<int> have(10, 0);
     std::vector<std::uint8_t> px(784);
@@ -107,24 +113,9 @@ inline void make_fashion_folder(const std::string& out, const FolderSpec& spec) 
       const int label = ds->read(i, px.data());
       if (have[std::size_t(label)] >= per_class) continue;
       ++have[std::size_t(label)];
-      const std::uint32_t r = mix(spec.seed, std::uint32_t(i) * 2 + (split == data::Split::test));
-      const int span = spec.max_size - spec.min_size + 1;
-      const int w = spec.min_size + int(r % std::uint32_t(span));
-      const int h = spec.min_size + int((r >> 12) % std::uint32_t(span));
-      data::RgbImage small{28, 28, std::vector<std::uint8_t>(784 * 3)};
-      const int tint = int(r >> 24) % 64;
-      for (std::size_t p = 0; p < 784; ++p) {
-        small.pixels[3 * p] = px[p];
-        small.pixels[3 * p + 1] = std::uint8_t(px[p] * (255 - tint) / 255);
-        small.pixels[3 * p + 2] = std::uint8_t(tint + px[p] * (255 - tint) / 255);
-      }
-      std::vector<std::uint8_t> chw(std::size_t(w) * std::size_t(h) * 3), rgb(chw.size());
-      data::resample_crop(small, data::CropBox{0, 0, 28, 28}, w, h, false, chw.data());
-      const std::size_t n = std::size_t(w) * std::size_t(h);
-      for (std::size_t p = 0; p < n; ++p)
-        for (std::size_t c = 0; c < 3; ++c) rgb[3 * p + c] = chw[c * n + p];
+      const std::uint32_t r = mix(seed, std::uint32_t(i) * 2 + (split == data::Split::test));
       std::string ext;
-      const auto bytes = encode_kind(k % 10, rgb, w, h, &ext);
+      const std::vector<std::uint8_t> bytes = encode(px, r, k, &ext);
       const std::string path =
           sd + "/" + fashion_class_folders()[std::size_t(label)] + "/" + std::to_string(i) + ext;
       std::ofstream(path, std::ios::binary)
@@ -132,6 +123,29 @@ inline void make_fashion_folder(const std::string& out, const FolderSpec& spec) 
       ++k;
     }
   }
+}
+
+inline void make_fashion_folder(const std::string& out, const FolderSpec& spec) {
+  write_fashion_tree(
+      out, spec.train_per_class, spec.val_per_class, spec.seed,
+      [&](const std::vector<std::uint8_t>& px, std::uint32_t r, int k, std::string* ext) {
+        const int span = spec.max_size - spec.min_size + 1;
+        const int w = spec.min_size + int(r % std::uint32_t(span));
+        const int h = spec.min_size + int((r >> 12) % std::uint32_t(span));
+        data::RgbImage small{28, 28, std::vector<std::uint8_t>(784 * 3)};
+        const int tint = int(r >> 24) % 64;
+        for (std::size_t p = 0; p < 784; ++p) {
+          small.pixels[3 * p] = px[p];
+          small.pixels[3 * p + 1] = std::uint8_t(px[p] * (255 - tint) / 255);
+          small.pixels[3 * p + 2] = std::uint8_t(tint + px[p] * (255 - tint) / 255);
+        }
+        std::vector<std::uint8_t> chw(std::size_t(w) * std::size_t(h) * 3), rgb(chw.size());
+        data::resample_crop(small, data::CropBox{0, 0, 28, 28}, w, h, false, chw.data());
+        const std::size_t n = std::size_t(w) * std::size_t(h);
+        for (std::size_t p = 0; p < n; ++p)
+          for (std::size_t c = 0; c < 3; ++c) rgb[3 * p + c] = chw[c * n + p];
+        return encode_kind(k % 10, rgb, w, h, ext);
+      });
 }
 
 }  // namespace distnet::testkit

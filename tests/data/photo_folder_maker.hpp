@@ -104,30 +104,14 @@ inline std::vector<std::uint8_t> photo_pixels(const std::vector<std::uint8_t>& g
 }
 
 inline void make_photo_folder(const std::string& out, const PhotoSpec& spec) {
-  namespace fs = std::filesystem;
-  for (data::Split split : {data::Split::train, data::Split::test}) {
-    const auto ds = data::open_dataset(data::DatasetOptions{}, split);
-    const std::string sd = out + (split == data::Split::train ? "/train" : "/val");
-    const int per_class = split == data::Split::train ? spec.train_per_class : spec.val_per_class;
-    for (const auto& c : fashion_class_folders()) fs::create_directories(sd + "/" + c);
-    std::vector<int> have(10, 0);
-    std::vector<std::uint8_t> px(784);
-    int k = 0;
-    for (std::int64_t i = 0; i < ds->size() && k < per_class * 10; ++i) {
-      const int label = ds->read(i, px.data());
-      if (have[std::size_t(label)] >= per_class) continue;
-      ++have[std::size_t(label)];
-      const std::uint32_t r = mix(spec.seed, std::uint32_t(i) * 2 + (split == data::Split::test));
-      int w = 0, h = 0;
-      photo_size(r, &w, &h);
-      const auto bytes = encode_jpeg_420(photo_pixels(px, w, h, r), w, h, spec.quality);
-      const std::string path = sd + "/" + fashion_class_folders()[std::size_t(label)] + "/" +
-                               std::to_string(i) + ".JPEG";
-      std::ofstream(path, std::ios::binary)
-          .write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
-      ++k;
-    }
-  }
+  write_fashion_tree(
+      out, spec.train_per_class, spec.val_per_class, spec.seed,
+      [&](const std::vector<std::uint8_t>& px, std::uint32_t r, int, std::string* ext) {
+        int w = 0, h = 0;
+        photo_size(r, &w, &h);
+        *ext = ".JPEG";
+        return encode_jpeg_420(photo_pixels(px, w, h, r), w, h, spec.quality);
+      });
 }
 
 }  // namespace distnet::testkit

@@ -1,5 +1,6 @@
 // libFuzzer target for the image decoders (build with clang and -DDISTNET_FUZZ=ON):
-//   build-fuzz/tests/fuzz_images -max_total_time=60 CORPUS_COPY  (seeded from tests/fuzz/corpus_images)
+//   build-fuzz/tests/fuzz_images -max_total_time=60 CORPUS_COPY  (seeded from
+//   tests/fuzz/corpus_images)
 // The input is an encoded file; the first byte also picks a DCT scale and an augmentation, so
 // scaled decodes and the crop path are driven too. Every input must decode or be refused with
 // distnet::Error; a decoded image must have the size it claims.
