@@ -63,6 +63,13 @@ class Communicator {
   // the communicator they wrap, so each byte is counted once.
   virtual CommBytes bytes_sent() const { return counted_; }
   virtual void reset_bytes() { counted_ = CommBytes{}; }
+  // Seconds the caller's work waited on this communicator's all-gathers and reduce-scatters (the
+  // hybrid grid's activation exchange), summed since it was made; callers take differences.
+  // Where the calls block (MPI; MPI through host memory) it is the host time inside them, after
+  // the device has finished the input. NCCL times each one on its stream with CUDA events
+  // (the compute stream waits for the result, so the time is on the step's critical path); the
+  // figure is complete once the device has been synchronised.
+  virtual double exchange_seconds() { return exchange_s_; }
 
   // Gradient buckets. Starts an in-place sum over ranks of `count` floats that are final once the
   // work already queued on the model's backend has run. The sums may be read only by backend
@@ -79,9 +86,11 @@ class Communicator {
  protected:
   // Implementations call this once per collective with its payload n (see above).
   void count_bytes(CollectiveOp op, std::size_t payload_bytes);
+  void add_exchange_seconds(double s) { exchange_s_ += s; }
 
  private:
   CommBytes counted_;
+  double exchange_s_ = 0;
 };
 
 // Owns a duplicate of `comm`, so distnet's traffic never mixes with anyone else's.

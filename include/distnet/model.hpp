@@ -55,6 +55,7 @@ struct ParamEntry {
 // synchronizes the device after every layer, so it is for benchmarks, never for training).
 struct LayerTimes {
   std::vector<double> forward_ms, backward_ms;
+  double optimizer_ms = 0;  // the update of this rank's parameters (timed by the trainer)
 };
 
 class Model {
@@ -108,6 +109,7 @@ class Model {
                 const std::function<bool()>& cancel = {});
 
   void set_profiling(LayerTimes* times) { times_ = times; }
+  LayerTimes* profiling() const { return times_; }
   // Records each layer's forward and backward as a span on the compute track (null: off).
   void set_timeline(Timeline* timeline) { timeline_ = timeline; }
 

@@ -32,12 +32,14 @@ struct EpochMetrics {
   double test_top5 = -1;  // -1: not reported (fewer than 10 classes, or no evaluation)
   double time_s = 0, examples_per_s = 0, lr = 0;
   double data_wait_s = 0, comm_s = 0;  // this rank's, during the epoch's steps
+  double exchange_s = 0;               // this rank's activation exchange (--model-parallel)
   std::int64_t samples = 0, steps = 0;
 };
 
 struct BenchmarkResult {
   double images_per_s = 0, images_per_s_per_rank = 0;
   double step_ms = 0, compute_ms = 0, comm_ms = 0, data_ms = 0;  // per step, mean over ranks
+  double exchange_ms = 0;  // the hybrid grid's activation exchange (comm.hpp exchange_seconds)
   int steps = 0;
   std::int64_t global_batch = 0;
   int model_parallel = 1;
@@ -107,6 +109,8 @@ class Trainer {
   const float* device_images(const data::Batch& b);
   const data::ImageTransform* loader_transform() const;
   Communicator& host_comm() const { return p_.host_comm ? *p_.host_comm : p_.comm; }
+  // Seconds so far in the hybrid grid's activation exchange (0 without a split model).
+  double exchange_seconds() const;
   void broadcast_parameters();
   void stop_and_save(bool abandoned);
   std::int64_t file_epoch() const;

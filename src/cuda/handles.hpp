@@ -89,6 +89,13 @@ inline Event make_event() {
   return Event(e);
 }
 
+// Events that also time (cudaEventElapsedTime between two of them).
+inline Event make_timing_event() {
+  cudaEvent_t e = nullptr;
+  DISTNET_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDefault));
+  return Event(e);
+}
+
 // A float NCHW tensor descriptor.
 inline TensorDesc make_tensor(int n, int c, int h, int w) {
   cudnnTensorDescriptor_t d = nullptr;

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <thread>
 #include <vector>
@@ -127,15 +128,23 @@ class NcclCommunicator final : public Communicator {
     count_bytes(CollectiveOp::allgather, count * std::size_t(size_) * sizeof(float));
     if (count == 0) return;
     after_compute();
+    Timed t = start_timed();
     DISTNET_NCCL_CHECK(ncclAllGather(send, recv, count, ncclFloat, comm_, stream_));
+    end_timed(std::move(t));
     before_compute();
   }
   void reduce_scatter_sum(const float* send, float* recv, std::size_t count) override {
     count_bytes(CollectiveOp::reduce_scatter, count * std::size_t(size_) * sizeof(float));
     if (count == 0) return;
     after_compute();
+    Timed t = start_timed();
     DISTNET_NCCL_CHECK(ncclReduceScatter(send, recv, count, ncclFloat, ncclSum, comm_, stream_));
+    end_timed(std::move(t));
     before_compute();
+  }
+  double exchange_seconds() override {
+    read_timed();
+    return Communicator::exchange_seconds();
   }
 
   void allreduce_sum_async(float* data, std::size_t count, Wire wire) override {
@@ -196,6 +205,44 @@ class NcclCommunicator final : public Communicator {
     launch_from_bf16(std::int64_t(count), w, data, stream_);
   }
 
+  // An all-gather or reduce-scatter timed on our stream by two events, read back without
+  // waiting (cudaEventQuery) at the next exchange_seconds() or collective.
+  struct Timed {
+    Event begin, end;
+  };
+  Timed start_timed() {
+    read_timed();
+    if (timed_.size() >= 256)  // far ahead of the device: wait for the oldest (never in a step)
+      wait_for(timed_.front().end, "activation exchange");
+    read_timed();
+    Timed t;
+    if (spare_.empty()) {
+      t.begin = make_timing_event(), t.end = make_timing_event();
+    } else {
+      t = std::move(spare_.back());
+      spare_.pop_back();
+    }
+    DISTNET_CUDA_CHECK(cudaEventRecord(t.begin, stream_));
+    return t;
+  }
+  void end_timed(Timed t) {
+    DISTNET_CUDA_CHECK(cudaEventRecord(t.end, stream_));
+    timed_.push_back(std::move(t));
+  }
+  void read_timed() {
+    while (!timed_.empty()) {
+      Timed& t = timed_.front();
+      const cudaError_t state = cudaEventQuery(t.end);
+      if (state == cudaErrorNotReady) return;
+      DISTNET_CUDA_CHECK(state);
+      float ms = 0;
+      DISTNET_CUDA_CHECK(cudaEventElapsedTime(&ms, t.begin, t.end));
+      add_exchange_seconds(ms / 1000.0);
+      spare_.push_back(std::move(t));
+      timed_.pop_front();
+    }
+  }
+
   // Our stream waits until everything queued so far on the compute stream has run.
   void after_compute() {
     DISTNET_CUDA_CHECK(cudaEventRecord(ready_, be_.stream()));
@@ -244,8 +291,10 @@ class NcclCommunicator final : public Communicator {
   ncclComm_t comm_ = nullptr;
   Stream stream_;
   Event ready_, done_;
-  Event result_;  // an all-gather or reduce-scatter is complete (for the compute stream)
-  Buffer wire_;   // bf16 copy of a bucket
+  Event result_;             // an all-gather or reduce-scatter is complete (for the compute stream)
+  std::deque<Timed> timed_;  // recorded on our stream, not yet read; oldest first
+  std::vector<Timed> spare_;
+  Buffer wire_;  // bf16 copy of a bucket
   bool pending_ = false;
   Timeline* timeline_ = nullptr;        // device-side bucket spans, with --timeline
   std::unique_ptr<StreamClock> clock_;  // of stream_, made when a timeline is set

@@ -13,12 +13,6 @@ double host_us() {  // Timeline::now_us()'s clock
       .count();
 }
 
-Event make_timing_event() {
-  cudaEvent_t e = nullptr;
-  DISTNET_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDefault));
-  return Event(e);
-}
-
 }  // namespace
 
 StreamClock::StreamClock(cudaStream_t stream, int capacity)

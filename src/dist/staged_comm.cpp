@@ -1,12 +1,17 @@
 // MPI for device buffers without a CUDA-aware MPI: each collective copies the data to the host,
 // runs the MPI collective there and copies the result back (--comm mpi with --device cuda; slow,
 // for comparison and for machines where NCCL cannot run).
+#include <chrono>
 #include <vector>
 
 #include "distnet/comm.hpp"
 
 namespace distnet {
 namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
 class HostStagedCommunicator final : public Communicator {
  public:
@@ -31,16 +36,22 @@ class HostStagedCommunicator final : public Communicator {
     const std::size_t all = count * std::size_t(size());
     float* mine = recv + std::size_t(rank()) * count;
     if (send != mine) be_.copy(mine, send, count * sizeof(float));
+    be_.synchronize();  // the input's compute is not exchange time
+    const auto t0 = std::chrono::steady_clock::now();
     staged(recv, all,
            [&](float* h) { host_->allgather(h + std::size_t(rank()) * count, h, count); });
+    add_exchange_seconds(seconds_since(t0));
   }
   void reduce_scatter_sum(const float* send, float* recv, std::size_t count) override {
     const std::size_t all = count * std::size_t(size());
     if (host_copy_.size() < (all + count) * sizeof(float)) host_copy_.resize((all + count) * 4);
     auto* h = reinterpret_cast<float*>(host_copy_.data());
-    be_.download(h, send, all * sizeof(float));  // waits for the compute stream
+    be_.synchronize();  // the input's compute is not exchange time
+    const auto t0 = std::chrono::steady_clock::now();
+    be_.download(h, send, all * sizeof(float));
     host_->reduce_scatter_sum(h, h + all, count);
     be_.upload(recv, h + all, count * sizeof(float));
+    add_exchange_seconds(seconds_since(t0));
   }
   CommBytes bytes_sent() const override { return host_->bytes_sent(); }
   void reset_bytes() override { host_->reset_bytes(); }

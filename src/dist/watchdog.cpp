@@ -59,6 +59,7 @@ class WatchdogCommunicator final : public Communicator {
   }
   CommBytes bytes_sent() const override { return inner_->bytes_sent(); }
   void reset_bytes() override { inner_->reset_bytes(); }
+  double exchange_seconds() override { return inner_->exchange_seconds(); }
   void barrier() override {
     Guard g(*this, "barrier", 0);
     inner_->barrier();

@@ -153,7 +153,8 @@ void Reporter::epoch(const EpochMetrics& m, int world, const std::string& device
        ",\"time_s\":" + fmt("%.4f", m.time_s) +
        ",\"examples_per_s\":" + fmt("%.3f", m.examples_per_s) + ",\"lr\":" + fmt("%.8g", m.lr) +
        ",\"data_wait_s\":" + fmt("%.4f", m.data_wait_s) + ",\"comm_s\":" + fmt("%.4f", m.comm_s) +
-       ",\"ranks\":" + std::to_string(world) + ",\"device\":\"" + device + "\"}");
+       ",\"exchange_s\":" + fmt("%.4f", m.exchange_s) + ",\"ranks\":" + std::to_string(world) +
+       ",\"device\":\"" + device + "\"}");
 }
 
 void Reporter::target(double target, bool reached, int epochs, double wall_s, double test_acc,
@@ -176,8 +177,9 @@ void Reporter::benchmark(const BenchmarkResult& r, int world, const Model& model
   line("  images/s: " + fmt("%.1f", r.images_per_s) + " total, " +
        fmt("%.1f", r.images_per_s_per_rank) + " per rank");
   line("  step time: " + fmt("%.2f", r.step_ms) + " ms = compute " + fmt("%.2f", r.compute_ms) +
-       " + exposed communication " + fmt("%.2f", r.comm_ms) + " + data wait " +
-       fmt("%.2f", r.data_ms) + " (mean over ranks)");
+       " + exposed communication " + fmt("%.2f", r.comm_ms) +
+       (r.model_parallel > 1 ? " + activation exchange " + fmt("%.2f", r.exchange_ms) : "") +
+       " + data wait " + fmt("%.2f", r.data_ms) + " (mean over ranks)");
   {
     // Counted, not timed: exact and the same on any machine (docs/scaling-model.md).
     const CommBytes& b = r.bytes_per_step;
@@ -220,13 +222,16 @@ void Reporter::benchmark(const BenchmarkResult& r, int world, const Model& model
                    ",\"backward_ms\":" + fmt("%.4f", r.layers.backward_ms[l]) +
                    ",\"grad_floats\":" + std::to_string(grads) + ",\"tensors\":[" + tensors + "]}";
   }
+  line("    optimizer " + fmt("%8.2f", r.layers.optimizer_ms) + " (the update of " +
+       std::to_string(model.flat_size()) + " floats of parameters)");
   json("{\"event\":\"benchmark\",\"ranks\":" + std::to_string(world) + ",\"global_batch\":" +
        std::to_string(r.global_batch) + ",\"steps\":" + std::to_string(r.steps) +
        ",\"images_per_s\":" + fmt("%.3f", r.images_per_s) + ",\"images_per_s_per_rank\":" +
        fmt("%.3f", r.images_per_s_per_rank) + ",\"step_ms\":" + fmt("%.4f", r.step_ms) +
        ",\"per_rank_batch\":" + fmt("%.4f", double(r.global_batch) / world) +
        ",\"compute_ms\":" + fmt("%.4f", r.compute_ms) + ",\"comm_ms\":" + fmt("%.4f", r.comm_ms) +
-       ",\"data_ms\":" + fmt("%.4f", r.data_ms) +
+       ",\"data_ms\":" + fmt("%.4f", r.data_ms) + ",\"exchange_ms\":" + fmt("%.4f", r.exchange_ms) +
+       ",\"optimizer_ms\":" + fmt("%.4f", r.layers.optimizer_ms) +
        ",\"timeline_overhead\":" + fmt("%.5f", r.timeline_overhead) + ",\"model_parallel\":" +
        std::to_string(r.model_parallel) + ",\"bytes_per_step\":{\"allreduce\":" +
        fmt("%.1f", r.bytes_per_step.of(CollectiveOp::allreduce)) +

@@ -218,6 +218,11 @@ void Trainer::report_data_wait(const std::string& label, int epoch,
 // peer made it wait, plus the transfers themselves) and waiting for data. Rank 0 gathers the
 // three figures, prints their range, and names the slowest rank when its compute time exceeds
 // the median by more than --straggler-threshold: the others' collective waits are its doing.
+double Trainer::exchange_seconds() const {
+  Communicator* group = p_.grid ? p_.grid->group_comm() : nullptr;
+  return group ? group->exchange_seconds() : 0.0;
+}
+
 void Trainer::report_stragglers(const std::string& label, int epoch, double train_s,
                                 double collectives_s, double data_s) {
   const int n = p_.world.size();
@@ -393,7 +398,14 @@ Trainer::StepOutcome Trainer::train_step(const data::Batch& b) {
                       static_cast<float>(cfg_.momentum), static_cast<float>(cfg_.weight_decay)};
   {
     Timeline::Scope span(p_.timeline, Timeline::Track::compute, "optimizer", "optimizer");
+    LayerTimes* profile = m.profiling();  // the benchmark's synchronised passes
+    if (profile) be.synchronize();
+    const auto t0 = Clock::now();
     be.sgd_update(m.flat_size(), m.param_data(), m.grad_data(), m.momentum_data(), sgd);
+    if (profile) {
+      be.synchronize();
+      profile->optimizer_ms = 1000.0 * seconds_since(t0);
+    }
   }
   ++step_;
   return vote[0] > 0 ? StepOutcome::stop : StepOutcome::applied;
@@ -413,6 +425,7 @@ FitResult Trainer::fit() {
   for (int epoch = int(step_ / steps_per_epoch); epoch < cfg_.epochs; ++epoch) {
     const auto t0 = Clock::now();
     const double wait0 = loader.wait_seconds(), comm0 = sync_.comm_seconds(), vote0 = vote_s_;
+    const double exchange0 = exchange_seconds();
     std::int64_t global_samples = 0;
     const std::int64_t first_batch = step_ % steps_per_epoch;
     progress_pending_ = false;  // a read started in the last epoch is stale
@@ -484,6 +497,7 @@ FitResult Trainer::fit() {
     em.lr = lr_at(schedule_, step_ - 1);
     em.data_wait_s = loader.wait_seconds() - wait0;
     em.comm_s = sync_.comm_seconds() - comm0;
+    em.exchange_s = exchange_seconds() - exchange0;
     if (p_.test) {
       Timeline::Scope span(p_.timeline, Timeline::Track::compute, "evaluate", "eval");
       const EvalResult ev = evaluate();
@@ -494,7 +508,7 @@ FitResult Trainer::fit() {
     p_.report.epoch(em, p_.world.size(), p_.backend.device().str());
     report_bad_samples("epoch " + std::to_string(em.epoch) + " (training)", bad, sums[3]);
     report_stragglers("epoch " + std::to_string(em.epoch), em.epoch, train_time,
-                      em.comm_s + (vote_s_ - vote0), em.data_wait_s);
+                      em.comm_s + (vote_s_ - vote0) + em.exchange_s, em.data_wait_s);
     if (p_.timeline) p_.timeline->counter("epoch loss", Timeline::now_us(), em.loss);
     result.history.push_back(em);
     if (cfg_.target_accuracy > 0 && p_.test && em.test_acc >= cfg_.target_accuracy) {
@@ -642,6 +656,7 @@ BenchmarkResult Trainer::benchmark() {
     return true;
   };
   const double wait0 = loader.wait_seconds(), comm0 = sync_.comm_seconds(), vote0 = vote_s_;
+  const double exchange0 = exchange_seconds();
   double wall = 0;
   std::int64_t images = 0;
   if (!timed(tl && tl->enabled(), "benchmark timed steps", &wall, &images)) {
@@ -653,8 +668,10 @@ BenchmarkResult Trainer::benchmark() {
     r.bytes_per_step.payload[k] = bytes.payload[k] / cfg_.steps;
   }
   r.model_parallel = p_.grid ? p_.grid->model_parallel() : 1;
-  report_stragglers("the benchmark", 0, wall, sync_.comm_seconds() - comm0 + (vote_s_ - vote0),
-                    loader.wait_seconds() - wait0);
+  report_stragglers(
+      "the benchmark", 0, wall,
+      sync_.comm_seconds() - comm0 + (vote_s_ - vote0) + (exchange_seconds() - exchange0),
+      loader.wait_seconds() - wait0);
   if (tl && tl->enabled()) {  // the same steps again without recording: its cost
     double plain = 0;
     std::int64_t ignored = 0;
@@ -682,14 +699,16 @@ BenchmarkResult Trainer::benchmark() {
   r.global_batch = cfg_.batch;
   // (With --timeline the comm and data-wait sums cover both timed runs: halve them.)
   const double runs = tl && tl->enabled() ? 2.0 : 1.0;
-  double split[3] = {wall, (sync_.comm_seconds() - comm0) / runs,
-                     (loader.wait_seconds() - wait0) / runs};
-  host_comm().allreduce_sum(split, 3);  // mean over ranks
+  double split[4] = {wall, (sync_.comm_seconds() - comm0) / runs,
+                     (loader.wait_seconds() - wait0) / runs,
+                     (exchange_seconds() - exchange0) / runs};
+  host_comm().allreduce_sum(split, 4);  // mean over ranks
   const double ranks = p_.world.size();
   r.step_ms = 1000.0 * split[0] / ranks / cfg_.steps;
   r.comm_ms = 1000.0 * split[1] / ranks / cfg_.steps;
   r.data_ms = 1000.0 * split[2] / ranks / cfg_.steps;
-  r.compute_ms = r.step_ms - r.comm_ms - r.data_ms;
+  r.exchange_ms = 1000.0 * split[3] / ranks / cfg_.steps;
+  r.compute_ms = r.step_ms - r.comm_ms - r.data_ms - r.exchange_ms;
   r.images_per_s = double(images) / wall;
   r.images_per_s_per_rank = r.images_per_s / ranks;
 
@@ -705,6 +724,7 @@ BenchmarkResult Trainer::benchmark() {
     }
     sum.forward_ms.resize(r.layers.forward_ms.size());
     sum.backward_ms.resize(r.layers.backward_ms.size());
+    sum.optimizer_ms += r.layers.optimizer_ms / profiled;
     for (std::size_t l = 0; l < sum.forward_ms.size(); ++l) {
       sum.forward_ms[l] += r.layers.forward_ms[l] / profiled;
       sum.backward_ms[l] += r.layers.backward_ms[l] / profiled;

@@ -1,9 +1,12 @@
 // All-gather, reduce-scatter and the byte counters of the MPI communicator, under mpiexec on 1 to
 // 4 ranks, against MPI called directly (the reference): results bit for bit, the in-place forms,
 // empty pieces, the watchdog and through-host wrappers (which must forward and not count twice),
-// and every operation's counted bytes by the ring convention of comm.hpp.
+// every operation's counted bytes by the ring convention of comm.hpp, and the time counted as
+// activation exchange.
 #include <gtest/gtest.h>
 #include <mpi.h>
+
+#include <unistd.h>
 
 #include <cmath>
 #include <vector>
@@ -52,15 +55,23 @@ TEST(Collectives, AllGatherMatchesMpiAllgatherAlsoInPlaceAndEmpty) {
   }
 }
 
-TEST(Collectives, ReduceScatterMatchesMpiReduceScatterBlock) {
+TEST(Collectives, ReduceScatterMatchesMpiReduceScatter) {
   const int p = world_size();
   for (auto& comm : communicators()) {
     for (std::size_t n : {std::size_t(0), std::size_t(1), std::size_t(513)}) {
       const auto all = rank_data(n * std::size_t(p), 3);
-      std::vector<float> want(n + 1), got(n + 1);
-      MPI_Reduce_scatter_block(all.data(), want.data(), int(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+      std::vector<float> want(n + 1), got(n + 1), block(n + 1);
+      // Bit for bit what MPI_Reduce_scatter with equal counts gives (the call the communicator
+      // makes); MPI_Reduce_scatter_block means the same sum, perhaps in another order.
+      const std::vector<int> counts(static_cast<std::size_t>(p), static_cast<int>(n));
+      MPI_Reduce_scatter(all.data(), want.data(), counts.data(), MPI_FLOAT, MPI_SUM,
+                         MPI_COMM_WORLD);
+      MPI_Reduce_scatter_block(all.data(), block.data(), int(n), MPI_FLOAT, MPI_SUM,
+                               MPI_COMM_WORLD);
       comm->reduce_scatter_sum(all.data(), got.data(), n);
       EXPECT_EQ(got, want) << comm->name() << " n=" << n;
+      for (std::size_t i = 0; i < n; ++i)
+        EXPECT_NEAR(got[i], block[i], 1e-6f * (1 + std::abs(got[i])));
       // And it is the piece of the all-reduce that belongs to this rank.
       auto sum = all;
       comm->allreduce_sum(sum.data(), sum.size());
@@ -107,4 +118,33 @@ TEST(Collectives, Bf16BucketsCountTwoBytesPerValue) {
   EXPECT_EQ(comm->bytes_sent().payload[int(CollectiveOp::allreduce)], 600);
   EXPECT_DOUBLE_EQ(ring_bytes_sent(CollectiveOp::allreduce, 600, world_size()),
                    comm->bytes_sent().of(CollectiveOp::allreduce));
+}
+
+// The activation-exchange time (the benchmark's "activation exchange"): only all-gathers and
+// reduce-scatters add to it, and a rank that waits in one for a late peer counts the wait.
+TEST(Collectives, ExchangeSecondsCountAllGatherAndReduceScatterWaits) {
+  const int p = world_size(), r = world_rank();
+  for (auto& comm : communicators()) {
+    std::vector<float> a(1000, 1.0f), g(250 * std::size_t(p)), s(250);
+    const double e0 = comm->exchange_seconds();
+    comm->allreduce_sum(a.data(), 1000);
+    comm->allreduce_sum_async(a.data(), 500, Wire::fp32);
+    comm->broadcast(a.data(), 64, 0);
+    comm->barrier();
+    EXPECT_EQ(comm->exchange_seconds(), e0) << comm->name() << ": other collectives add nothing";
+    for (int late = 0; late < 2; ++late) {  // rank 0 arrives 50 ms late, first to an all-gather
+      comm->barrier();
+      if (r == 0) usleep(50000);
+      const double before = comm->exchange_seconds();
+      if (late == 0)
+        comm->allgather(g.data() + 250 * std::size_t(r), g.data(), 250);
+      else
+        comm->reduce_scatter_sum(g.data(), s.data(), 250);
+      const double waited = comm->exchange_seconds() - before;
+      EXPECT_GE(waited, 0.0);
+      if (p > 1 && r != 0)
+        EXPECT_GE(waited, 0.04) << comm->name() << (late ? ": reduce-scatter" : ": all-gather");
+      EXPECT_LT(waited, 30.0);
+    }
+  }
 }

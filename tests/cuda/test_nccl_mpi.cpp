@@ -168,8 +168,18 @@ TEST_P(DeviceComm, AllGatherAndReduceScatterMatchMpi) {
   std::vector<float> padded(n * p, 0.0f);
   std::copy(mine.begin(), mine.end(), padded.begin() + std::ptrdiff_t(n * r));
   f.comm->reset_bytes();
+  const double e0 = f.comm->exchange_seconds();
   const auto got = f.on_device(padded, [&](float* d) { f.comm->allgather(d + n * r, d, n); });
   EXPECT_EQ(got, want);
+  // Timed (NCCL: by events on its stream, read once the device is done). On one rank an in-place
+  // all-gather moves nothing and may take no measurable time.
+  f.be->synchronize();
+  const double e1 = f.comm->exchange_seconds();
+  if (p > 1)
+    EXPECT_GT(e1, e0);
+  else
+    EXPECT_GE(e1, e0);
+  EXPECT_LT(e1 - e0, 10.0);
   const auto all = rank_data(n * p);
   std::vector<float> want_rs(n);
   f.mpi->reduce_scatter_sum(all.data(), want_rs.data(), n);
@@ -180,6 +190,11 @@ TEST_P(DeviceComm, AllGatherAndReduceScatterMatchMpi) {
   });
   got_rs.resize(n);
   EXPECT_LE(max_rel(got_rs, want_rs), 1e-6);
+  f.be->synchronize();
+  if (p > 1)
+    EXPECT_GT(f.comm->exchange_seconds(), e1);
+  else
+    EXPECT_GE(f.comm->exchange_seconds(), e1);
   const CommBytes b = f.comm->bytes_sent();
   EXPECT_DOUBLE_EQ(b.of(CollectiveOp::allgather), double(n * 4 * (p - 1)));
   EXPECT_DOUBLE_EQ(b.of(CollectiveOp::reduce_scatter), double(n * 4 * (p - 1)));

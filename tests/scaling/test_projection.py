@@ -4,6 +4,7 @@
   L1: forward 1 ms, backward 3 ms, 250,000 gradient floats (1 MB)
   L2: forward 2 ms, backward 1 ms, 750,000 gradient floats (3 MB)
   timed compute 10 ms (so 3 ms of loss/optimizer/overhead), per-rank batch 8.
+With optimizer_ms in a profile, that much of the compute is the update, timed alone.
 Backward runs L2 first: 750,000 floats are final at t = 1 ms, all 1,000,000 at t = 4 ms."""
 import importlib.machinery
 import importlib.util
@@ -118,6 +119,29 @@ class GridProjection(unittest.TestCase):
         shard_bytes = 2 * 0.5 * 80 * 4  # 80 floats over the 2 groups
         world_bytes = 2 * 0.75 * 128 * 4
         self.assertAlmostEqual(hy["comm_ms"], (shard_bytes * 2 + world_bytes) / 1e9 * 1e3)
+
+
+class Optimizer(unittest.TestCase):
+    def test_the_update_is_taken_out_of_the_fit_and_does_not_scale_with_the_batch(self):
+        # 2 ms of the 10 ms are the optimizer: the layers (7 ms) fit in 8, 1 ms is left over.
+        # Half the batch halves the layers and the rest, not the update: 3.5 + 0.5 + 2 = 6 ms.
+        prof = dict(PROFILE, optimizer_ms=2.0)
+        p = study.project(prof, 1, busbw_gbs=1.0, latency_us=0.0)
+        self.assertAlmostEqual(p["step_ms"], 10.0)
+        self.assertAlmostEqual(p["optimizer_ms"], 2.0)
+        half = study.project(prof, 1, busbw_gbs=1.0, latency_us=0.0, per_rank_batch=4)
+        self.assertAlmostEqual(half["step_ms"], 6.0)
+
+    def test_a_split_rank_updates_its_share_of_the_parameters(self):
+        # GRID with M = 2: rank 0 holds 128 + 80 of the 240 aligned floats; the 4 ms update
+        # becomes 4 * 208 / 240 ms, and the 6 ms of layers are as measured.
+        prof = dict(GRID, optimizer_ms=4.0)
+        kw = dict(busbw_gbs=1e9, latency_us=0.0, intra_busbw_gbs=1e9, ranks_per_node=2)
+        one = study.project(prof, 2, model_parallel=1, **kw)
+        two = study.project(prof, 2, model_parallel=2, **kw)
+        self.assertAlmostEqual(one["optimizer_ms"], 4.0)
+        self.assertAlmostEqual(two["optimizer_ms"], 4.0 * 208 / 240)
+        self.assertAlmostEqual(one["step_ms"] - two["step_ms"], 4.0 - 4.0 * 208 / 240, places=4)
 
 
 class Arguments(unittest.TestCase):
