@@ -29,7 +29,7 @@ struct ParamSpec {
   GradSum sum = GradSum::world;
   // A piece of a larger tensor (the hybrid grid splits dense layers by neurons): the whole
   // tensor's shape and the first index along `axis` held here; `full` is empty for a whole one.
-  Shape full;
+  Shape full = {};
   int axis = 0;
   std::int64_t begin = 0;
   bool is_piece() const { return full.rank() > 0; }
