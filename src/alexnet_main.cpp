@@ -522,6 +522,8 @@ int run(const RunConfig& given, const World& world) {
     // On a GPU, device-side spans too: the compute stream's and the communication stream's.
     timeline->set_device_clock(s.backend->device_clock());
     s.comm->set_timeline(timeline.get());
+    // The grid's activation collectives on their own rows (host side; NCCL: device side too).
+    if (s.grid->hybrid()) s.grid->group_comm()->set_timeline(timeline.get());
   }
   Trainer trainer(cfg, {world, *s.comm, *s.backend, *s.model, *s.train, s.test.get(), *s.transform,
                         report, writer.get(), s.host_comm.get(), timeline.get(), s.grid.get()});

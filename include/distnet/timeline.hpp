@@ -36,7 +36,9 @@ class Timeline {
     loader = 3,
     writer = 4,
     gpu_compute = 5,  // device-side spans of the compute stream
-    gpu_comm = 6      // device-side spans of the communication stream
+    gpu_comm = 6,     // device-side spans of the communication stream
+    exchange = 7,     // the hybrid grid's activation collectives (host side)
+    gpu_exchange = 8  // the same on the group communicator's stream (device side)
   };
 
   // Disabled: records nothing.

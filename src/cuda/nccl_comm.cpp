@@ -129,7 +129,10 @@ class NcclCommunicator final : public Communicator {
     if (count == 0) return;
     after_compute();
     Timed t = start_timed();
+    const Timeline::DeviceMark begin =
+        timeline_ ? timeline_->device_begin(clock_.get()) : Timeline::DeviceMark{};
     DISTNET_NCCL_CHECK(ncclAllGather(send, recv, count, ncclFloat, comm_, stream_));
+    exchange_span(begin, "all-gather", count * std::size_t(size_));
     end_timed(std::move(t));
     before_compute();
   }
@@ -138,7 +141,10 @@ class NcclCommunicator final : public Communicator {
     if (count == 0) return;
     after_compute();
     Timed t = start_timed();
+    const Timeline::DeviceMark begin =
+        timeline_ ? timeline_->device_begin(clock_.get()) : Timeline::DeviceMark{};
     DISTNET_NCCL_CHECK(ncclReduceScatter(send, recv, count, ncclFloat, ncclSum, comm_, stream_));
+    exchange_span(begin, "reduce-scatter", count * std::size_t(size_));
     end_timed(std::move(t));
     before_compute();
   }
@@ -203,6 +209,13 @@ class NcclCommunicator final : public Communicator {
     launch_to_bf16(std::int64_t(count), data, w, stream_);
     DISTNET_NCCL_CHECK(ncclAllReduce(w, w, count, ncclBfloat16, ncclSum, comm_, stream_));
     launch_from_bf16(std::int64_t(count), w, data, stream_);
+  }
+
+  // The device-side span of an all-gather or reduce-scatter, on the "GPU activation exchange" row.
+  void exchange_span(const Timeline::DeviceMark& begin, const char* what, std::size_t floats) {
+    if (begin.id < 0) return;
+    timeline_->device_end(begin, Timeline::Track::gpu_exchange, what, "exchange",
+                          "{\"bytes\":" + std::to_string(floats * sizeof(float)) + "}");
   }
 
   // An all-gather or reduce-scatter timed on our stream by two events, read back without

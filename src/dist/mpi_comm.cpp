@@ -6,6 +6,7 @@
 #include "distnet/bf16.hpp"
 #include "distnet/comm.hpp"
 #include "distnet/mpi_check.hpp"
+#include "distnet/timeline.hpp"
 
 namespace distnet {
 
@@ -82,17 +83,21 @@ class MpiCommunicator final : public Communicator {
     const int n = int_count(count, "all-gather");
     const bool in_place = send == recv + std::size_t(rank_) * count;
     const auto t0 = std::chrono::steady_clock::now();
+    const double t0_us = timeline_ ? Timeline::now_us() : 0.0;
     DISTNET_CHECK_MPI(
         MPI_Allgather(in_place ? MPI_IN_PLACE : send, n, MPI_FLOAT, recv, n, MPI_FLOAT, comm_));
     add_exchange_seconds(seconds_since(t0));
+    if (timeline_) record("all-gather", t0_us, count * std::size_t(size_));
   }
   void reduce_scatter_sum(const float* send, float* recv, std::size_t count) override {
     count_bytes(CollectiveOp::reduce_scatter, count * std::size_t(size_) * sizeof(float));
     const int n = int_count(count, "reduce-scatter");
-    const auto t0 = std::chrono::steady_clock::now();
     counts_.assign(std::size_t(size_), n);
+    const auto t0 = std::chrono::steady_clock::now();
+    const double t0_us = timeline_ ? Timeline::now_us() : 0.0;
     DISTNET_CHECK_MPI(MPI_Reduce_scatter(send, recv, counts_.data(), MPI_FLOAT, MPI_SUM, comm_));
     add_exchange_seconds(seconds_since(t0));
+    if (timeline_) record("reduce-scatter", t0_us, count * std::size_t(size_));
   }
 
   void allreduce_sum_async(float* data, std::size_t count, Wire wire) override {
@@ -110,7 +115,16 @@ class MpiCommunicator final : public Communicator {
     for (std::size_t i = 0; i < count; ++i) data[i] = bf16_to_float(wire_[i]);
   }
 
+  // The activation collectives as spans on the "activation exchange" row (--timeline).
+  void set_timeline(Timeline* timeline) override {
+    timeline_ = timeline && timeline->enabled() ? timeline : nullptr;
+  }
+
  private:
+  void record(const char* what, double t0_us, std::size_t floats) {
+    timeline_->span(Timeline::Track::exchange, what, "exchange", t0_us, Timeline::now_us(),
+                    "{\"bytes\":" + std::to_string(floats * sizeof(float)) + "}");
+  }
   int int_count(std::size_t count, const char* what) const {
     DISTNET_CHECK(count * std::size_t(size_) <= std::size_t(INT_MAX),
                   std::string(what) + " of " + std::to_string(count) + " floats per rank on " +
@@ -134,6 +148,7 @@ class MpiCommunicator final : public Communicator {
   MPI_Op bf16_op_ = MPI_OP_NULL;
   std::vector<std::uint16_t> wire_;
   std::vector<int> counts_;  // MPI_Reduce_scatter's receive counts (all equal)
+  Timeline* timeline_ = nullptr;
 };
 
 }  // namespace

@@ -54,6 +54,7 @@ class HostStagedCommunicator final : public Communicator {
     add_exchange_seconds(seconds_since(t0));
   }
   CommBytes bytes_sent() const override { return host_->bytes_sent(); }
+  void set_timeline(Timeline* timeline) override { host_->set_timeline(timeline); }
   void reset_bytes() override { host_->reset_bytes(); }
   void barrier() override {
     be_.synchronize();

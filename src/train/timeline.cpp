@@ -27,6 +27,10 @@ const char* track_name(int track) {
       return "GPU compute";
     case 6:
       return "GPU communication";
+    case 7:
+      return "activation exchange";
+    case 8:
+      return "GPU activation exchange";
     default:
       return "counters";
   }
@@ -209,10 +213,12 @@ void Timeline::write(MPI_Comm comm, const std::string& path, const std::string& 
     events = ring_;
     lost = total_ - ring_.size();
   }
-  // The host rows always; the GPU rows when there is something on them.
-  bool used[7] = {false, true, true, true, true, false, false};
-  for (const Event& e : events) used[e.track] = true;
-  for (int t = 1; t <= 6; ++t)
+  // The host rows always; the GPU and exchange rows when there is something on them.
+  constexpr int kLastTrack = int(Track::gpu_exchange);
+  bool used[kLastTrack + 1] = {false, true, true, true, true};
+  for (const Event& e : events)
+    if (e.track >= 0 && e.track <= kLastTrack) used[e.track] = true;
+  for (int t = 1; t <= kLastTrack; ++t)
     if (used[t])
       add("{\"ph\":\"M\",\"pid\":" + pid + ",\"tid\":" + std::to_string(t) +
           ",\"name\":\"thread_name\",\"args\":{\"name\":\"" + track_name(t) + "\"}}");

@@ -5,8 +5,11 @@ events each step must have, gradient buckets in order on each rank, and steps th
 ranks (they end in a collective, so with aligned clocks they must). With --device (a GPU run) it
 also checks the device-side rows: per-layer forward/backward on "GPU compute", gradient buckets in
 order on "GPU communication", each device step starting no earlier than the host queued it.
+With --exchange (a --model-parallel run) it checks the "activation exchange" row: every training
+step holds the grid's three all-gathers and two reduce-scatters, in the order a step makes them
+(and with --device, the same on "GPU activation exchange").
 
-  check_timeline.py FILE RANKS [--device]
+  check_timeline.py FILE RANKS [--device] [--exchange]
 Prints one line per check; exits 1 if any fails.
 """
 import collections
@@ -35,6 +38,7 @@ def strict_load(path):
 def main():
     path, ranks = sys.argv[1], int(sys.argv[2])
     device = "--device" in sys.argv[3:]
+    exchange = "--exchange" in sys.argv[3:]
     failures = []
 
     def check(ok, what):
@@ -123,6 +127,25 @@ def main():
             gordered = all(a["ts"] + a["dur"] <= b["ts"] + EPS for a, b in zip(gb, gb[1:]))
             grestarts = bool(gidx) and gidx[0] == 0 and all(b == a + 1 or b == 0 for a, b in zip(gidx, gidx[1:]))
             check(gordered and grestarts, "rank %d: GPU communication row: %d buckets, ordered and disjoint, indices %s..." % (r, len(gb), gidx[:6]))
+    if exchange:
+        # Forward: gather conv features, gather sample ids, scatter dense2's partial sums;
+        # backward: gather dense2's output gradient, scatter dense1's input gradient.
+        order = ["all-gather", "all-gather", "reduce-scatter", "all-gather", "reduce-scatter"]
+        # Host spans lie in the host's steps; device spans in the device's steps (the compute
+        # stream waits for each collective, so its step contains them).
+        for tid, step_tid, row in ((7, 1, "activation exchange"), (8, 5, "GPU activation exchange")):
+            if tid == 8 and not device:
+                continue
+            for r in range(ranks):
+                mine = [e for e in spans if e["pid"] == r]
+                steps = [e for e in mine if e["name"].startswith("step ") and e["tid"] == step_tid]
+                ex = sorted((e for e in mine if e["tid"] == tid), key=lambda e: e["ts"])
+                per_step = [[e["name"] for e in ex if s["ts"] - EPS <= e["ts"] and
+                             e["ts"] + e["dur"] <= s["ts"] + s["dur"] + EPS] for s in steps]
+                good = bool(steps) and all(p == order for p in per_step) and \
+                    all(e.get("cat") == "exchange" and e["args"]["bytes"] > 0 for e in ex)
+                check(good, "rank %d: %s row: each of %d steps holds %s%s" % (
+                    r, row, len(steps), "/".join(order), "" if good else ": %s" % per_step[:3]))
     if device:
         lost = doc.get("otherData", {}).get("device_spans_lost")
         check(lost == 0, "no device span lost (otherData.device_spans_lost = %s)" % lost)

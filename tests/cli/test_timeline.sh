@@ -27,6 +27,20 @@ else
   bad "timeline checks: $(grep FAIL "$tmp/check.log")"
 fi
 
+# 1b. The hybrid grid (--model-parallel 2): its activation collectives on their own row, five in
+# every step, besides everything the strict checks ask of any run.
+out=$("${mpi[@]}" -n 2 "$bin" "${run[@]}" --model-parallel 2 --timeline "$tmp/h.json" 2>&1)
+rc=$?
+if [ "$rc" -eq 0 ] && python3 "$here/check_timeline.py" "$tmp/h.json" 2 --exchange >"$tmp/hcheck.log"; then
+  ok "M=2: the exchange row and the strict checks ($(grep -c '^ok' "$tmp/hcheck.log") checks)"
+else
+  bad "M=2 timeline: exit $rc: $(grep FAIL "$tmp/hcheck.log" 2>/dev/null) $out"
+fi
+# The check can fail: a data-parallel run has no exchange row.
+python3 "$here/check_timeline.py" "$tmp/t.json" 3 --exchange >"$tmp/nocheck.log"
+[ $? -eq 1 ] && grep -q "FAIL: rank 0: activation exchange row" "$tmp/nocheck.log" \
+  && ok "--exchange fails on a data-parallel timeline" || bad "--exchange on M=1: $(grep -c FAIL "$tmp/nocheck.log") failures"
+
 # 2. A window of steps: only steps 2 and 3 are recorded.
 "${mpi[@]}" -n 2 "$bin" "${run[@]}" --timeline "$tmp/w.json" --timeline-steps 2:4 >"$tmp/w.log" 2>&1
 steps=$(python3 -c "
