@@ -17,6 +17,7 @@
 #include <optional>
 #include <thread>
 
+#include "app/setup.hpp"
 #include "distnet/backend.hpp"
 #include "distnet/checkpoint.hpp"
 #include "distnet/comm.hpp"
@@ -33,10 +34,9 @@
 #include "distnet/world.hpp"
 
 using namespace distnet;
+using namespace distnet::app;
 
 namespace {
-
-constexpr int kExitOk = 0, kExitError = 1, kExitUsage = 2;
 
 std::string num(double v) {
   char buf[32];
@@ -63,16 +63,6 @@ void print_version() {
               gpu::library_versions().c_str(), mpi_line.c_str(), maj, min, rel);
 }
 
-ModelConfig model_config(const RunConfig& c, const Shape& image, int classes) {
-  ModelConfig m;
-  m.name = c.model;
-  m.input = c.resize > 0 ? Shape{image[0], c.resize, c.resize} : image;
-  m.classes = classes;
-  m.dropout = c.dropout;
-  m.bn_momentum = c.bn_momentum;
-  return m;
-}
-
 void print_shapes(const ModelConfig& cfg) {
   const auto layers = build_layers(cfg);
   std::printf("model %s, input %s, %d classes\n", cfg.name.c_str(), cfg.input.str().c_str(),
@@ -88,253 +78,6 @@ void print_shapes(const ModelConfig& cfg) {
   }
   std::printf("total parameters: %s\n", with_commas(total).c_str());
   if (state) std::printf("running statistics (not trained): %s\n", with_commas(state).c_str());
-}
-
-// Ranks sharing a host share its cores: without an explicit OMP_NUM_THREADS each rank takes its
-// share (and never more than the cores it is bound to).
-void set_threads(const World& world) {
-  if (std::getenv("OMP_NUM_THREADS")) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  const int bound = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : INT_MAX;
-  const int share = std::max(1, int(std::thread::hardware_concurrency()) / world.local_size());
-  omp_set_num_threads(std::max(1, std::min(bound, share)));
-}
-
-// --device cpu, cuda, or auto (CUDA when this rank can use a GPU). A rank drives GPU
-// local_rank % visible devices: with one rank per GPU on a node (mpirun -np <GPUs per node> x
-// nodes), or with one visible GPU per rank (Slurm's --gpus-per-task), each rank has its own.
-// The GPU backend is loaded only here, and never for --device cpu. When auto finds no backend
-// (its module or a CUDA library missing), rank 0 says so once; a node without a GPU or driver is
-// the normal case for auto and stays silent.
-std::unique_ptr<Backend> select_backend(const RunConfig& c, const World& world) {
-  std::string why, missing;
-  const int visible = c.device == "cpu" ? 0 : gpu::usable_devices(&why);
-  if (c.device == "cuda" && visible == 0) throw UsageError("--device cuda: " + why);
-  if (c.device == "auto" && visible == 0 && gpu::built_with_cuda() &&
-      !gpu::backend_available(&missing) && world.is_root()) {
-    std::fprintf(stderr, "alexnet: note: no GPU backend (%s); running on the CPU\n",
-                 missing.c_str());
-  }
-  if (visible == 0) {
-    CpuOptions o;
-    o.conv = c.cpu_conv == "direct" ? CpuOptions::ConvAlgorithm::direct
-                                    : CpuOptions::ConvAlgorithm::automatic;
-    return make_cpu_backend(o);
-  }
-  gpu::CudaOptions o;
-  o.device = world.local_rank() % visible;
-  o.math = c.math == "fp32" ? gpu::CudaOptions::Math::fp32 : gpu::CudaOptions::Math::tf32;
-  o.conv_search = c.cudnn_algo == "heuristic" ? gpu::CudaOptions::ConvSearch::heuristic
-                                              : gpu::CudaOptions::ConvSearch::find;
-  o.workspace_limit = static_cast<std::size_t>(c.cudnn_workspace_mb * 1024 * 1024);
-  o.host_wait_timeout_s = c.comm_timeout;
-  return gpu::make_cuda_backend(o);
-}
-
-// A collective over all ranks, after every rank has its backend: all ranks on the same kind of
-// device, and no two ranks on one physical GPU (NCCL cannot run that way). Returns the problem in
-// one line (the same on every rank), or "".
-std::string check_devices(const World& world, const Backend& be) {
-  struct Record {
-    char host[64];
-    char uuid[48];
-    int cuda, index;
-  } mine{};
-  std::snprintf(mine.host, sizeof mine.host, "%s", world.host().c_str());
-  mine.cuda = be.device().is_cuda();
-  mine.index = be.device().index;
-  if (mine.cuda)
-    std::snprintf(mine.uuid, sizeof mine.uuid, "%s", gpu::device_info(mine.index).uuid.c_str());
-  std::vector<Record> all(static_cast<std::size_t>(world.size()));
-  MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE, world.comm());
-  int gpus = 0;
-  for (const Record& r : all) gpus += r.cuda;
-  if (gpus != 0 && gpus != world.size()) {
-    return std::to_string(gpus) + " of " + std::to_string(world.size()) +
-           " ranks have a GPU and the others do not; every rank must use the same device "
-           "(--device cpu, or start ranks only where GPUs are)";
-  }
-  for (std::size_t a = 0; a < all.size() && gpus; ++a) {
-    for (std::size_t b = a + 1; b < all.size(); ++b) {
-      if (std::strcmp(all[a].uuid, all[b].uuid) != 0) continue;
-      return "ranks " + std::to_string(a) + " and " + std::to_string(b) + " on host " +
-             all[a].host + " would share GPU cuda:" + std::to_string(all[a].index) + " (" +
-             all[a].uuid +
-             "): one rank per GPU is required (NCCL cannot run two ranks on one GPU); start "
-             "at most as many ranks per node as it has GPUs";
-    }
-  }
-  return "";
-}
-
-// A batch that cannot fit is refused before anything is allocated.
-void check_gpu_memory(const Backend& be, const ModelConfig& mc, std::int64_t per_rank) {
-  if (!be.device().is_cuda()) return;
-  const gpu::DeviceInfo info = gpu::device_info(be.device().index);
-  const std::int64_t need = Model::device_bytes(mc, int(per_rank));
-  if (std::size_t(need) <= info.free_bytes) return;
-  throw UsageError("a batch of " + std::to_string(per_rank) + " per rank needs at least " +
-                   std::to_string(need >> 20) + " MiB on " + be.device().str() + " (" + info.name +
-                   ") for the model and its activations, but only " +
-                   std::to_string(info.free_bytes >> 20) + " MiB of " +
-                   std::to_string(info.total_bytes >> 20) +
-                   " MiB are free; use a smaller --batch-size or more GPUs");
-}
-
-std::string prefix(const World& w) {
-  return w.size() > 1 ? "[rank " + std::to_string(w.rank()) + " " + w.host() + "] " : "";
-}
-
-// Set-up problems (bad data, a model that does not fit the data) usually hit every rank alike;
-// the ranks agree on the outcome so all of them leave with the same non-zero code, and the first
-// failing rank says why -- no rank is left waiting in a collective.
-int agree_on_failure(const World& world, int my_code, const std::string& message) {
-  int code = my_code, worst = 0;
-  MPI_Allreduce(&code, &worst, 1, MPI_INT, MPI_MAX, world.comm());
-  if (worst == kExitOk) return kExitOk;
-  int mine = my_code != kExitOk ? world.rank() : INT_MAX, first = 0;
-  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, world.comm());
-  if (world.rank() == first)
-    std::fprintf(stderr, "%salexnet: error: %s\n", prefix(world).c_str(), message.c_str());
-  return worst;
-}
-
-struct Setup {
-  std::optional<CheckpointMeta> resumed;  // rank 0
-  std::string resumed_path;               // rank 0
-  std::unique_ptr<Backend> backend;
-  std::unique_ptr<Communicator> comm;       // the model's buffers, on the backend's device
-  std::unique_ptr<Communicator> host_comm;  // host figures; null when `comm` is host MPI
-  std::unique_ptr<Grid> grid;               // --model-parallel: groups and their communicators
-  std::unique_ptr<data::Dataset> train, test;
-  std::unique_ptr<data::ImageTransform> transform;
-  std::unique_ptr<Model> model;
-};
-
-// Rank 0 picks the checkpoint to continue from: a given file, or with "auto" the newest valid one
-// in --checkpoint-dir (invalid ones are skipped with a warning). Loads it into the model.
-std::optional<CheckpointMeta> resume_from(const RunConfig& cfg, Model& model,
-                                          std::int64_t train_samples, std::string* chosen) {
-  const bool automatic = cfg.resume == "auto";
-  const std::vector<std::string> candidates =
-      automatic ? list_checkpoints(cfg.checkpoint_dir) : std::vector<std::string>{cfg.resume};
-  for (const std::string& path : candidates) {
-    try {
-      const CheckpointMeta meta = read_checkpoint_meta(path);
-      if (meta.global_batch != cfg.batch) {
-        throw UsageError(path + ": written with a global batch of " +
-                         std::to_string(meta.global_batch) + ", this run has " +
-                         std::to_string(cfg.batch) +
-                         " (a resumed run keeps the global batch; the number of ranks may change)");
-      }
-      if (meta.train_samples != train_samples) {
-        throw UsageError(path + ": written for " + std::to_string(meta.train_samples) +
-                         " training samples, this run has " + std::to_string(train_samples));
-      }
-      load_checkpoint(path, model, /*weights_only=*/false);
-      *chosen = path;
-      std::printf("resuming from %s (written by %lld %s)\n", path.c_str(),
-                  static_cast<long long>(meta.world_size), meta.world_size == 1 ? "rank" : "ranks");
-      return meta;
-    } catch (const UsageError&) {
-      throw;
-    } catch (const Error& e) {
-      if (!automatic) throw;
-      std::fprintf(stderr, "alexnet: warning: skipping checkpoint %s: %s\n", path.c_str(),
-                   e.what());
-    }
-  }
-  std::printf("no usable checkpoint in %s; starting from scratch\n", cfg.checkpoint_dir.c_str());
-  return std::nullopt;
-}
-
-// The communicators: MPI for host figures; for the model's buffers MPI too on the CPU, NCCL on
-// GPUs (or MPI through host memory with --comm mpi). Collective: every rank calls it.
-void make_communicators(const RunConfig& cfg, const World& world, Setup& s) {
-  check_grid_shape(world.size(), cfg.model_parallel);  // the same answer on every rank
-  const CommunicatorFactory make = [&](MPI_Comm c) -> std::unique_ptr<Communicator> {
-    if (s.backend->device().is_cpu() || cfg.comm == "mpi")
-      return through_host(with_watchdog(make_mpi_communicator(c), cfg.comm_timeout, prefix(world)),
-                          *s.backend);
-    return gpu::make_nccl_communicator(c, *s.backend, cfg.comm_timeout, prefix(world));
-  };
-  if (s.backend->device().is_cpu()) {
-    s.comm = with_watchdog(make_mpi_communicator(world.comm()), cfg.comm_timeout, prefix(world));
-  } else {
-    s.comm = make(world.comm());
-    s.host_comm =
-        with_watchdog(make_mpi_communicator(world.comm()), cfg.comm_timeout, prefix(world));
-  }
-  s.grid = std::make_unique<Grid>(world.comm(), *s.comm, cfg.model_parallel, make);
-}
-
-Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
-  data::DatasetOptions d = cfg.data;
-  if (cfg.benchmark) {  // synthetic images of the model's input size: no resize, no I/O
-    const std::int64_t channels = data::dataset_is_image_folder(d.name) ? 3 : d.synthetic_shape[0];
-    d.name = "synthetic";
-    if (cfg.resize > 0) d.synthetic_shape = Shape{channels, cfg.resize, cfg.resize};
-  }
-  d.limit = cfg.train_limit;
-  d.image_size = cfg.resize;
-  d.skip_bad_images = cfg.on_bad_image == "skip";
-  d.augment = cfg.augment == "standard";
-  SlowNotice loading(world.is_root(), "loading the " + d.name + " data");
-  s.train = data::open_dataset(d, data::Split::train);
-  if (!cfg.benchmark) {
-    d.limit = cfg.test_limit;
-    s.test = data::open_dataset(d, data::Split::test);
-  }
-  const ModelConfig mc = model_config(cfg, s.train->image_shape(), s.train->classes());
-  s.transform = std::make_unique<data::ImageTransform>(
-      s.train->image_shape(), data::TransformSpec{int(mc.input[1]), cfg.norm_mean, cfg.norm_std});
-  const std::int64_t per_rank = (cfg.batch + world.size() - 1) / world.size();
-  const std::int64_t eval = cfg.eval_batch > 0 ? cfg.eval_batch : per_rank;
-  check_gpu_memory(*s.backend, mc, std::max(per_rank, eval));
-  SlowNotice building(world.is_root(), "building and initialising " + mc.name);
-  LayerSplit split;
-  if (s.grid->hybrid())
-    split = LayerSplit{s.grid->group_comm(), s.grid->model_parallel(), s.grid->shard()};
-  s.model = std::make_unique<Model>(mc, *s.backend, int(std::max(per_rank, eval)), split);
-  InitConfig init;
-  init.kind = cfg.init == "normal" ? InitConfig::Kind::normal : InitConfig::Kind::xavier;
-  init.xavier_magnitude = cfg.init_magnitude;
-  init.normal_sigma = cfg.init_sigma;
-  init.seed = cfg.seed;
-  s.model->initialize(init);
-  // Checkpoint files are read on rank 0 only; the trainer broadcasts what it loaded.
-  if (world.is_root()) {
-    if (!cfg.metrics_file.empty() && !std::ofstream(cfg.metrics_file, std::ios::app))
-      throw Error(cfg.metrics_file + ": cannot open the metrics file for writing");
-    if (!cfg.timeline.empty() && !std::ofstream(cfg.timeline, std::ios::app))
-      throw Error(cfg.timeline + ": cannot open the timeline file for writing");
-    if (!cfg.checkpoint_dir.empty()) ensure_writable_dir(cfg.checkpoint_dir);
-    if (!cfg.checkpoint_dir.empty() && d.folder)  // label i is line i + 1
-      data::write_class_names(cfg.checkpoint_dir + "/classes.txt", d.folder->classes);
-    if (!cfg.checkpoint_dir.empty() && d.packed)
-      data::write_class_names(cfg.checkpoint_dir + "/classes.txt", d.packed->train.classes);
-    if (!cfg.init_from.empty()) load_checkpoint(cfg.init_from, *s.model, /*weights_only=*/true);
-    if (cfg.eval_only) load_checkpoint(cfg.checkpoint, *s.model, /*weights_only=*/true);
-    if (!cfg.resume.empty())
-      s.resumed = resume_from(cfg, *s.model, s.train->size(), &s.resumed_path);
-  }
-  return s;
-}
-
-// Rank 0's resume point, on every rank (all zero when not resuming).
-std::optional<TrainingState> share_resume_state(const World& world, const Setup& s) {
-  double v[5] = {0, 0, 0, 0, 0};
-  if (s.resumed) {
-    v[0] = 1, v[1] = double(s.resumed->state.step);
-    for (int i = 0; i < 3; ++i) v[2 + i] = s.resumed->state.epoch_sums[std::size_t(i)];
-  }
-  MPI_Bcast(v, 5, MPI_DOUBLE, 0, world.comm());
-  if (v[0] == 0) return std::nullopt;
-  TrainingState t;
-  t.step = static_cast<std::int64_t>(v[1]);
-  t.epoch_sums = {v[2], v[3], v[4]};
-  return t;
 }
 
 void print_start(const RunConfig& cfg, const World& world, const Setup& s, Reporter& report) {
