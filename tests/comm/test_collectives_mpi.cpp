@@ -132,9 +132,9 @@ TEST(Collectives, ExchangeSecondsCountAllGatherAndReduceScatterWaits) {
     comm->broadcast(a.data(), 64, 0);
     comm->barrier();
     EXPECT_EQ(comm->exchange_seconds(), e0) << comm->name() << ": other collectives add nothing";
-    for (int late = 0; late < 2; ++late) {  // rank 0 arrives 50 ms late, first to an all-gather
+    for (int late = 0; late < 2; ++late) {  // rank 0 arrives 200 ms late, first to an all-gather
       comm->barrier();
-      if (r == 0) usleep(50000);
+      if (r == 0) usleep(200000);
       const double before = comm->exchange_seconds();
       if (late == 0)
         comm->allgather(g.data() + 250 * std::size_t(r), g.data(), 250);
@@ -143,7 +143,7 @@ TEST(Collectives, ExchangeSecondsCountAllGatherAndReduceScatterWaits) {
       const double waited = comm->exchange_seconds() - before;
       EXPECT_GE(waited, 0.0);
       if (p > 1 && r != 0)
-        EXPECT_GE(waited, 0.04) << comm->name() << (late ? ": reduce-scatter" : ": all-gather");
+        EXPECT_GE(waited, 0.1) << comm->name() << (late ? ": reduce-scatter" : ": all-gather");
       EXPECT_LT(waited, 30.0);
     }
   }
