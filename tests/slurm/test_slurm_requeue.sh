@@ -84,10 +84,11 @@ else
   bad "parameters differ ($final vs $resumed)"
 fi
 
-# slurm/scaling-study.sbatch on the same cluster: 1 and 2 ranks through srun, CSV and plots.
+# slurm/scaling-study.sbatch on the same cluster: 1 and 2 ranks through srun, M = 1 and 2 (the
+# hybrid grid on 2 ranks), CSV and plots.
 sed '/^#SBATCH --gpus-per-task/d' "$src/slurm/scaling-study.sbatch" >"$tmp/study.sbatch"
 job=$(DISTNET_DIR="$src" ALEXNET="$bin" OUT="$tmp/study" MODE=weak REPEAT=1 STEPS=2 WARMUP=1 PER_RANK_BATCH=16 \
-  THREADS_PER_RANK=1 sbatch --parsable --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 --time=10 \
+  THREADS_PER_RANK=1 MODEL_PARALLEL=1,2 sbatch --parsable --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 --time=10 \
   --output="$tmp/study.out" "$tmp/study.sbatch" -- --model lenet --resize 28)
 state=""
 for _ in $(seq 300); do
@@ -95,8 +96,8 @@ for _ in $(seq 300); do
   [ "$state" = COMPLETED ] || [ "$state" = FAILED ] || [ "$state" = CANCELLED ] && break
   sleep 1
 done
-rows=$(tail -n +2 "$tmp/study/scaling.csv" 2>/dev/null | cut -d, -f1,2 | tr '\n' ' ')
-[ "$state" = COMPLETED ] && [ "$rows" = "weak,1 weak,2 " ] && [ -s "$tmp/study/scaling.png" ] \
+rows=$(tail -n +2 "$tmp/study/scaling.csv" 2>/dev/null | cut -d, -f1,2,17 | tr '\n' ' ')
+[ "$state" = COMPLETED ] && [ "$rows" = "weak,1,1 weak,2,1 weak,2,2 " ] && [ -s "$tmp/study/scaling.png" ] \
   && ok "scaling-study.sbatch: CSV rows $rows and a plot" || bad "scaling study job $state: $rows $(tail -5 "$tmp/study.out")"
 
 echo "$pass passed, $fails failed"
