@@ -184,6 +184,9 @@ int run(const RunConfig& given, const World& world) {
   if (int c = phase([&] {
         set_threads(world);
         s.backend = select_backend(cfg, world);
+        // Before any NCCL communicator exists; a refusal is agreed on by every rank.
+        if (cfg.model_parallel > 1 && !s.backend->device().is_cpu() && cfg.comm != "mpi")
+          gpu::order_concurrent_communicators();
         if (cfg.nvtx) {
           Timeline::Annotator a;
           std::string why;

@@ -80,4 +80,12 @@ enum class Wire { fp32, bf16 };
 std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm comm, Backend& backend,
                                                      double timeout_s, const std::string& who);
 
+// Several NCCL communicators with work in flight on one GPU at once -- the hybrid grid's world,
+// group and same-shard communicators, each on its own stream -- can deadlock unless NCCL orders
+// their kernels by the order the host launched them (every rank launches in the same program
+// order). NCCL 2.26 and later do that with NCCL_LAUNCH_ORDER_IMPLICIT=1; this sets it for the
+// process, before any NCCL launch. Throws UsageError, naming what it found, when the NCCL loaded is
+// older than 2.26 or the variable is already set to another value.
+void order_concurrent_communicators();
+
 }  // namespace distnet::gpu

@@ -16,8 +16,14 @@ void nvtx_pop() {
 
 extern "C" const distnet::gpu::ModuleTable* distnet_cuda_module_v1() {
   namespace g = distnet::gpu;
-  static const g::ModuleTable table{
-      DISTNET_INTERFACE_ID, g::usable_devices,         g::library_versions, g::device_info,
-      g::make_cuda_backend, g::make_nccl_communicator, nvtx_push,           nvtx_pop};
+  static const g::ModuleTable table{DISTNET_INTERFACE_ID,
+                                    g::usable_devices,
+                                    g::library_versions,
+                                    g::device_info,
+                                    g::make_cuda_backend,
+                                    g::make_nccl_communicator,
+                                    nvtx_push,
+                                    nvtx_pop,
+                                    g::order_concurrent_communicators};
   return &table;
 }

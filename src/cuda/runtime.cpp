@@ -1,4 +1,5 @@
 // GPU probing through the CUDA runtime; version queries of cuDNN, cuBLAS and NCCL need no device.
+#include <cstdlib>
 #include <string>
 
 #include "distnet/cuda_check.hpp"
@@ -66,6 +67,23 @@ DeviceInfo device_info(int index) {
   cudaSetDevice(current);
   DISTNET_CUDA_CHECK(rc);
   return info;
+}
+
+void order_concurrent_communicators() {
+  const char* const name = "NCCL_LAUNCH_ORDER_IMPLICIT";
+  int version = 0;
+  ncclGetVersion(&version);  // major*10000 + minor*100 + patch since NCCL 2.9
+  if (version < 22600)
+    throw UsageError("--model-parallel on GPUs needs NCCL 2.26 or newer (" + std::string(name) +
+                     " orders the grid's three communicators); this process loaded NCCL " +
+                     dotted(version / 10000, version % 10000 / 100) + "." +
+                     std::to_string(version % 100) + " -- use a newer NCCL or --comm mpi");
+  const char* set = std::getenv(name);
+  if (set && std::string(set) != "1")
+    throw UsageError(std::string(name) + "=" + set +
+                     " is set, but --model-parallel on GPUs needs it at 1 (its communicators "
+                     "could deadlock otherwise); unset it");
+  setenv(name, "1", 1);
 }
 
 std::string library_versions() {

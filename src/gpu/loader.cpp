@@ -129,6 +129,10 @@ std::string library_versions() {
   return m.table ? m.table->library_versions() + "; module " + m.path : "not loaded: " + m.why;
 }
 
+void order_concurrent_communicators() {
+  table_for("--model-parallel with NCCL").order_concurrent_communicators();
+}
+
 DeviceInfo device_info(int index) {
   return table_for("--device cuda").device_info(index);
 }

@@ -30,6 +30,7 @@ struct ModuleTable {
                                                           double timeout_s, const std::string& who);
   void (*nvtx_push)(const char* name);  // NVTX ranges (header-only NVTX 3 inside the module)
   void (*nvtx_pop)();
+  void (*order_concurrent_communicators)();
 };
 
 }  // namespace distnet::gpu

@@ -30,6 +30,10 @@ std::string library_versions() {
   return "built without CUDA";
 }
 
+void order_concurrent_communicators() {
+  throw UsageError(std::string("--model-parallel with NCCL: ") + kWhy);
+}
+
 DeviceInfo device_info(int) {
   throw UsageError(kWhy);
 }

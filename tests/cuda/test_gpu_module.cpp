@@ -80,3 +80,26 @@ TEST(GpuModule, ErrorThrownInTheModuleIsCaughtByType) {
 }
 
 }  // namespace
+
+// The hybrid grid on GPUs: NCCL must order the kernels of its communicators by the host's launch
+// order. The module sets NCCL_LAUNCH_ORDER_IMPLICIT=1 (NCCL 2.26+; this build has a newer one),
+// and refuses, with one line naming it, a value the user set to something else. No GPU needed:
+// ncclGetVersion and the environment are all it reads.
+TEST(GpuModule, ConcurrentCommunicatorsAreOrderedByLaunchOrder) {
+  unsetenv("NCCL_LAUNCH_ORDER_IMPLICIT");
+  gpu::order_concurrent_communicators();
+  const char* v = std::getenv("NCCL_LAUNCH_ORDER_IMPLICIT");
+  ASSERT_NE(v, nullptr);
+  EXPECT_STREQ(v, "1");
+  gpu::order_concurrent_communicators();  // already 1: fine
+  setenv("NCCL_LAUNCH_ORDER_IMPLICIT", "0", 1);
+  try {
+    gpu::order_concurrent_communicators();
+    ADD_FAILURE() << "NCCL_LAUNCH_ORDER_IMPLICIT=0 was accepted";
+  } catch (const UsageError& e) {
+    const std::string m = e.what();
+    EXPECT_EQ(m.find("NCCL_LAUNCH_ORDER_IMPLICIT=0 is set, but --model-parallel"), 0u) << m;
+    EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+  }
+  unsetenv("NCCL_LAUNCH_ORDER_IMPLICIT");
+}
