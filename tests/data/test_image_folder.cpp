@@ -10,6 +10,7 @@
 #include <functional>
 
 #include "data/data_files.hpp"
+#include "data/error_text.hpp"
 #include "data/image_folder_maker.hpp"
 #include "distnet/data/image_folder.hpp"
 #include "distnet/data/loader.hpp"
@@ -17,6 +18,8 @@
 
 using namespace distnet;
 using namespace distnet::data;
+using distnet::testkit::error_of;
+using distnet::testkit::expect_one_line;
 using distnet::testkit::TempDir;
 namespace tk = distnet::testkit;
 namespace fs = std::filesystem;
@@ -43,21 +46,6 @@ std::unique_ptr<Dataset> open(const std::string& dir, Split split, bool skip = f
   DatasetOptions o;
   o.name = "imagefolder", o.dir = dir, o.image_size = size, o.skip_bad_images = skip, o.seed = 5;
   return open_dataset(o, split);
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
-void expect_one_line(const std::string& msg, std::initializer_list<std::string> parts) {
-  for (const auto& p : parts)
-    EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-  EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
 }
 
 // The position of `rel` ("<class>/<file>") in the split's list.

@@ -10,12 +10,15 @@
 #include <iterator>
 
 #include "data/data_files.hpp"
+#include "data/error_text.hpp"
 #include "data/image_folder_maker.hpp"
 #include "distnet/data/packer.hpp"
 #include "distnet/error.hpp"
 
 using namespace distnet;
 using namespace distnet::data;
+using distnet::testkit::error_of;
+using distnet::testkit::expect_one_line;
 using distnet::testkit::TempDir;
 namespace tk = distnet::testkit;
 namespace fs = std::filesystem;
@@ -62,21 +65,6 @@ std::unique_ptr<Dataset> open(const std::string& dir, const std::string& name, S
   DatasetOptions o;
   o.name = name, o.dir = dir, o.image_size = 32, o.skip_bad_images = skip, o.seed = 5;
   return open_dataset(o, split);
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
-void expect_one_line(const std::string& msg, std::initializer_list<std::string> parts) {
-  for (const auto& p : parts)
-    EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-  EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
 }
 
 std::string slurp(const std::string& p) {
