@@ -1,8 +1,8 @@
 // The MPI communicator, for host buffers.
-#include <chrono>
 #include <climits>
 #include <vector>
 
+#include "core/clock.hpp"
 #include "distnet/bf16.hpp"
 #include "distnet/comm.hpp"
 #include "distnet/mpi_check.hpp"
@@ -23,9 +23,7 @@ void Communicator::allreduce_sum_async(float* data, std::size_t count, Wire wire
 
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
+using steady::seconds_since;
 
 // MPI has no bfloat16 type: the values travel as 16-bit integers and this operation adds them,
 // each addition in float and rounded back to bf16 (as a bf16 reduction on the wire does).
@@ -82,7 +80,7 @@ class MpiCommunicator final : public Communicator {
     count_bytes(CollectiveOp::allgather, count * std::size_t(size_) * sizeof(float));
     const int n = int_count(count, "all-gather");
     const bool in_place = send == recv + std::size_t(rank_) * count;
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = steady::Clock::now();
     const double t0_us = timeline_ ? Timeline::now_us() : 0.0;
     DISTNET_CHECK_MPI(
         MPI_Allgather(in_place ? MPI_IN_PLACE : send, n, MPI_FLOAT, recv, n, MPI_FLOAT, comm_));
@@ -93,7 +91,7 @@ class MpiCommunicator final : public Communicator {
     count_bytes(CollectiveOp::reduce_scatter, count * std::size_t(size_) * sizeof(float));
     const int n = int_count(count, "reduce-scatter");
     counts_.assign(std::size_t(size_), n);
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = steady::Clock::now();
     const double t0_us = timeline_ ? Timeline::now_us() : 0.0;
     DISTNET_CHECK_MPI(MPI_Reduce_scatter(send, recv, counts_.data(), MPI_FLOAT, MPI_SUM, comm_));
     add_exchange_seconds(seconds_since(t0));

@@ -1,17 +1,15 @@
 // MPI for device buffers without a CUDA-aware MPI: each collective copies the data to the host,
 // runs the MPI collective there and copies the result back (--comm mpi with --device cuda; slow,
 // for comparison and for machines where NCCL cannot run).
-#include <chrono>
 #include <vector>
 
+#include "core/clock.hpp"
 #include "distnet/comm.hpp"
 
 namespace distnet {
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
+using steady::seconds_since;
 
 class HostStagedCommunicator final : public Communicator {
  public:
@@ -37,7 +35,7 @@ class HostStagedCommunicator final : public Communicator {
     float* mine = recv + std::size_t(rank()) * count;
     if (send != mine) be_.copy(mine, send, count * sizeof(float));
     be_.synchronize();  // the input's compute is not exchange time
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = steady::Clock::now();
     staged(recv, all,
            [&](float* h) { host_->allgather(h + std::size_t(rank()) * count, h, count); });
     add_exchange_seconds(seconds_since(t0));
@@ -47,7 +45,7 @@ class HostStagedCommunicator final : public Communicator {
     if (host_copy_.size() < (all + count) * sizeof(float)) host_copy_.resize((all + count) * 4);
     auto* h = reinterpret_cast<float*>(host_copy_.data());
     be_.synchronize();  // the input's compute is not exchange time
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = steady::Clock::now();
     be_.download(h, send, all * sizeof(float));
     host_->reduce_scatter_sum(h, h + all, count);
     be_.upload(recv, h + all, count * sizeof(float));

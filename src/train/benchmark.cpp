@@ -4,12 +4,12 @@
 
 #include <algorithm>
 
-#include "clock.hpp"
+#include "core/clock.hpp"
 
 namespace distnet {
 
-using train_clock::Clock;
-using train_clock::seconds_since;
+using steady::Clock;
+using steady::seconds_since;
 
 BenchmarkResult Trainer::benchmark() {
   data::LoaderOptions lo;

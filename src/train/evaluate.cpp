@@ -3,12 +3,12 @@
 
 #include <optional>
 
-#include "clock.hpp"
+#include "core/clock.hpp"
 
 namespace distnet {
 
-using train_clock::Clock;
-using train_clock::seconds_since;
+using steady::Clock;
+using steady::seconds_since;
 
 EvalResult Trainer::evaluate() {
   DISTNET_CHECK(p_.test != nullptr, "no test set to evaluate on");

@@ -8,13 +8,13 @@
 #include <cmath>
 #include <cstdio>
 
-#include "clock.hpp"
+#include "core/clock.hpp"
 #include "distnet/mpi_check.hpp"
 
 namespace distnet {
 
-using train_clock::Clock;
-using train_clock::seconds_since;
+using steady::Clock;
+using steady::seconds_since;
 
 // Progress figures live on the device; reading them must not stall it. A copy is started when a
 // progress line is due and printed once it has arrived (at once on the CPU; on a GPU normally at

@@ -9,15 +9,15 @@
 #include <optional>
 #include <thread>
 
-#include "clock.hpp"
+#include "core/clock.hpp"
 #include "distnet/mpi_check.hpp"
 #include "distnet/signals.hpp"
 #include "distnet/version.hpp"
 
 namespace distnet {
 
-using train_clock::Clock;
-using train_clock::seconds_since;
+using steady::Clock;
+using steady::seconds_since;
 
 namespace {
 
