@@ -7,11 +7,11 @@
 // step starts sending: a peer that hangs or dies is noticed within the timeout.
 #include <mpi.h>
 
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <deque>
 #include <exception>
 #include <thread>
 #include <vector>
@@ -128,24 +128,24 @@ class NcclCommunicator final : public Communicator {
     count_bytes(CollectiveOp::allgather, count * std::size_t(size_) * sizeof(float));
     if (count == 0) return;
     after_compute();
-    Timed t = start_timed();
+    const std::size_t timed = start_timed();
     const Timeline::DeviceMark begin =
         timeline_ ? timeline_->device_begin(clock_.get()) : Timeline::DeviceMark{};
     DISTNET_NCCL_CHECK(ncclAllGather(send, recv, count, ncclFloat, comm_, stream_));
     exchange_span(begin, "all-gather", count * std::size_t(size_));
-    end_timed(std::move(t));
+    end_timed(timed);
     before_compute();
   }
   void reduce_scatter_sum(const float* send, float* recv, std::size_t count) override {
     count_bytes(CollectiveOp::reduce_scatter, count * std::size_t(size_) * sizeof(float));
     if (count == 0) return;
     after_compute();
-    Timed t = start_timed();
+    const std::size_t timed = start_timed();
     const Timeline::DeviceMark begin =
         timeline_ ? timeline_->device_begin(clock_.get()) : Timeline::DeviceMark{};
     DISTNET_NCCL_CHECK(ncclReduceScatter(send, recv, count, ncclFloat, ncclSum, comm_, stream_));
     exchange_span(begin, "reduce-scatter", count * std::size_t(size_));
-    end_timed(std::move(t));
+    end_timed(timed);
     before_compute();
   }
   double exchange_seconds() override {
@@ -219,40 +219,39 @@ class NcclCommunicator final : public Communicator {
   }
 
   // An all-gather or reduce-scatter timed on our stream by two events, read back without
-  // waiting (cudaEventQuery) at the next exchange_seconds() or collective.
+  // waiting (cudaEventQuery) at the next exchange_seconds() or collective. The pairs form a ring
+  // (oldest at timed_head_); their events are made on first use, so a step allocates nothing.
   struct Timed {
     Event begin, end;
   };
-  Timed start_timed() {
+  static constexpr std::size_t kTimedSlots = 256;
+  std::size_t start_timed() {
     read_timed();
-    if (timed_.size() >= 256)  // far ahead of the device: wait for the oldest (never in a step)
-      wait_for(timed_.front().end, "activation exchange");
-    read_timed();
-    Timed t;
-    if (spare_.empty()) {
-      t.begin = make_timing_event(), t.end = make_timing_event();
-    } else {
-      t = std::move(spare_.back());
-      spare_.pop_back();
+    if (timed_count_ == kTimedSlots) {  // far ahead of the device: wait for the oldest
+      wait_for(timed_[timed_head_].end, "activation exchange");
+      read_timed();
     }
+    const std::size_t slot = (timed_head_ + timed_count_) % kTimedSlots;
+    Timed& t = timed_[slot];
+    if (!t.begin.get()) t.begin = make_timing_event(), t.end = make_timing_event();
     DISTNET_CUDA_CHECK(cudaEventRecord(t.begin, stream_));
-    return t;
+    return slot;
   }
-  void end_timed(Timed t) {
-    DISTNET_CUDA_CHECK(cudaEventRecord(t.end, stream_));
-    timed_.push_back(std::move(t));
+  void end_timed(std::size_t slot) {
+    DISTNET_CUDA_CHECK(cudaEventRecord(timed_[slot].end, stream_));
+    ++timed_count_;
   }
   void read_timed() {
-    while (!timed_.empty()) {
-      Timed& t = timed_.front();
+    while (timed_count_ > 0) {
+      const Timed& t = timed_[timed_head_];
       const cudaError_t state = cudaEventQuery(t.end);
       if (state == cudaErrorNotReady) return;
       DISTNET_CUDA_CHECK(state);
       float ms = 0;
       DISTNET_CUDA_CHECK(cudaEventElapsedTime(&ms, t.begin, t.end));
       add_exchange_seconds(ms / 1000.0);
-      spare_.push_back(std::move(t));
-      timed_.pop_front();
+      timed_head_ = (timed_head_ + 1) % kTimedSlots;
+      --timed_count_;
     }
   }
 
@@ -304,9 +303,9 @@ class NcclCommunicator final : public Communicator {
   ncclComm_t comm_ = nullptr;
   Stream stream_;
   Event ready_, done_;
-  Event result_;             // an all-gather or reduce-scatter is complete (for the compute stream)
-  std::deque<Timed> timed_;  // recorded on our stream, not yet read; oldest first
-  std::vector<Timed> spare_;
+  Event result_;  // an all-gather or reduce-scatter is complete (for the compute stream)
+  std::array<Timed, kTimedSlots> timed_;  // recorded on our stream; timed_count_ not yet read
+  std::size_t timed_head_ = 0, timed_count_ = 0;
   Buffer wire_;  // bf16 copy of a bucket
   bool pending_ = false;
   Timeline* timeline_ = nullptr;        // device-side bucket spans, with --timeline

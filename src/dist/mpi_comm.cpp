@@ -120,6 +120,7 @@ class MpiCommunicator final : public Communicator {
 
  private:
   void record(const char* what, double t0_us, std::size_t floats) {
+    if (!timeline_->recording()) return;  // outside --timeline-steps: no string is made
     timeline_->span(Timeline::Track::exchange, what, "exchange", t0_us, Timeline::now_us(),
                     "{\"bytes\":" + std::to_string(floats * sizeof(float)) + "}");
   }
