@@ -141,10 +141,10 @@ void print_start(const RunConfig& cfg, const World& world, const Setup& s, Repor
                   static_cast<unsigned long long>(cfg.seed), cfg.bucket_mb);
     report.line(text);
   }
-  report.json("{\"event\":\"run\",\"version\":\"" + std::string(DISTNET_VERSION) +
-              "\",\"ranks\":" + std::to_string(world.size()) + ",\"ctx\":[" + ctx_json +
-              "],\"parameters\":" + std::to_string(m.num_trainable()) + ",\"config\":\"" +
-              json_escape(cfg.effective_ini()) + "\"}");
+  report.json("{\"event\":\"run\",\"run_id\":\"" + s.run_id + "\",\"version\":\"" +
+              std::string(DISTNET_VERSION) + "\",\"ranks\":" + std::to_string(world.size()) +
+              ",\"ctx\":[" + ctx_json + "],\"parameters\":" + std::to_string(m.num_trainable()) +
+              ",\"config\":\"" + json_escape(cfg.effective_ini()) + "\"}");
 }
 
 // Rank 0's string on every rank.
@@ -258,10 +258,16 @@ int run(const RunConfig& given, const World& world) {
 
   const std::optional<TrainingState> resume = share_resume_state(world, s);
   Reporter report(world.is_root(), cfg.metrics_file, cfg.progress, cfg.progress_interval);
+  report.set_run_id(s.run_id);
   print_start(cfg, world, s, report);
+  if (s.resumed) {  // the metrics file gets a record where this run's history goes on
+    report.json("{\"event\":\"resume\",\"run_id\":\"" + s.run_id +
+                "\",\"step\":" + std::to_string(s.resumed->state.step) + ",\"checkpoint\":\"" +
+                json_escape(s.resumed_path) + "\",\"ranks\":" + std::to_string(world.size()) + "}");
+  }
   std::unique_ptr<CheckpointWriter> writer;
-  if (world.is_root() && !cfg.checkpoint_dir.empty())
-    writer = std::make_unique<CheckpointWriter>(cfg.checkpoint_dir, cfg.keep_checkpoints);
+  if (world.is_root() && !cfg.checkpoint_dir.empty() && !cfg.eval_only && !cfg.benchmark)
+    writer = std::make_unique<CheckpointWriter>(cfg.checkpoint_dir, cfg.keep_checkpoints, s.run_id);
   // Every rank has the same options, so all of them take part in the alignment and the write.
   if (!cfg.timeline.empty()) {
     timeline->align_clocks(world.comm());
@@ -271,8 +277,9 @@ int run(const RunConfig& given, const World& world) {
     // The grid's activation collectives on their own rows (host side; NCCL: device side too).
     if (s.grid->hybrid()) s.grid->group_comm()->set_timeline(timeline.get());
   }
-  Trainer trainer(cfg, {world, *s.comm, *s.backend, *s.model, *s.train, s.test.get(), *s.transform,
-                        report, writer.get(), s.host_comm.get(), timeline.get(), s.grid.get()});
+  Trainer trainer(
+      cfg, {world, *s.comm, *s.backend, *s.model, *s.train, s.test.get(), *s.transform, report,
+            writer.get(), s.host_comm.get(), timeline.get(), s.grid.get(), s.run_id});
   // Rank 0 gathers the timeline and writes it, after the run (also after a stop).
   auto write_timeline = [&] {
     if (cfg.timeline.empty()) return;
@@ -294,9 +301,9 @@ int run(const RunConfig& given, const World& world) {
                   static_cast<long long>(r.samples));
     report.line(text);
     report.json("{\"event\":\"eval\",\"checkpoint\":\"" + json_escape(cfg.checkpoint) +
-                "\",\"test_loss\":" + std::to_string(r.loss) +
-                ",\"test_acc\":" + std::to_string(r.accuracy) +
-                (r.top5 >= 0 ? ",\"test_top5\":" + std::to_string(r.top5) : std::string()) +
+                "\",\"test_loss\":" + json_number(r.loss) +
+                ",\"test_acc\":" + json_number(r.accuracy) +
+                (r.top5 >= 0 ? ",\"test_top5\":" + json_number(r.top5) : std::string()) +
                 ",\"samples\":" + std::to_string(r.samples) + "}");
     return kExitOk;
   }
@@ -350,6 +357,11 @@ int main(int argc, char** argv) {
     World world;
     try {
       return run(cfg, world);
+    } catch (const AgreedError& e) {
+      // Every rank knows (a collective told them): each leaves with the code, nobody aborts.
+      if (*e.what())
+        std::fprintf(stderr, "%salexnet: error: %s\n", prefix(world).c_str(), e.what());
+      return e.code();
     } catch (const std::exception& e) {
       // A failure on one rank during training: name it, and take the job down so that no peer
       // waits forever in a collective.

@@ -163,10 +163,16 @@ class Backend {
   //   stats[0] += sum_i -log softmax(logits_i)[label_i],  stats[1] += #(argmax == label),
   //   stats[2] += #(label among the 5 largest logits)  (ties rank the lower class first, as
   //   argmax does, so top-1 is exactly "no class ranks above the label")
+  // A row with a non-finite logit counts as neither correct nor top-5 (its loss is non-finite,
+  // which the trainer detects): NaN compares false, so ranking it would call it right.
   // stats stays on the device, so a step needs no host synchronisation to accumulate metrics.
   // dlogits may be null (evaluation).
   virtual void softmax_xent(int n, int classes, const float* logits, const std::int32_t* labels,
                             float grad_scale, float* dlogits, double* stats) = 0;
+
+  // acc[0] += the number of non-finite values (NaN, +-inf) among x[0..count), with acc on this
+  // device: the trainer's divergence check, queued like any op (no host synchronisation).
+  virtual void count_nonfinite(std::int64_t count, const float* x, double* acc) = 0;
 
   // SGD with momentum and weight decay over flat buffers (PyTorch's formulation):
   //   v = momentum * v + (g + weight_decay * w);  w -= lr * v     (v unused if momentum == 0)

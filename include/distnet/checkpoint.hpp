@@ -29,6 +29,7 @@ struct TrainingState {
   double learning_rate = 0;  // of the last step taken
   // Running sums of the epoch in progress, over all ranks: loss, correct, samples.
   std::vector<double> epoch_sums{0, 0, 0};
+  std::int64_t skipped_steps = 0;  // steps passed over by --on-nonfinite skip-step so far
 };
 
 struct CheckpointMeta {
@@ -41,6 +42,7 @@ struct CheckpointMeta {
   std::int64_t global_batch = 0;
   std::int64_t train_samples = 0;  // resuming needs the same data (and so the same epochs)
   std::string config;              // the full effective configuration, INI
+  std::string run_id;              // the run that wrote it ("" in checkpoints older than run ids)
   TrainingState state;
 };
 
@@ -87,8 +89,12 @@ CheckpointMeta load_checkpoint(const std::string& path, Model& model, bool weigh
 std::string checkpoint_file_name(std::int64_t epoch, std::int64_t step);
 // Complete checkpoints in `dir` (by name; temporaries excluded), newest (highest step) first.
 std::vector<std::string> list_checkpoints(const std::string& dir);
-// Deletes all but the newest `keep` checkpoints in `dir`.
-void prune_checkpoints(const std::string& dir, int keep);
+// The run id a checkpoint was written by ("" for checkpoints older than run ids). Throws when
+// the file cannot be read.
+std::string checkpoint_run_id(const std::string& path);
+// Deletes all but the newest `keep` checkpoints of run `run_id` in `dir`; other runs' files, and
+// files that cannot be read, are never touched.
+void prune_checkpoints(const std::string& dir, int keep, const std::string& run_id);
 // Throws a one-line error unless `dir` exists (or can be created) and is writable.
 void ensure_writable_dir(const std::string& dir);
 
@@ -97,12 +103,15 @@ void ensure_writable_dir(const std::string& dir);
 // end.
 class CheckpointWriter {
  public:
-  CheckpointWriter(std::string dir, int keep);
+  // Rotation keeps the newest `keep` checkpoints of run `run_id` (prune_checkpoints).
+  CheckpointWriter(std::string dir, int keep, std::string run_id);
   ~CheckpointWriter();
   CheckpointWriter(const CheckpointWriter&) = delete;
   CheckpointWriter& operator=(const CheckpointWriter&) = delete;
 
   void submit(Snapshot snap, const std::string& file_name);
+  // Whether the last write failed (without waiting, without taking the error: wait() throws it).
+  bool failed() const;
   // Records each background write on the writer track (null: off).
   void set_timeline(Timeline* timeline) { timeline_ = timeline; }
   void wait();
@@ -111,8 +120,9 @@ class CheckpointWriter {
   void run();
   std::string dir_;
   int keep_;
+  std::string run_id_;
   Timeline* timeline_ = nullptr;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::optional<Snapshot> pending_;
   std::string pending_name_;

@@ -88,6 +88,9 @@ struct RunConfig {
   std::string checkpoint;     // file for --eval-only
   std::string init_from;      // weights only (fine-tuning)
   double comm_timeout = 300;  // seconds a collective may take before the job is aborted; 0: never
+  std::string on_nonfinite = "stop";  // a non-finite loss or gradient: stop or skip-step
+  int max_skipped_steps = 10;         // skip-step: how many a run may skip before it stops
+  std::string start_over;  // a fresh run over another run's checkpoints: "", aside or delete
 
   // The effective configuration as INI text (every option with its final value).
   std::string effective_ini() const;
@@ -96,6 +99,12 @@ struct RunConfig {
 // Parses and validates; throws UsageError (one line) for unknown options, bad values, a missing
 // or malformed config file, or an option given twice.
 RunConfig parse_run_config(int argc, const char* const argv[]);
+
+// --resume: refuses (UsageError naming `source`, the setting and both values) a run whose
+// settings would take other steps than the checkpoint's run (its `config` attribute, INI, written
+// on `checkpoint_world` ranks): model, input, data, batch, optimizer, schedule, seed and so on.
+void check_resume_settings(const RunConfig& c, const std::string& checkpoint_ini,
+                           std::int64_t checkpoint_world, int world, const std::string& source);
 
 // --eval-only: a checkpoint's own configuration (its `config` attribute, INI) decides the model,
 // the input size and the normalisation. Copies them into `c`; an option given explicitly with a

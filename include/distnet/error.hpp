@@ -20,6 +20,18 @@ class UsageError : public Error {
   using Error::Error;
 };
 
+// A failure every rank learnt of at the same moment, in a collective they all took part in (the
+// divergence check, a checkpoint write that failed on rank 0): each rank leaves with `code`, no
+// rank is aborted, and only ranks whose message is not empty print it.
+class AgreedError : public Error {
+ public:
+  AgreedError(int code, const std::string& message) : Error(message), code_(code) {}
+  int code() const { return code_; }
+
+ private:
+  int code_;
+};
+
 namespace detail {
 // Builds "<lib> call `expr` failed: <msg> (file:line)" and throws distnet::Error.
 [[noreturn]] void throw_library_error(const char* lib, const char* expr, const std::string& msg,

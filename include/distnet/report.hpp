@@ -26,8 +26,13 @@ class Reporter {
   Reporter& operator=(const Reporter&) = delete;
 
   bool active() const { return active_; }
-  void line(const std::string& text);    // one line to stdout (rank 0)
-  void json(const std::string& object);  // one JSON line to the metrics file, if any
+  void line(const std::string& text);  // one line to stdout (rank 0)
+  // One JSON line to the metrics file, if any. A write that fails is remembered, not thrown:
+  // failure() says why, and the trainer stops every rank on it.
+  void json(const std::string& object);
+  const std::string& failure() const { return failure_; }
+  // Every later JSON line carries this run id (its first field).
+  void set_run_id(const std::string& id) { run_id_ = id; }
   // True when a progress update is wanted now (rank 0; the bar: >= 0.5 s since the last; lines:
   // >= the interval): the trainer reads device-side figures only then.
   bool progress_due() const;
@@ -47,6 +52,7 @@ class Reporter {
   enum class Mode { off, bar, lines } mode_ = Mode::off;
   bool bar_shown_ = false;
   std::FILE* metrics_ = nullptr;
+  std::string metrics_name_, failure_, run_id_;
   double interval_s_;
   double last_ = 0;
 };
@@ -73,5 +79,7 @@ class SlowNotice {
 std::string format_duration(double seconds);  // "42 s", "5 min 03 s", "2 h 07 min"
 
 std::string json_escape(const std::string& s);
+// A number for a JSON line ("%.6f"); NaN and infinities, which JSON lacks, as null.
+std::string json_number(double v);
 
 }  // namespace distnet

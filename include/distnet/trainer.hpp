@@ -20,6 +20,10 @@
 
 namespace distnet {
 
+// A non-finite loss, gradient or parameter stopped the run (--on-nonfinite stop, or more skipped
+// steps than --max-skipped-steps): nothing non-finite was applied or checkpointed.
+constexpr int kExitDiverged = 4;
+
 struct EvalResult {
   double loss = 0, accuracy = 0;
   double top5 = -1;  // top-5 accuracy; -1 with fewer than 10 classes (not reported)
@@ -66,6 +70,7 @@ struct TrainerParts {
   Timeline* timeline = nullptr;  // --timeline: what each step spends its time on; null: off
   // The process grid; with M > 1 the model is split over its groups (null: data-parallel).
   Grid* grid = nullptr;
+  std::string run_id;  // written into every checkpoint (docs/reliability.md)
 };
 
 struct FitResult {
@@ -103,6 +108,7 @@ class Trainer {
     applied,    // the update is applied; go on
     stop,       // applied, and a stop was requested: checkpoint and leave
     abandoned,  // a stop arrived during the step on some rank: nothing applied; checkpoint, leave
+    skipped,    // non-finite loss or gradient, --on-nonfinite skip-step: the batch is passed over
   };
   StepOutcome train_step(const data::Batch& b);
   // The batch's images on the backend's device, as model input (resized there if it wants).
@@ -133,6 +139,15 @@ class Trainer {
                         const std::vector<double>& data_s);
   static constexpr double kDataWaitShareReported = 0.10;
   std::array<double, 3> read_and_reset_stats();
+  // The divergence check's verdicts, agreed by all ranks: stops the run with one line on rank 0
+  // naming the step and the first tensor (in forward order) with non-finite values. Collective.
+  [[noreturn]] void diverged(const std::string& what, bool check_gradient,
+                             const std::string& why = "");
+  // Rank 0's checkpoint writer failed: every rank leaves (rank 0 says why). `failed` is agreed.
+  void check_writer(bool failed);
+  bool writer_failed() const;
+  // All ranks wait for rank 0's writes to end; a failure stops every rank. Collective.
+  void finish_writes();
 
   RunConfig cfg_;
   TrainerParts p_;
@@ -143,6 +158,7 @@ class Trainer {
   std::int64_t step_ = 0;
   std::int64_t epoch_samples_ = 0;  // this rank's samples so far in the running epoch
   std::int64_t saved_step_ = -1;
+  std::int64_t skipped_steps_ = 0;  // --on-nonfinite skip-step: over the whole run
   bool first_step_done_ = false;
   std::unique_ptr<AsyncRead> progress_read_;  // rank 0: the loss sums, read without stalling
   ProgressPoint progress_at_;
@@ -151,7 +167,12 @@ class Trainer {
   CommBytes step_bytes_;
   CommBytes bytes_sent() const;
   void reset_bytes();
-  Buffer stats_;  // 4 doubles on the device: loss sum, correct count, and both at the step's start
+  // Doubles on the device: the running epoch's sums (loss, correct, top-5), the step's checks
+  // (non-finite values in the summed gradient; in the parameters after the last update), and the
+  // sums as they were at the step's start.
+  enum Stat { kLoss = 0, kCorrect = 1, kTop5 = 2, kBadGrad = 3, kBadParam = 4, kBackup = 5 };
+  static constexpr int kStats = 8;
+  Buffer stats_;
   Buffer state_backup_;  // batch-norm running statistics at the step's start
   Buffer stage_x_, stage_ids_, stage_labels_, stage_raw_;
   Buffer input_;  // resized images when the backend transforms them

@@ -37,8 +37,9 @@ void check_gpu_memory(const Backend& be, const ModelConfig& mc, std::int64_t per
 }
 
 // Rank 0 picks the checkpoint to continue from: a given file, or with "auto" the newest valid one
-// in --checkpoint-dir (invalid ones are skipped with a warning). Loads it into the model.
-std::optional<CheckpointMeta> resume_from(const RunConfig& cfg, Model& model,
+// in --checkpoint-dir (damaged ones are skipped with a warning). Settings that would make the
+// resumed run take other steps are refused, whichever checkpoint it is. Loads it into the model.
+std::optional<CheckpointMeta> resume_from(const RunConfig& cfg, const World& world, Model& model,
                                           std::int64_t train_samples, std::string* chosen) {
   const bool automatic = cfg.resume == "auto";
   const std::vector<std::string> candidates =
@@ -46,6 +47,7 @@ std::optional<CheckpointMeta> resume_from(const RunConfig& cfg, Model& model,
   for (const std::string& path : candidates) {
     try {
       const CheckpointMeta meta = read_checkpoint_meta(path);
+      check_resume_settings(cfg, meta.config, meta.world_size, world.size(), path);
       if (meta.global_batch != cfg.batch) {
         throw UsageError(path + ": written with a global batch of " +
                          std::to_string(meta.global_batch) + ", this run has " +
@@ -56,9 +58,19 @@ std::optional<CheckpointMeta> resume_from(const RunConfig& cfg, Model& model,
         throw UsageError(path + ": written for " + std::to_string(meta.train_samples) +
                          " training samples, this run has " + std::to_string(train_samples));
       }
+      const std::int64_t spe =
+          cfg.drop_last ? train_samples / cfg.batch : (train_samples + cfg.batch - 1) / cfg.batch;
+      if (spe < 1 || meta.state.epoch != meta.state.step / spe ||
+          meta.state.batch_in_epoch != meta.state.step % spe) {
+        throw Error(path + ": its step " + std::to_string(meta.state.step) + " is not epoch " +
+                    std::to_string(meta.state.epoch) + ", batch " +
+                    std::to_string(meta.state.batch_in_epoch) + " of " + std::to_string(spe) +
+                    " per epoch (a damaged or edited checkpoint)");
+      }
       load_checkpoint(path, model, /*weights_only=*/false);
       *chosen = path;
-      std::printf("resuming from %s (written by %lld %s)\n", path.c_str(),
+      std::printf("resuming from %s (run %s, written by %lld %s)\n", path.c_str(),
+                  meta.run_id.empty() ? "without an id" : meta.run_id.c_str(),
                   static_cast<long long>(meta.world_size), meta.world_size == 1 ? "rank" : "ranks");
       return meta;
     } catch (const UsageError&) {
@@ -69,7 +81,13 @@ std::optional<CheckpointMeta> resume_from(const RunConfig& cfg, Model& model,
                    e.what());
     }
   }
-  std::printf("no usable checkpoint in %s; starting from scratch\n", cfg.checkpoint_dir.c_str());
+  // Checkpoints exist and none is usable: starting afresh would overwrite and prune that run.
+  if (!candidates.empty()) {
+    throw Error(cfg.checkpoint_dir + ": none of its " + std::to_string(candidates.size()) +
+                " checkpoints can be resumed (see the warnings above); nothing was started, and "
+                "they are left as they are");
+  }
+  std::printf("no checkpoint in %s yet; starting from scratch\n", cfg.checkpoint_dir.c_str());
   return std::nullopt;
 }
 
@@ -241,7 +259,14 @@ Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
       throw Error(cfg.metrics_file + ": cannot open the metrics file for writing");
     if (!cfg.timeline.empty() && !std::ofstream(cfg.timeline, std::ios::app))
       throw Error(cfg.timeline + ": cannot open the timeline file for writing");
+    const bool trains = !cfg.eval_only && !cfg.benchmark;
     if (!cfg.checkpoint_dir.empty()) ensure_writable_dir(cfg.checkpoint_dir);
+    // The directory is this run's from here on: a second run is refused, and a new run does not
+    // start over another run's checkpoints unless told what to do with them.
+    if (!cfg.checkpoint_dir.empty() && trains) {
+      s.lock = std::make_unique<RunDirLock>(cfg.checkpoint_dir, world.host());
+      if (cfg.resume.empty()) prepare_new_run(cfg.checkpoint_dir, cfg.start_over);
+    }
     if (!cfg.checkpoint_dir.empty() && d.folder)  // label i is line i + 1
       data::write_class_names(cfg.checkpoint_dir + "/classes.txt", d.folder->classes);
     if (!cfg.checkpoint_dir.empty() && d.packed)
@@ -249,7 +274,9 @@ Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
     if (!cfg.init_from.empty()) load_checkpoint(cfg.init_from, *s.model, /*weights_only=*/true);
     if (cfg.eval_only) load_checkpoint(cfg.checkpoint, *s.model, /*weights_only=*/true);
     if (!cfg.resume.empty())
-      s.resumed = resume_from(cfg, *s.model, s.train->size(), &s.resumed_path);
+      s.resumed = resume_from(cfg, world, *s.model, s.train->size(), &s.resumed_path);
+    s.run_id = s.resumed && !s.resumed->run_id.empty() ? s.resumed->run_id : new_run_id();
+    if (s.lock) s.lock->set_run_id(s.run_id);
   }
   return s;
 }

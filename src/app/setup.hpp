@@ -13,6 +13,7 @@
 #include "distnet/config.hpp"
 #include "distnet/grid.hpp"
 #include "distnet/model.hpp"
+#include "distnet/run_dir.hpp"
 #include "distnet/trainer.hpp"
 #include "distnet/world.hpp"
 
@@ -23,6 +24,8 @@ constexpr int kExitOk = 0, kExitError = 1, kExitUsage = 2;
 struct Setup {
   std::optional<CheckpointMeta> resumed;  // rank 0
   std::string resumed_path;               // rank 0
+  std::string run_id;                     // rank 0: the resumed run's, or a new one
+  std::unique_ptr<RunDirLock> lock;       // rank 0, training with --checkpoint-dir
   std::unique_ptr<Backend> backend;
   std::unique_ptr<Communicator> comm;       // the model's buffers, on the backend's device
   std::unique_ptr<Communicator> host_comm;  // host figures; null when `comm` is host MPI

@@ -7,10 +7,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <initializer_list>
 #include <regex>
+#include <tuple>
 #include <utility>
 
 #include "distnet/h5.hpp"
@@ -94,8 +96,30 @@ Snapshot take_snapshot(const Model& model, const CheckpointMeta& meta, bool borr
   return s;
 }
 
+// The first tensor with a NaN or infinite value, or "".
+static std::string first_nonfinite(const std::vector<ParamEntry>& entries, const float* values) {
+  for (const ParamEntry& e : entries) {
+    const float* v = values + e.offset;
+    const std::int64_t n = e.spec.shape.numel();
+    for (std::int64_t i = 0; i < n; ++i)
+      if (!std::isfinite(v[i])) return e.spec.name;
+  }
+  return "";
+}
+
 void write_checkpoint(const Snapshot& snap, const std::string& path) {
   const std::string dir = dir_of(path);
+  // The trainer never saves a diverged model; this is the last line of defence, so that rotation
+  // can never replace a good checkpoint by a useless one.
+  for (const auto& [entries, values, what] :
+       {std::tuple{&snap.params, snap.param_data(), "parameter"},
+        std::tuple{&snap.params, snap.momentum_data(), "momentum"},
+        std::tuple{&snap.state, snap.state_data(), "running statistic"}}) {
+    const std::string bad = first_nonfinite(*entries, values);
+    if (!bad.empty())
+      throw Error(path + ": checkpoint not written: " + what + " " + bad +
+                  " holds a non-finite value");
+  }
   const std::string tmp =
       dir + "/." + path.substr(path.rfind('/') + 1) + ".tmp-" + std::to_string(::getpid());
   try {
@@ -111,6 +135,8 @@ void write_checkpoint(const Snapshot& snap, const std::string& path) {
     h5::set_attr(f, "global_batch", m.global_batch);
     h5::set_attr(f, "train_samples", m.train_samples);
     h5::set_attr(f, "config", m.config);
+    h5::set_attr(f, "run_id", m.run_id);
+    h5::set_attr(f, "skipped_steps", m.state.skipped_steps);
     h5::set_attr(f, "step", m.state.step);
     h5::set_attr(f, "epoch", m.state.epoch);
     h5::set_attr(f, "batch_in_epoch", m.state.batch_in_epoch);
@@ -159,6 +185,31 @@ CheckpointMeta read_checkpoint_meta(const std::string& path) {
     m.state.learning_rate = h5::get_double(f, "learning_rate");
     m.state.epoch_sums = h5::get_doubles(f, "epoch_sums");
     if (m.state.epoch_sums.size() != 3) throw Error("attribute 'epoch_sums' must hold 3 values");
+    // Written since run ids exist; older checkpoints have neither.
+    if (H5Aexists(f, "run_id") > 0) m.run_id = h5::get_string(f, "run_id");
+    if (H5Aexists(f, "skipped_steps") > 0) m.state.skipped_steps = h5::get_int(f, "skipped_steps");
+    // Every number is checked before anything uses it (a hand-edited or damaged attribute).
+    auto at_least = [](const char* name, std::int64_t v, std::int64_t lo) {
+      if (v < lo)
+        throw Error("attribute '" + std::string(name) + "' is " + std::to_string(v) +
+                    ", expected at least " + std::to_string(lo));
+    };
+    at_least("classes", m.classes, 1);
+    at_least("world_size", m.world_size, 1);
+    at_least("global_batch", m.global_batch, 1);
+    at_least("train_samples", m.train_samples, 1);
+    at_least("step", m.state.step, 0);
+    at_least("epoch", m.state.epoch, 0);
+    at_least("batch_in_epoch", m.state.batch_in_epoch, 0);
+    at_least("skipped_steps", m.state.skipped_steps, 0);
+    for (std::int64_t d : m.input.dims()) at_least("input_shape", d, 1);
+    if (m.input.rank() != 3) throw Error("attribute 'input_shape' must hold 3 values (CxHxW)");
+    for (double v : m.state.epoch_sums)
+      if (!std::isfinite(v) || v < 0)
+        throw Error("attribute 'epoch_sums' holds " + std::to_string(v) +
+                    ", expected finite sums >= 0");
+    if (!std::isfinite(m.state.learning_rate) || m.state.learning_rate < 0)
+      throw Error("attribute 'learning_rate' is not a finite value >= 0");
   } catch (const Error& e) {
     throw Error(path + ": not a distnet checkpoint: " + e.what());
   }
@@ -198,6 +249,14 @@ CheckpointMeta load_checkpoint(const std::string& path, Model& model, bool weigh
   for (const ParamEntry& e : model.state())
     h5::read_floats(file.get(), "params/" + h5_name(e.spec.name), e.spec.shape.dims(),
                     state.data() + e.offset, path);
+  // A checkpoint with a non-finite value is refused like a damaged one (distnet never writes one).
+  for (const auto& [entries, values, what] :
+       {std::tuple{&model.params(), params.data(), "parameter"},
+        std::tuple{&model.params(), momentum.data(), "momentum"},
+        std::tuple{&model.state(), state.data(), "running statistic"}}) {
+    const std::string bad = first_nonfinite(*entries, values);
+    if (!bad.empty()) throw Error(path + ": " + what + " " + bad + " holds a non-finite value");
+  }
   Backend& be = model.backend();
   be.upload(model.param_data(), params.data(), params.size() * sizeof(float));
   be.upload(model.state_data(), state.data(), state.size() * sizeof(float));
@@ -232,10 +291,23 @@ std::vector<std::string> list_checkpoints(const std::string& dir) {
   return out;
 }
 
-void prune_checkpoints(const std::string& dir, int keep) {
-  const auto all = list_checkpoints(dir);
-  for (std::size_t i = static_cast<std::size_t>(std::max(keep, 1)); i < all.size(); ++i)
-    ::unlink(all[i].c_str());
+std::string checkpoint_run_id(const std::string& path) {
+  h5::Id file = h5::open_file_readonly(path);
+  return H5Aexists(file.get(), "run_id") > 0 ? h5::get_string(file.get(), "run_id") : "";
+}
+
+void prune_checkpoints(const std::string& dir, int keep, const std::string& run_id) {
+  std::size_t kept = 0;
+  for (const std::string& path : list_checkpoints(dir)) {  // newest first
+    std::string owner;
+    try {
+      owner = checkpoint_run_id(path);
+    } catch (const Error&) {
+      continue;  // unreadable: not provably this run's, so not this run's to delete
+    }
+    if (owner != run_id) continue;
+    if (++kept > static_cast<std::size_t>(std::max(keep, 1))) ::unlink(path.c_str());
+  }
 }
 
 void ensure_writable_dir(const std::string& dir) {
@@ -250,8 +322,8 @@ void ensure_writable_dir(const std::string& dir) {
     throw Error(dir + ": the checkpoint directory is not writable: " + std::strerror(errno));
 }
 
-CheckpointWriter::CheckpointWriter(std::string dir, int keep)
-    : dir_(std::move(dir)), keep_(keep), thread_([this] { run(); }) {
+CheckpointWriter::CheckpointWriter(std::string dir, int keep, std::string run_id)
+    : dir_(std::move(dir)), keep_(keep), run_id_(std::move(run_id)), thread_([this] { run(); }) {
   // A write cut short by SIGKILL (a launcher's grace period, a second Ctrl-C) leaves its
   // temporary file; it was never a checkpoint, and this run owns the directory now.
   if (DIR* d = ::opendir(dir_.c_str())) {
@@ -289,6 +361,11 @@ void CheckpointWriter::submit(Snapshot snap, const std::string& file_name) {
   cv_.notify_all();
 }
 
+bool CheckpointWriter::failed() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return error_ != nullptr;
+}
+
 void CheckpointWriter::wait() {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [&] { return !busy_ && !pending_; });
@@ -313,7 +390,7 @@ void CheckpointWriter::run() {
     try {
       Timeline::Scope span(timeline_, Timeline::Track::writer, "write ", name, "checkpoint");
       write_checkpoint(snap, path);
-      prune_checkpoints(dir_, keep_);
+      prune_checkpoints(dir_, keep_, run_id_);
     } catch (...) {
       err = std::current_exception();
     }

@@ -1,6 +1,11 @@
 #include "distnet/h5.hpp"
 
-#include <mutex>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 namespace distnet::h5 {
 namespace {
@@ -38,9 +43,14 @@ void Id::close_checked() {
   DISTNET_CHECK_HDF5(close_(id));
 }
 
+// The library is built thread-safe: the error stack, and whether it is printed, belong to each
+// thread, so every thread that calls HDF5 (main, the checkpoint writer, loader workers) is
+// silenced on its first call.
 void quiet() {
-  static std::once_flag once;
-  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+  thread_local bool done = false;
+  if (done) return;
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  done = true;
 }
 
 Id create_file(const std::string& path) {
@@ -51,8 +61,13 @@ Id create_file(const std::string& path) {
 
 Id open_file_readonly(const std::string& path) {
   quiet();
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw Error(path + ": cannot read: " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) throw Error(path + ": not a regular file");
+  if (::access(path.c_str(), R_OK) != 0)
+    throw Error(path + ": cannot read: " + std::strerror(errno));
   if (H5Fis_hdf5(path.c_str()) <= 0)  // H5Fis_accessible from HDF5 1.12 on
-    throw Error(path + ": not an HDF5 file (or unreadable / truncated)");
+    throw Error(path + ": not an HDF5 file (or truncated)");
   try {
     return Id(DISTNET_CHECK_HDF5(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)), H5Fclose);
   } catch (const Error& e) {
@@ -82,10 +97,24 @@ bool exists(hid_t parent, const std::string& path) {
 
 void write_floats(hid_t parent, const std::string& name, const std::vector<std::int64_t>& dims,
                   const float* data) {
+  quiet();
   std::vector<hsize_t> d(dims.begin(), dims.end());
   Id space(DISTNET_CHECK_HDF5(H5Screate_simple(int(d.size()), d.data(), nullptr)), H5Sclose);
+  // Chunked, with HDF5's Fletcher32 checksum on every chunk: a damaged byte fails the read
+  // (h5py and h5dump verify it too). Chunks span whole rows and hold at most 256 MiB (HDF5's
+  // limit is 4 GiB), so a tensor is usually one chunk.
+  Id create(DISTNET_CHECK_HDF5(H5Pcreate(H5P_DATASET_CREATE)), H5Pclose);
+  std::int64_t numel = 1;
+  for (std::int64_t v : dims) numel *= v;
+  if (!d.empty() && numel > 0) {
+    std::vector<hsize_t> chunk = d;
+    const hsize_t row_bytes = hsize_t(numel) / d[0] * sizeof(float);
+    chunk[0] = std::max<hsize_t>(1, std::min<hsize_t>(d[0], (hsize_t(256) << 20) / row_bytes));
+    DISTNET_CHECK_HDF5(H5Pset_chunk(create.get(), int(chunk.size()), chunk.data()));
+    DISTNET_CHECK_HDF5(H5Pset_fletcher32(create.get()));
+  }
   Id set(DISTNET_CHECK_HDF5(H5Dcreate2(parent, name.c_str(), H5T_IEEE_F32LE, space.get(),
-                                       H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)),
+                                       H5P_DEFAULT, create.get(), H5P_DEFAULT)),
          H5Dclose);
   DISTNET_CHECK_HDF5(H5Dwrite(set.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data));
 }
@@ -108,7 +137,18 @@ void read_floats(hid_t parent, const std::string& name, const std::vector<std::i
                 dims_str(dims));
   }
   Id set(DISTNET_CHECK_HDF5(H5Dopen2(parent, name.c_str(), H5P_DEFAULT)), H5Dclose);
-  DISTNET_CHECK_HDF5(H5Dread(set.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data));
+  if (H5Dread(set.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    // The usual cause is a chunk whose Fletcher32 checksum no longer matches its bytes.
+    Id create(H5Dget_create_plist(set.get()), H5Pclose);
+    const bool checksummed = create.get() >= 0 && H5Pget_nfilters(create.get()) > 0 &&
+                             H5Pget_filter_by_id2(create.get(), H5Z_FILTER_FLETCHER32, nullptr,
+                                                  nullptr, nullptr, 0, nullptr, nullptr) >= 0;
+    H5Eclear2(H5E_DEFAULT);
+    throw Error(file + ": dataset /" + name +
+                (checksummed ? " fails its checksum: the file is damaged"
+                             : " cannot be read: the file is damaged or truncated"));
+  }
 }
 
 void set_attr(hid_t obj, const std::string& name, std::int64_t v) {

@@ -23,11 +23,14 @@ void CpuBackend::softmax_xent(int n, int classes, const float* logits, const std
     for (int c = 0; c < classes; ++c) sum += std::exp(static_cast<double>(z[c] - zmax));
     const double lse = static_cast<double>(zmax) + std::log(sum);
     loss += lse - z[labels[i]];
-    correct += arg == labels[i] ? 1.0 : 0.0;
-    const float zl = z[labels[i]];
-    int above = 0;  // classes ranked before the label
-    for (int c = 0; c < classes; ++c) above += z[c] > zl || (z[c] == zl && c < labels[i]);
-    top5 += above < 5 ? 1.0 : 0.0;
+    // A non-finite row ranks nothing (NaN compares false): neither correct nor top-5.
+    if (std::isfinite(lse)) {
+      correct += arg == labels[i] ? 1.0 : 0.0;
+      const float zl = z[labels[i]];
+      int above = 0;  // classes ranked before the label
+      for (int c = 0; c < classes; ++c) above += z[c] > zl || (z[c] == zl && c < labels[i]);
+      top5 += above < 5 ? 1.0 : 0.0;
+    }
     if (dlogits) {
       float* d = dlogits + static_cast<std::int64_t>(i) * classes;
       for (int c = 0; c < classes; ++c) {

@@ -228,6 +228,10 @@ void CudaBackend::softmax_xent(int n, int classes, const float* logits, const st
   launch_softmax_xent(n, classes, logits, labels, grad_scale, dlogits, stats, ctx_->stream);
 }
 
+void CudaBackend::count_nonfinite(std::int64_t count, const float* x, double* acc) {
+  launch_count_nonfinite(count, x, acc, ctx_->stream);
+}
+
 void CudaBackend::sgd_update(std::int64_t count, float* w, const float* g, float* v,
                              const SgdParams& p) {
   launch_sgd(count, w, g, v, p, ctx_->stream);

@@ -33,6 +33,9 @@ void launch_adaptive_avg_pool_forward(int n, const AdaptivePoolGeom& g, const fl
 void launch_adaptive_avg_pool_backward(int n, const AdaptivePoolGeom& g, const float* dy, float* dx,
                                        cudaStream_t stream);
 
+// Backend::count_nonfinite: acc[0] += the number of NaN and infinite values in x.
+void launch_count_nonfinite(std::int64_t count, const float* x, double* acc, cudaStream_t stream);
+
 // Backend::sgd_update over a flat buffer.
 void launch_sgd(std::int64_t count, float* w, const float* g, float* v, const SgdParams& p,
                 cudaStream_t stream);

@@ -23,8 +23,8 @@ __global__ void softmax_xent_kernel(int n, int classes, const float* __restrict_
     double sum = 0.0;
     for (int c = 0; c < classes; ++c) sum += exp(static_cast<double>(z[c] - zmax));
     const double lse = static_cast<double>(zmax) + log(sum);
-    if (valid) {
-      loss += lse - z[label];
+    if (valid) loss += lse - z[label];
+    if (valid && isfinite(lse)) {  // a non-finite row ranks nothing (NaN compares false)
       correct += arg == label ? 1.0 : 0.0;
       const float zl = z[label];
       int above = 0;  // classes ranked before the label, ties to the lower class as argmax

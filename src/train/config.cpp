@@ -2,8 +2,10 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -251,7 +253,15 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
        "start from a checkpoint's weights (fine-tuning); "
        "optimizer state and counters start fresh")  //
       ("comm-timeout", po::value(&c.comm_timeout)->default_value(c.comm_timeout),
-       "seconds a collective may wait before the job is aborted as hung (0: no limit)");
+       "seconds a collective may wait before the job is aborted as hung (0: no limit)")  //
+      ("on-nonfinite", po::value(&c.on_nonfinite)->default_value(c.on_nonfinite),
+       "a NaN or infinite loss or gradient: stop (exit 4, nothing non-finite applied or "
+       "checkpointed) or skip-step (pass the batch over, at most --max-skipped-steps times)")  //
+      ("max-skipped-steps", po::value(&c.max_skipped_steps)->default_value(c.max_skipped_steps),
+       "--on-nonfinite skip-step: steps a run may skip before it stops as diverged")  //
+      ("start-over", po::value(&c.start_over),
+       "a new run in a --checkpoint-dir that holds another run's checkpoints: aside (move them "
+       "into a subdirectory) or delete (without it, the run refuses to start)");
 
   po::options_description all(
       "Usage: alexnet [options]   (mpirun -np N alexnet [options] for N ranks)");
@@ -397,6 +407,14 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   need(c.keep_checkpoints >= 1,
        "--keep-checkpoints must be at least 1, got " + std::to_string(c.keep_checkpoints));
   need(c.comm_timeout >= 0, "--comm-timeout must be >= 0, got " + num(c.comm_timeout));
+  one_of("on-nonfinite", c.on_nonfinite, {"stop", "skip-step"});
+  need(c.max_skipped_steps >= 0,
+       "--max-skipped-steps must be >= 0, got " + std::to_string(c.max_skipped_steps));
+  if (!c.start_over.empty()) one_of("start-over", c.start_over, {"aside", "delete"});
+  need(c.start_over.empty() || c.resume.empty(),
+       "--start-over and --resume exclude each other (one continues the run, the other begins "
+       "a new one)");
+  need(c.start_over.empty() || !c.checkpoint_dir.empty(), "--start-over needs --checkpoint-dir");
   need(!c.eval_only || !c.checkpoint.empty(), "--eval-only needs --checkpoint FILE");
   need(c.resume != "auto" || !c.checkpoint_dir.empty(), "--resume auto needs --checkpoint-dir");
   need(c.resume.empty() || c.init_from.empty(), "--resume and --init-from exclude each other");
@@ -433,10 +451,12 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   return c;
 }
 
-void adopt_trained_settings(RunConfig& c, const std::string& checkpoint_ini,
-                            const std::string& source) {
+namespace {
+
+// "key = value" lines (the effective configuration a checkpoint records) as a map.
+std::map<std::string, std::string> parse_ini_text(const std::string& ini) {
   std::map<std::string, std::string> kv;
-  std::istringstream in(checkpoint_ini);
+  std::istringstream in(ini);
   for (std::string line; std::getline(in, line);) {
     const auto eq = line.find('=');
     if (eq == std::string::npos) continue;
@@ -446,6 +466,80 @@ void adopt_trained_settings(RunConfig& c, const std::string& checkpoint_ini,
     };
     kv[trim(line.substr(0, eq))] = trim(line.substr(eq + 1));
   }
+  return kv;
+}
+
+// Equal as text, or as comma-separated lists of numbers that agree to float precision (a value
+// printed by another version may carry more digits).
+bool same_setting(const std::string& a, const std::string& b) {
+  if (a == b) return true;
+  std::istringstream x(a), y(b);
+  std::string p, q;
+  while (true) {
+    const bool more_x = bool(std::getline(x, p, ',')), more_y = bool(std::getline(y, q, ','));
+    if (!more_x || !more_y) return more_x == more_y;
+    char* end_p = nullptr;
+    char* end_q = nullptr;
+    const double u = std::strtod(p.c_str(), &end_p), v = std::strtod(q.c_str(), &end_q);
+    if (*end_p != '\0' || *end_q != '\0' || p.empty() || q.empty()) return false;
+    if (std::fabs(u - v) > 1e-6 * std::max(1.0, std::max(std::fabs(u), std::fabs(v)))) return false;
+  }
+}
+
+}  // namespace
+
+void check_resume_settings(const RunConfig& c, const std::string& checkpoint_ini,
+                           std::int64_t checkpoint_world, int world, const std::string& source) {
+  const auto was = parse_ini_text(checkpoint_ini), now = parse_ini_text(c.effective_ini());
+  // What decides the steps a run takes: the same checkpoint resumed with any other value would
+  // take other steps. (What may change is in docs/reliability.md.)
+  std::vector<std::string> keys = {"model",
+                                   "resize",
+                                   "dropout",
+                                   "bn-momentum",
+                                   "dataset",
+                                   "train-limit",
+                                   "drop-last",
+                                   "augment",
+                                   "normalize-mean",
+                                   "normalize-std",
+                                   "synthetic-shape",
+                                   "synthetic-train-size",
+                                   "synthetic-classes",
+                                   "batch-size",
+                                   "lr",
+                                   "momentum",
+                                   "weight-decay",
+                                   "lr-schedule",
+                                   "lr-steps",
+                                   "lr-gamma",
+                                   "lr-min",
+                                   "warmup-epochs",
+                                   "lr-scale-by-world",
+                                   "seed",
+                                   "grad-compression"};
+  // A cosine schedule spans all epochs: more epochs change every later learning rate.
+  if (c.lr_schedule == "cosine") keys.push_back("epochs");
+  for (const std::string& key : keys) {
+    const auto w = was.find(key);
+    const auto n = now.find(key);
+    if (w == was.end() || n == now.end() || same_setting(w->second, n->second)) continue;
+    throw UsageError(source + ": cannot resume with " + key + " = " +
+                     (n->second.empty() ? "(none)" : n->second) + ": the run was started with " +
+                     key + " = " + (w->second.empty() ? "(none)" : w->second) +
+                     ", and a resumed run must take the same steps (to start anew from these "
+                     "weights, use --init-from)");
+  }
+  if (c.lr_scale_by_world && checkpoint_world != world)
+    throw UsageError(source + ": cannot resume on " + std::to_string(world) +
+                     " ranks with --lr-scale-by-world: the run was started on " +
+                     std::to_string(checkpoint_world) +
+                     " ranks, and the learning rate scales with the number of ranks");
+}
+
+void adopt_trained_settings(RunConfig& c, const std::string& checkpoint_ini,
+                            const std::string& source) {
+  std::map<std::string, std::string> kv = parse_ini_text(checkpoint_ini);
   for (const char* key : {"model", "resize", "normalize-mean", "normalize-std"})
     if (!kv.count(key))
       throw UsageError(source + ": its config attribute has no '" + key +
@@ -531,7 +625,9 @@ std::string RunConfig::effective_ini() const {
     << "\ncheckpoint-every = " << checkpoint_every << "\nkeep-checkpoints = " << keep_checkpoints
     << "\nresume = " << resume << "\neval-only = " << (eval_only ? "true" : "false")
     << "\ncheckpoint = " << checkpoint << "\ninit-from = " << init_from
-    << "\ncomm-timeout = " << comm_timeout << "\ntarget-accuracy = " << target_accuracy << "\n";
+    << "\ncomm-timeout = " << comm_timeout << "\ntarget-accuracy = " << target_accuracy
+    << "\non-nonfinite = " << on_nonfinite << "\nmax-skipped-steps = " << max_skipped_steps
+    << "\nstart-over = " << start_over << "\n";
   return o.str();
 }
 

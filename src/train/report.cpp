@@ -2,9 +2,11 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 
 #include "distnet/error.hpp"
 #include "distnet/model.hpp"
@@ -19,6 +21,10 @@ std::string fmt(const char* f, double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, f, v);
   return buf;
+}
+// A number in a JSON line: NaN and infinities are not JSON, so they are written as null.
+std::string jfmt(const char* f, double v) {
+  return std::isfinite(v) ? fmt(f, v) : "null";
 }
 }  // namespace
 
@@ -38,6 +44,10 @@ std::string json_escape(const std::string& s) {
     }
   }
   return o;
+}
+
+std::string json_number(double v) {
+  return jfmt("%.6f", v);
 }
 
 std::string format_duration(double seconds) {
@@ -67,8 +77,13 @@ Reporter::Reporter(bool active, const std::string& metrics_file, const std::stri
   else if (progress_mode == "auto")
     mode_ = !launched && isatty(STDOUT_FILENO) ? Mode::bar : Mode::lines;
   if (!metrics_file.empty()) {
-    metrics_ = std::fopen(metrics_file.c_str(), "w");
-    if (!metrics_) throw Error(metrics_file + ": cannot open the metrics file for writing");
+    // Appended to, never truncated: a resumed (requeued) run goes on with the same history, and
+    // every run's records carry its id (docs/reliability.md).
+    metrics_ = std::fopen(metrics_file.c_str(), "a");
+    if (!metrics_)
+      throw Error(metrics_file +
+                  ": cannot open the metrics file for writing: " + std::strerror(errno));
+    metrics_name_ = metrics_file;
   }
 }
 
@@ -84,9 +99,16 @@ void Reporter::line(const std::string& text) {
 }
 
 void Reporter::json(const std::string& object) {
-  if (!active_ || !metrics_) return;
-  std::fprintf(metrics_, "%s\n", object.c_str());
-  std::fflush(metrics_);
+  if (!active_ || !metrics_ || !failure_.empty()) return;
+  std::string record = object;
+  if (!run_id_.empty() && record.rfind("{", 0) == 0 &&
+      record.find("\"run_id\"") == std::string::npos)
+    record.insert(1, "\"run_id\":\"" + run_id_ + "\",");
+  // A full disk or a lost file system is found at the flush; the trainer stops the run on it.
+  errno = 0;
+  if (std::fprintf(metrics_, "%s\n", record.c_str()) < 0 || std::fflush(metrics_) != 0)
+    failure_ =
+        metrics_name_ + ": cannot write the metrics file: " + std::strerror(errno ? errno : EIO);
 }
 
 bool Reporter::progress_due() const {
@@ -146,14 +168,14 @@ void Reporter::epoch(const EpochMetrics& m, int world, const std::string& device
           (world == 1 ? " rank (" : " ranks (") + device + ")";
   line(text);
   json("{\"event\":\"epoch\",\"epoch\":" + std::to_string(m.epoch) +
-       ",\"loss\":" + fmt("%.6f", m.loss) + ",\"train_acc\":" + fmt("%.6f", m.train_acc) +
-       ",\"test_loss\":" + fmt("%.6f", m.test_loss) + ",\"test_acc\":" + fmt("%.6f", m.test_acc) +
-       (m.test_top5 >= 0 ? ",\"test_top5\":" + fmt("%.6f", m.test_top5) : std::string()) +
+       ",\"loss\":" + jfmt("%.6f", m.loss) + ",\"train_acc\":" + jfmt("%.6f", m.train_acc) +
+       ",\"test_loss\":" + jfmt("%.6f", m.test_loss) + ",\"test_acc\":" + jfmt("%.6f", m.test_acc) +
+       (m.test_top5 >= 0 ? ",\"test_top5\":" + jfmt("%.6f", m.test_top5) : std::string()) +
        ",\"samples\":" + std::to_string(m.samples) + ",\"steps\":" + std::to_string(m.steps) +
-       ",\"time_s\":" + fmt("%.4f", m.time_s) +
-       ",\"examples_per_s\":" + fmt("%.3f", m.examples_per_s) + ",\"lr\":" + fmt("%.8g", m.lr) +
-       ",\"data_wait_s\":" + fmt("%.4f", m.data_wait_s) + ",\"comm_s\":" + fmt("%.4f", m.comm_s) +
-       ",\"exchange_s\":" + fmt("%.4f", m.exchange_s) + ",\"ranks\":" + std::to_string(world) +
+       ",\"time_s\":" + jfmt("%.4f", m.time_s) +
+       ",\"examples_per_s\":" + jfmt("%.3f", m.examples_per_s) + ",\"lr\":" + jfmt("%.8g", m.lr) +
+       ",\"data_wait_s\":" + jfmt("%.4f", m.data_wait_s) + ",\"comm_s\":" + jfmt("%.4f", m.comm_s) +
+       ",\"exchange_s\":" + jfmt("%.4f", m.exchange_s) + ",\"ranks\":" + std::to_string(world) +
        ",\"device\":\"" + device + "\"}");
 }
 
@@ -164,9 +186,9 @@ void Reporter::target(double target, bool reached, int epochs, double wall_s, do
        (epochs == 1 ? " epoch, " : " epochs, ") + fmt("%.1f", wall_s) + " s of training on " +
        std::to_string(world) + (world == 1 ? " rank" : " ranks") + " (test acc " +
        fmt("%.4f", test_acc) + ")");
-  json("{\"event\":\"time_to_accuracy\",\"target\":" + fmt("%.6g", target) +
+  json("{\"event\":\"time_to_accuracy\",\"target\":" + jfmt("%.6g", target) +
        ",\"reached\":" + (reached ? "true" : "false") + ",\"epochs\":" + std::to_string(epochs) +
-       ",\"wall_s\":" + fmt("%.4f", wall_s) + ",\"test_acc\":" + fmt("%.6f", test_acc) +
+       ",\"wall_s\":" + jfmt("%.4f", wall_s) + ",\"test_acc\":" + jfmt("%.6f", test_acc) +
        ",\"ranks\":" + std::to_string(world) + "}");
 }
 
@@ -226,19 +248,19 @@ void Reporter::benchmark(const BenchmarkResult& r, int world, const Model& model
        std::to_string(model.flat_size()) + " floats of parameters)");
   json("{\"event\":\"benchmark\",\"ranks\":" + std::to_string(world) + ",\"global_batch\":" +
        std::to_string(r.global_batch) + ",\"steps\":" + std::to_string(r.steps) +
-       ",\"images_per_s\":" + fmt("%.3f", r.images_per_s) + ",\"images_per_s_per_rank\":" +
-       fmt("%.3f", r.images_per_s_per_rank) + ",\"step_ms\":" + fmt("%.4f", r.step_ms) +
-       ",\"per_rank_batch\":" + fmt("%.4f", double(r.global_batch) / world) +
-       ",\"compute_ms\":" + fmt("%.4f", r.compute_ms) + ",\"comm_ms\":" + fmt("%.4f", r.comm_ms) +
-       ",\"data_ms\":" + fmt("%.4f", r.data_ms) + ",\"exchange_ms\":" + fmt("%.4f", r.exchange_ms) +
-       ",\"optimizer_ms\":" + fmt("%.4f", r.layers.optimizer_ms) +
-       ",\"timeline_overhead\":" + fmt("%.5f", r.timeline_overhead) + ",\"model_parallel\":" +
+       ",\"images_per_s\":" + jfmt("%.3f", r.images_per_s) + ",\"images_per_s_per_rank\":" +
+       jfmt("%.3f", r.images_per_s_per_rank) + ",\"step_ms\":" + jfmt("%.4f", r.step_ms) +
+       ",\"per_rank_batch\":" + jfmt("%.4f", double(r.global_batch) / world) +
+       ",\"compute_ms\":" + jfmt("%.4f", r.compute_ms) + ",\"comm_ms\":" + jfmt("%.4f", r.comm_ms) +
+       ",\"data_ms\":" + jfmt("%.4f", r.data_ms) + ",\"exchange_ms\":" +
+       jfmt("%.4f", r.exchange_ms) + ",\"optimizer_ms\":" + jfmt("%.4f", r.layers.optimizer_ms) +
+       ",\"timeline_overhead\":" + jfmt("%.5f", r.timeline_overhead) + ",\"model_parallel\":" +
        std::to_string(r.model_parallel) + ",\"bytes_per_step\":{\"allreduce\":" +
-       fmt("%.1f", r.bytes_per_step.of(CollectiveOp::allreduce)) +
-       ",\"allgather\":" + fmt("%.1f", r.bytes_per_step.of(CollectiveOp::allgather)) +
-       ",\"reduce_scatter\":" + fmt("%.1f", r.bytes_per_step.of(CollectiveOp::reduce_scatter)) +
-       ",\"broadcast\":" + fmt("%.1f", r.bytes_per_step.of(CollectiveOp::broadcast)) +
-       ",\"total\":" + fmt("%.1f", r.bytes_per_step.total()) +
+       jfmt("%.1f", r.bytes_per_step.of(CollectiveOp::allreduce)) +
+       ",\"allgather\":" + jfmt("%.1f", r.bytes_per_step.of(CollectiveOp::allgather)) +
+       ",\"reduce_scatter\":" + jfmt("%.1f", r.bytes_per_step.of(CollectiveOp::reduce_scatter)) +
+       ",\"broadcast\":" + jfmt("%.1f", r.bytes_per_step.of(CollectiveOp::broadcast)) +
+       ",\"total\":" + jfmt("%.1f", r.bytes_per_step.total()) +
        "},\"payload_per_step\":{\"allreduce\":" + std::to_string(r.bytes_per_step.payload[0]) +
        ",\"allgather\":" + std::to_string(r.bytes_per_step.payload[1]) +
        ",\"reduce_scatter\":" + std::to_string(r.bytes_per_step.payload[2]) + ",\"broadcast\":" +

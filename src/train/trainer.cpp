@@ -52,9 +52,8 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerParts& parts)
       cfg.workers >= 0
           ? cfg.workers
           : std::clamp(data::LoaderOptions::default_workers() / parts.world.local_size(), 1, 4);
-  // Loss sum and correct count of the running epoch, and their copy from the step's start.
-  stats_ = p_.backend.allocate(4 * sizeof(double));
-  p_.backend.fill_zero(stats_.data(), 4 * sizeof(double));
+  stats_ = p_.backend.allocate(kStats * sizeof(double));
+  p_.backend.fill_zero(stats_.data(), kStats * sizeof(double));
   if (parts.model.state_size() > 0)
     state_backup_ = p_.backend.allocate(sizeof(float) * std::size_t(parts.model.state_size()));
   broadcast_parameters();
@@ -106,6 +105,7 @@ void Trainer::restore(const TrainingState& s) {
                            std::to_string(in_epoch + 1) + " of " + std::to_string(spe) + " (step " +
                            std::to_string(step_) + ")");
   saved_step_ = s.step;
+  skipped_steps_ = s.skipped_steps;
   // The running epoch's sums live on rank 0 only; the epoch-end all-reduce adds everyone's.
   const bool root = p_.world.rank() == 0;
   const double sums[2] = {root ? s.epoch_sums[0] : 0.0, root ? s.epoch_sums[1] : 0.0};
@@ -114,10 +114,13 @@ void Trainer::restore(const TrainingState& s) {
 }
 
 void Trainer::save_checkpoint(bool borrow) {
-  std::array<double, 2> local{};
+  std::array<double, kBadParam + 1> local{};
   p_.backend.download(local.data(), stats_.data(), sizeof local);
-  double sums[3] = {local[0], local[1], double(epoch_samples_)};
-  host_comm().allreduce_sum(sums, 3);
+  double sums[4] = {local[kLoss], local[kCorrect], double(epoch_samples_),
+                    local[kBadParam] > 0 ? 1.0 : 0.0};
+  host_comm().allreduce_sum(sums, 4);
+  if (sums[3] > 0)
+    diverged("non-finite parameters after the update of step " + std::to_string(step_), false);
   saved_step_ = step_;
   if (!p_.writer && !p_.model.is_split()) return;
   const std::int64_t spe = sampler_.batches_per_epoch();
@@ -130,7 +133,9 @@ void Trainer::save_checkpoint(bool borrow) {
   meta.global_batch = cfg_.batch;
   meta.train_samples = p_.train.size();
   meta.config = cfg_.effective_ini();
+  meta.run_id = p_.run_id;
   meta.state.step = step_;
+  meta.state.skipped_steps = skipped_steps_;
   meta.state.epoch = step_ / spe;
   meta.state.batch_in_epoch = step_ % spe;
   meta.state.seed = cfg_.seed;
@@ -159,7 +164,7 @@ void Trainer::stop_and_save(bool abandoned) {
   }
   const auto t0 = Clock::now();
   if (saved_step_ != step_) save_checkpoint(/*borrow=*/true);  // nothing changes the model now
-  wait_for_writer();
+  finish_writes();
   char took[64];
   std::snprintf(took, sizeof took, " in %.2f s", seconds_since(t0));
   p_.report.line("stopped on request at " + at + "; checkpoint " +
@@ -171,6 +176,82 @@ void Trainer::wait_for_writer() {
   if (!p_.writer) return;
   SlowNotice notice(p_.report.active(), "writing the checkpoint");
   p_.writer->wait();
+}
+
+bool Trainer::writer_failed() const {
+  return (p_.writer && p_.writer->failed()) || !p_.report.failure().empty();
+}
+
+// Rank 0's checkpoint writer or metrics file failed: every rank stops now, at this step, with
+// the checkpoints already written intact; rank 0 says why in one line.
+void Trainer::check_writer(bool failed) {
+  if (!failed) return;
+  std::string why = p_.report.failure();
+  if (p_.writer && p_.writer->failed()) {
+    try {
+      p_.writer->wait();
+    } catch (const std::exception& e) {
+      why = e.what();
+    }
+  }
+  throw AgreedError(1, why.empty() ? why
+                                   : why + "; the run stops at step " + std::to_string(step_) +
+                                         ", and the checkpoints written before are kept");
+}
+
+void Trainer::finish_writes() {
+  wait_for_writer();
+  double failed = writer_failed() ? 1.0 : 0.0;
+  host_comm().allreduce_sum(&failed, 1);
+  check_writer(failed > 0);
+}
+
+// Which tensor holds the first non-finite value, in forward order (the flat buffers hold the
+// layers in backward order); the counts are summed over ranks so a split layer's piece on any
+// rank is seen. Runs only after the check has fired: the host copies are no concern.
+void Trainer::diverged(const std::string& what, bool check_gradient, const std::string& why) {
+  Model& m = p_.model;
+  const std::vector<ParamEntry>& entries = m.params();
+  const std::size_t n = entries.size();
+  std::vector<float> host(static_cast<std::size_t>(m.flat_size()));
+  std::vector<double> bad(2 * n, 0.0);
+  const float* buffers[2] = {check_gradient ? m.grad_data() : nullptr, m.param_data()};
+  for (int b = 0; b < 2; ++b) {
+    if (!buffers[b]) continue;
+    p_.backend.download(host.data(), buffers[b], host.size() * sizeof(float));
+    for (std::size_t i = 0; i < n; ++i) {
+      const float* v = host.data() + entries[i].offset;
+      const std::int64_t count = entries[i].spec.shape.numel();
+      for (std::int64_t k = 0; k < count; ++k) bad[std::size_t(b) * n + i] += !std::isfinite(v[k]);
+    }
+  }
+  host_comm().allreduce_sum(bad.data(), bad.size());
+  // The first layer in forward order with a non-finite value, and its tensors that have one.
+  std::string where;
+  for (int b = 0; b < 2 && where.empty(); ++b) {
+    for (std::size_t i = n; i-- > 0 && where.empty();) {
+      if (bad[std::size_t(b) * n + i] == 0) continue;
+      const std::string layer = entries[i].spec.name.substr(0, entries[i].spec.name.find('.'));
+      std::string tensors;
+      for (std::size_t j = 0; j < n; ++j)
+        if (bad[std::size_t(b) * n + j] > 0 && entries[j].spec.name.rfind(layer + ".", 0) == 0)
+          tensors += (tensors.empty() ? "" : ", ") + entries[j].spec.name;
+      where = std::string("; the first layer with a non-finite ") +
+              (b == 0 ? "gradient" : "parameter") + " is " + layer + " (" + tensors + ")";
+    }
+  }
+  const std::int64_t spe = sampler_.batches_per_epoch();
+  const std::string at = " (epoch " + std::to_string(step_ / spe + 1) + ", batch " +
+                         std::to_string(step_ % spe + 1) + ")";
+  std::string msg;
+  if (p_.world.rank() == 0) {
+    msg = what + at + why + where + "; nothing non-finite was applied or checkpointed" +
+          (p_.writer ? " (the checkpoints in " + cfg_.checkpoint_dir + " are kept)" : "") +
+          (cfg_.on_nonfinite == "skip-step" ? "; try a lower --lr"
+                                            : "; try a lower --lr, or --on-nonfinite skip-step");
+  }
+  wait_for_writer();  // an earlier, finite checkpoint still being written is finished
+  throw AgreedError(kExitDiverged, msg);
 }
 
 std::array<double, 3> Trainer::read_and_reset_stats() {
@@ -227,7 +308,7 @@ Trainer::StepOutcome Trainer::train_step(const data::Batch& b) {
   // What a step changes before its update -- the loss sums and the batch-norm running
   // statistics -- is kept, so that an abandoned step leaves no trace.
   auto* stats = static_cast<double*>(stats_.data());
-  be.copy(stats + 2, stats, 2 * sizeof(double));
+  be.copy(stats + kBackup, stats, 3 * sizeof(double));
   if (m.state_size() > 0)
     be.copy(state_backup_.data(), m.state_data(), sizeof(float) * std::size_t(m.state_size()));
   const std::function<bool()> cancel = [] { return stop_requested(); };
@@ -247,19 +328,51 @@ Trainer::StepOutcome Trainer::train_step(const data::Batch& b) {
     sync_.finish();
   }
   step_bytes_ = bytes_sent();
+  // The divergence check: the step's loss and its summed gradient (non-finite values in the
+  // parameters were counted after the last update). One small read; the vote below carries it.
+  std::array<double, kBadParam + 1> checks{};
+  {
+    Timeline::Scope span(p_.timeline, Timeline::Track::compute, "finite check", "check");
+    be.fill_zero(stats + kBadGrad, sizeof(double));
+    if (complete) be.count_nonfinite(m.flat_size(), m.grad_data(), stats + kBadGrad);
+    be.download(checks.data(), stats, sizeof checks);
+  }
+  const bool bad_step = complete && (!std::isfinite(checks[kLoss]) || checks[kBadGrad] > 0);
   // The step boundary: do all ranks go on? (A signal may have reached only some of them.)
-  double vote[2] = {stop_requested() ? 1.0 : 0.0, complete ? 0.0 : 1.0};
+  double vote[5] = {stop_requested() ? 1.0 : 0.0, complete ? 0.0 : 1.0, bad_step ? 1.0 : 0.0,
+                    checks[kBadParam] > 0 ? 1.0 : 0.0, writer_failed() ? 1.0 : 0.0};
   {
     Timeline::Scope span(p_.timeline, Timeline::Track::compute, "stop vote", "comm");
     const auto v0 = Clock::now();
-    host_comm().allreduce_sum(vote, 2);
+    host_comm().allreduce_sum(vote, 5);
     vote_s_ += seconds_since(v0);
   }
-  if (vote[1] > 0) {
-    be.copy(stats, stats + 2, 2 * sizeof(double));
+  check_writer(vote[4] > 0);
+  if (vote[3] > 0)  // parameters that are already non-finite: nothing to skip
+    diverged("non-finite parameters after the update of step " + std::to_string(step_), false);
+  if (vote[1] > 0 || vote[2] > 0) {
+    be.copy(stats, stats + kBackup, 3 * sizeof(double));
     if (m.state_size() > 0)
       be.copy(m.state_data(), state_backup_.data(), sizeof(float) * std::size_t(m.state_size()));
-    return StepOutcome::abandoned;
+  }
+  if (vote[1] > 0) return StepOutcome::abandoned;
+  if (vote[2] > 0) {
+    const std::string what = "non-finite " +
+                             std::string(std::isfinite(checks[kLoss]) ? "gradient" : "loss") +
+                             " at step " + std::to_string(step_ + 1);
+    if (cfg_.on_nonfinite != "skip-step" || skipped_steps_ >= cfg_.max_skipped_steps) {
+      diverged(what, true,
+               cfg_.on_nonfinite == "skip-step" ? ", after " + std::to_string(skipped_steps_) +
+                                                      " skipped steps (--max-skipped-steps " +
+                                                      std::to_string(cfg_.max_skipped_steps) + ")"
+                                                : std::string());
+    }
+    ++skipped_steps_;
+    ++step_;  // the batch is passed over; the schedule and the sampler move on
+    p_.report.line("warning: " + what + ": step skipped, nothing applied (" +
+                   std::to_string(skipped_steps_) + " of at most " +
+                   std::to_string(cfg_.max_skipped_steps) + " skipped steps)");
+    return StepOutcome::skipped;  // a stop request is taken at the next step's vote
   }
   const SgdParams sgd{static_cast<float>(lr_at(schedule_, step_)),
                       static_cast<float>(cfg_.momentum), static_cast<float>(cfg_.weight_decay)};
@@ -273,6 +386,9 @@ Trainer::StepOutcome Trainer::train_step(const data::Batch& b) {
       be.synchronize();
       profile->optimizer_ms = 1000.0 * seconds_since(t0);
     }
+    // Queued, not read: the next vote, checkpoint or epoch end reads it.
+    be.fill_zero(stats + kBadParam, sizeof(double));
+    be.count_nonfinite(m.flat_size(), m.param_data(), stats + kBadParam);
   }
   ++step_;
   return vote[0] > 0 ? StepOutcome::stop : StepOutcome::applied;
@@ -320,7 +436,7 @@ FitResult Trainer::fit() {
         tl->counter("images/s", now, double(batch.global_size) * 1e6 / (now - step_start));
         tl->counter("loader queue", now, double(loader.queued()));
       }
-      if (outcome != StepOutcome::abandoned) {
+      if (outcome == StepOutcome::applied || outcome == StepOutcome::stop) {
         epoch_samples_ += batch.size();
         global_samples += batch.global_size;
         if (b + 1 == steps_per_epoch && p_.report.active()) {
@@ -335,7 +451,7 @@ FitResult Trainer::fit() {
                            seconds_since(t0)});
         }
       }
-      if (outcome != StepOutcome::applied) {
+      if (outcome == StepOutcome::stop || outcome == StepOutcome::abandoned) {
         stop_and_save(outcome == StepOutcome::abandoned);
         result.stopped = true;
         return result;
@@ -346,11 +462,16 @@ FitResult Trainer::fit() {
     }
     // Loss and accuracy accumulated on the fly over the epoch (as the notebooks report them),
     // summed over ranks.
-    const auto s = read_and_reset_stats();
+    std::array<double, kBadParam + 1> s{};
+    p_.backend.download(s.data(), stats_.data(), sizeof s);
+    p_.backend.fill_zero(stats_.data(), 3 * sizeof(double));
     const data::Dataset::BadSamples bad = p_.train.take_bad_samples(epoch);
-    double sums[4] = {s[0], s[1], double(epoch_samples_), double(bad.count)};
+    double sums[5] = {s[kLoss], s[kCorrect], double(epoch_samples_), double(bad.count),
+                      s[kBadParam] > 0 ? 1.0 : 0.0};
     epoch_samples_ = 0;
-    host_comm().allreduce_sum(sums, 4);
+    host_comm().allreduce_sum(sums, 5);
+    if (sums[4] > 0)
+      diverged("non-finite parameters after the update of step " + std::to_string(step_), false);
     const double train_time = seconds_since(t0);
 
     EpochMetrics em;
@@ -384,7 +505,7 @@ FitResult Trainer::fit() {
       p_.report.target(cfg_.target_accuracy, true, em.epoch, result.wall_s, em.test_acc,
                        p_.world.size());
       if (checkpoints && saved_step_ != step_) save_checkpoint();
-      wait_for_writer();
+      finish_writes();
       return result;
     }
     if (checkpoints && cfg_.checkpoint_every_epochs > 0 &&
@@ -392,7 +513,7 @@ FitResult Trainer::fit() {
       save_checkpoint();
   }
   if (checkpoints && saved_step_ != step_) save_checkpoint();  // always one at the end
-  wait_for_writer();
+  finish_writes();
   result.wall_s = seconds_since(fit_start);
   if (cfg_.target_accuracy > 0) {
     p_.report.target(cfg_.target_accuracy, false, int(result.history.size()), result.wall_s,

@@ -114,19 +114,109 @@ TEST(Checkpoint, DirectoryListingAndPruning) {
   auto be = make_cpu_backend();
   Model m(cfg("lenet", Shape{1, 28, 28}), *be, 1);
   TempDir d;
-  for (std::int64_t step : {10, 30, 20, 40})
-    write_checkpoint(take_snapshot(m, meta_for(m, step)),
-                     d.path() + "/" + checkpoint_file_name(0, step));
-  d.write(".ckpt-epoch0000-step00000050.h5.tmp-1", {1, 2, 3});  // an unfinished write
+  // Run "mine" wrote steps 10..40; another run wrote 50 and 60 in the same directory, and one
+  // file predates run ids.
+  for (std::int64_t step : {10, 30, 20, 40, 50, 60, 70}) {
+    CheckpointMeta meta = meta_for(m, step);
+    meta.run_id = step >= 70 ? "" : step >= 50 ? "theirs" : "mine";
+    write_checkpoint(take_snapshot(m, meta), d.path() + "/" + checkpoint_file_name(0, step));
+  }
+  d.write(".ckpt-epoch0000-step00000080.h5.tmp-1", {1, 2, 3});  // an unfinished write
+  d.write("ckpt-epoch0000-step00000090.h5", {1, 2, 3});         // damaged: whose is unknown
   d.write("notes.txt", {1});
   auto all = list_checkpoints(d.path());
-  ASSERT_EQ(all.size(), 4u);
-  EXPECT_NE(all[0].find("step00000040"), std::string::npos);
-  EXPECT_NE(all[3].find("step00000010"), std::string::npos);
-  prune_checkpoints(d.path(), 2);
+  ASSERT_EQ(all.size(), 8u);
+  EXPECT_NE(all[0].find("step00000090"), std::string::npos);
+  EXPECT_NE(all[7].find("step00000010"), std::string::npos);
+  EXPECT_EQ(checkpoint_run_id(all[1]), "");
+  EXPECT_EQ(checkpoint_run_id(all[2]), "theirs");
+  prune_checkpoints(d.path(), 2, "mine");
   all = list_checkpoints(d.path());
-  ASSERT_EQ(all.size(), 2u);
-  EXPECT_NE(all[1].find("step00000030"), std::string::npos);
+  ASSERT_EQ(all.size(), 6u);  // mine: 40 and 30 kept, 20 and 10 deleted; nothing else touched
+  EXPECT_NE(all[4].find("step00000040"), std::string::npos);
+  EXPECT_NE(all[5].find("step00000030"), std::string::npos);
+}
+
+TEST(Checkpoint, RunIdAndSkippedStepsRoundTrip) {
+  auto be = make_cpu_backend();
+  Model m(cfg("lenet", Shape{1, 28, 28}), *be, 1);
+  TempDir d;
+  CheckpointMeta meta = meta_for(m, 7);
+  meta.run_id = "0123456789abcdef";
+  meta.state.skipped_steps = 3;
+  const std::string path = d.path() + "/" + checkpoint_file_name(0, 7);
+  write_checkpoint(take_snapshot(m, meta), path);
+  const CheckpointMeta back = read_checkpoint_meta(path);
+  EXPECT_EQ(back.run_id, "0123456789abcdef");
+  EXPECT_EQ(back.state.skipped_steps, 3);
+}
+
+// Every tensor carries HDF5's Fletcher32 checksum: one flipped bit in a parameter's bytes fails
+// the load with one line naming the dataset, and the model is untouched.
+TEST(Checkpoint, FlippedBitFailsTheChecksum) {
+  auto be = make_cpu_backend();
+  Model a(cfg("lenet", Shape{1, 28, 28}), *be, 1), b(cfg("lenet", Shape{1, 28, 28}), *be, 1);
+  scramble(a, 0.25f);
+  scramble(b, 4.0f);
+  const std::vector<float> before = params_of(b);
+  TempDir d;
+  const std::string path = d.path() + "/" + checkpoint_file_name(0, 1);
+  write_checkpoint(take_snapshot(a, meta_for(a, 1)), path);
+  // Find the bytes of dense2.weight's first value in the file and flip one bit of it.
+  std::vector<char> bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const ParamEntry* target = nullptr;
+  for (const ParamEntry& e : a.params())
+    if (e.spec.name == "dense2.weight") target = &e;
+  ASSERT_NE(target, nullptr);
+  const char* want = reinterpret_cast<const char*>(a.param_data() + target->offset);
+  const std::string needle(want, 64);
+  const auto at = std::string(bytes.begin(), bytes.end()).find(needle);
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 3] ^= 0x10;
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), std::streamsize(bytes.size()));
+  }
+  const std::string e = error_of([&] { load_checkpoint(path, b, false); });
+  EXPECT_NE(e.find(path), std::string::npos) << e;
+  EXPECT_NE(e.find("/params/dense2/weight fails its checksum"), std::string::npos) << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+  EXPECT_EQ(params_of(b), before);
+}
+
+TEST(Checkpoint, NonFiniteValuesAreNeitherWrittenNorLoaded) {
+  auto be = make_cpu_backend();
+  Model m(cfg("lenet", Shape{1, 28, 28}), *be, 1);
+  scramble(m, 1.0f);
+  TempDir d;
+  const std::string good = d.path() + "/" + checkpoint_file_name(0, 1);
+  write_checkpoint(take_snapshot(m, meta_for(m, 1)), good);
+  const ParamEntry& conv1 = m.params().back();  // buffer order is backward order
+  m.param_data()[conv1.offset + 5] = std::nanf("");
+  const std::string bad = d.path() + "/" + checkpoint_file_name(0, 2);
+  std::string e = error_of([&] { write_checkpoint(take_snapshot(m, meta_for(m, 2)), bad); });
+  EXPECT_NE(e.find("parameter " + conv1.spec.name + " holds a non-finite value"), std::string::npos)
+      << e;
+  EXPECT_FALSE(std::filesystem::exists(bad));
+  EXPECT_EQ(list_checkpoints(d.path()).size(), 1u);
+}
+
+TEST(Checkpoint, AttributesAreRangeChecked) {
+  auto be = make_cpu_backend();
+  Model m(cfg("lenet", Shape{1, 28, 28}), *be, 1);
+  TempDir d;
+  const std::string path = d.path() + "/" + checkpoint_file_name(0, 1);
+  write_checkpoint(take_snapshot(m, meta_for(m, 1)), path);
+  {
+    h5::Id f(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose);
+    h5::set_attr(f.get(), "step", std::int64_t{-5});
+  }
+  const std::string e = error_of([&] { read_checkpoint_meta(path); });
+  EXPECT_NE(e.find("attribute 'step' is -5, expected at least 0"), std::string::npos) << e;
 }
 
 class CheckpointBadInput : public ::testing::Test {

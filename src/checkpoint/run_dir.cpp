@@ -1,0 +1,113 @@
+#include "distnet/run_dir.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include "distnet/checkpoint.hpp"
+#include "distnet/error.hpp"
+
+namespace distnet {
+namespace {
+
+constexpr const char* kLockName = ".distnet.lock";
+
+std::string base_name(const std::string& path) {
+  return path.substr(path.rfind('/') + 1);
+}
+
+}  // namespace
+
+std::string new_run_id() {
+  unsigned char bytes[8] = {};
+  std::ifstream random("/dev/urandom", std::ios::binary);
+  if (!random.read(reinterpret_cast<char*>(bytes), sizeof bytes))
+    throw Error("/dev/urandom: cannot read a run id");
+  char hex[17];
+  for (int i = 0; i < 8; ++i) std::snprintf(hex + 2 * i, 3, "%02x", bytes[i]);
+  return hex;
+}
+
+RunDirLock::RunDirLock(const std::string& dir, const std::string& host)
+    : path_(dir + "/" + kLockName), host_(host) {
+  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw Error(path_ + ": cannot open the lock file: " + std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char holder[256] = {};
+    const ssize_t n = ::pread(fd_, holder, sizeof holder - 1, 0);
+    ::close(fd_);
+    fd_ = -1;
+    std::string who = n > 0 ? std::string(holder, std::size_t(n)) : std::string();
+    while (!who.empty() && (who.back() == '\n' || who.back() == ' ')) who.pop_back();
+    if (err == EWOULDBLOCK)
+      throw UsageError(dir + " is in use by another run (" +
+                       (who.empty() ? std::string("holder unknown") : who) +
+                       "); wait for it to end, or give this run another --checkpoint-dir");
+    throw Error(path_ + ": cannot lock: " + std::strerror(err));
+  }
+  write_holder();
+}
+
+RunDirLock::~RunDirLock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the lock; the file stays, naming the last holder
+}
+
+void RunDirLock::set_run_id(const std::string& run_id) {
+  run_id_ = run_id;
+  write_holder();
+}
+
+void RunDirLock::write_holder() {
+  const std::string line = "host " + host_ + ", pid " + std::to_string(::getpid()) +
+                           (run_id_.empty() ? std::string() : ", run " + run_id_) + "\n";
+  // Best effort: the lock is the flock, the text only says whose it is.
+  if (::ftruncate(fd_, 0) == 0) {
+    [[maybe_unused]] const ssize_t n = ::pwrite(fd_, line.data(), line.size(), 0);
+  }
+}
+
+void prepare_new_run(const std::string& dir, const std::string& start_over) {
+  const std::vector<std::string> found = list_checkpoints(dir);  // newest first
+  if (found.empty()) return;
+  std::string owner;
+  try {
+    owner = checkpoint_run_id(found.front());
+  } catch (const Error&) {
+  }
+  const std::string files = std::to_string(found.size()) +
+                            (found.size() == 1 ? " checkpoint" : " checkpoints") + " of " +
+                            (owner.empty() ? "an earlier run" : "run " + owner) + " (newest " +
+                            base_name(found.front()) + ")";
+  if (start_over.empty()) {
+    throw UsageError(dir + " holds " + files +
+                     "; continue that run with --resume auto, or begin a new one with "
+                     "--start-over aside (moves them into a subdirectory) or --start-over delete");
+  }
+  if (start_over == "delete") {
+    for (const std::string& f : found)
+      if (::unlink(f.c_str()) != 0 && errno != ENOENT)
+        throw Error(f + ": cannot delete: " + std::strerror(errno));
+    std::printf("--start-over delete: deleted %s from %s\n", files.c_str(), dir.c_str());
+    return;
+  }
+  std::string aside = dir + "/previous-" + (owner.empty() ? "run" : owner);
+  for (int n = 2; ::mkdir(aside.c_str(), 0755) != 0; ++n) {
+    if (errno != EEXIST) throw Error(aside + ": cannot create: " + std::strerror(errno));
+    aside = dir + "/previous-" + (owner.empty() ? "run" : owner) + "-" + std::to_string(n);
+  }
+  for (const std::string& f : found) {
+    const std::string to = aside + "/" + base_name(f);
+    if (::rename(f.c_str(), to.c_str()) != 0)
+      throw Error(f + ": cannot move to " + aside + ": " + std::strerror(errno));
+  }
+  std::printf("--start-over aside: moved %s into %s\n", files.c_str(), aside.c_str());
+}
+
+}  // namespace distnet
