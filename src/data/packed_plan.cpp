@@ -91,12 +91,14 @@ ShardCheck check_shard(const std::string& out_dir, const ShardPlan& plan,
   for (std::int64_t f = plan.first_file; f < plan.first_file + plan.files && j < x.paths.size();
        ++f) {
     if (sp.files[std::size_t(f)] != x.paths[j]) continue;
-    if (x.lengths[j] != sizes[std::size_t(f)] || x.labels[j] != sp.labels[std::size_t(f)])
-      return {false, path + ": record " + std::to_string(j) + " (" + x.paths[j] + ") has " +
-                         std::to_string(x.lengths[j]) + " bytes and label " +
-                         std::to_string(x.labels[j]) + ", expected the source file's " +
-                         std::to_string(sizes[std::size_t(f)]) + " and " +
-                         std::to_string(sp.labels[std::size_t(f)]) + " (the file changed?)"};
+    const std::string rec = path + ": record " + std::to_string(j) + " (" + x.paths[j] + ")";
+    if (x.lengths[j] != sizes[std::size_t(f)])
+      return {false, rec + " has " + std::to_string(x.lengths[j]) + " bytes, expected " +
+                         std::to_string(sizes[std::size_t(f)]) +
+                         " (the source file's size now: it changed)"};
+    if (x.labels[j] != sp.labels[std::size_t(f)])
+      return {false, rec + " has label " + std::to_string(x.labels[j]) + ", expected " +
+                         std::to_string(sp.labels[std::size_t(f)]) + " (its class in the source)"};
     ++j;
   }
   if (j != x.paths.size()) return other("records that are not the planned files");
