@@ -173,9 +173,15 @@ int pack(const PackOptions& o, const World& world) {
   const int code = phase(world, [&] {
     for (std::size_t i = r * n / k; i < (r + 1) * n / k; ++i) {
       const ShardPlan& p = plans[i];
-      if (shard_is_complete(o.out, p, list, sizes[int(p.split)])) {
+      const ShardCheck c = check_shard(o.out, p, list, sizes[int(p.split)]);
+      if (c.complete) {
         ++kept;
         continue;
+      }
+      if (!c.problem.empty()) {  // a shard file there, but damaged, unfinished or outdated
+        std::fprintf(stderr, "%salexnet-pack: warning: %s; packing it again\n",
+                     prefix(world).c_str(), c.problem.c_str());
+        std::fflush(stderr);
       }
       records += pack_shard(o.out, p, list, o.on_bad_image == "skip");
       ++packed;

@@ -55,8 +55,9 @@ class PackedSource final : public EncodedSource {
         throw Error(sh.path + ": holds " + std::to_string(x.offsets.size()) + " records, " +
                     manifest + " says " + std::to_string(e.records) +
                     " (a shard from another packing?)");
-      if (x.bytes != e.bytes || x.first_file != e.first_file || x.files != e.files)
-        throw Error(sh.path + ": its /bytes or file range disagrees with " + manifest +
+      if (x.bytes != e.bytes || x.first_file != e.first_file || x.files != e.files ||
+          sh.file.checksum != e.checksum)
+        throw Error(sh.path + ": its /bytes, checksum or file range disagrees with " + manifest +
                     " (a shard from another packing?)");
       if (x.classes != s.classes)
         throw Error(sh.path + ": its /classes differ from the " + std::string(split_) +
@@ -97,6 +98,10 @@ class PackedSource final : public EncodedSource {
       if (r == 0) throw Error(name(i) + ": the shard file ends early (truncated?)");
       got += std::size_t(r);
     }
+    // The record as packed: its bytes and label against /crc32 (version-2 shards). A mismatch is
+    // a bad image, refused or replaced by --on-bad-image as an undecodable one is.
+    const std::string problem = record_problem(x, j, out.data());
+    if (!problem.empty()) throw Error(name(i) + ": " + problem);
     return out;
   }
 

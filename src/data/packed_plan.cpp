@@ -1,5 +1,6 @@
 // alexnet-pack's work: the shard plan, packing one shard, checking a finished one, the manifest.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -59,30 +60,51 @@ std::vector<ShardPlan> plan_shards(Split split, const std::vector<std::int64_t>&
   return plans;
 }
 
-bool shard_is_complete(const std::string& out_dir, const ShardPlan& plan,
+ShardCheck check_shard(const std::string& out_dir, const ShardPlan& plan,
                        const ImageFolderList& list, const std::vector<std::int64_t>& sizes) {
+  const std::string path = out_dir + "/" + plan.file;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return {};  // not packed yet: nothing to say
   ShardFile s;
   try {
-    s = read_shard(out_dir + "/" + plan.file);
-  } catch (const Error&) {
-    return false;  // missing, unfinished or damaged: packed again
+    s = read_shard(path);
+  } catch (const Error& e) {
+    return {false, e.what()};  // unfinished or damaged: packed again
   }
   const ShardIndex& x = s.index;
-  if (x.first_file != plan.first_file || x.files != plan.files) return false;
-  if (std::int64_t(x.paths.size() + x.skipped.size()) != plan.files) return false;
-  if (x.classes != list.classes) return false;
+  const auto other = [&](const std::string& what) {
+    return ShardCheck{false, path + ": " + what + " (a packing of another plan or tree)"};
+  };
+  if (x.first_file != plan.first_file || x.files != plan.files)
+    return other("covers source files " + std::to_string(x.first_file) + " to " +
+                 std::to_string(x.first_file + x.files) + ", expected " +
+                 std::to_string(plan.first_file) + " to " +
+                 std::to_string(plan.first_file + plan.files));
+  if (std::int64_t(x.paths.size() + x.skipped.size()) != plan.files)
+    return other("holds " + std::to_string(x.paths.size() + x.skipped.size()) +
+                 " files, expected " + std::to_string(plan.files));
+  if (x.classes != list.classes) return other("other classes than the source's");
   const ImageFolderSplit& sp = split_of(list, plan.split);
   if (sizes.size() != sp.files.size() || plan.first_file + plan.files > std::int64_t(sizes.size()))
-    return false;
+    return other("a plan beyond the listing");
   std::size_t j = 0;  // the shard's records are the planned files minus the skipped ones
   for (std::int64_t f = plan.first_file; f < plan.first_file + plan.files && j < x.paths.size();
        ++f) {
     if (sp.files[std::size_t(f)] != x.paths[j]) continue;
-    if (x.lengths[j] != sizes[std::size_t(f)] || x.labels[j] != sp.labels[std::size_t(f)])
-      return false;
+    const std::string rec = path + ": record " + std::to_string(j) + " (" + x.paths[j] + ")";
+    if (x.lengths[j] != sizes[std::size_t(f)])
+      return {false, rec + " has " + std::to_string(x.lengths[j]) + " bytes, expected " +
+                         std::to_string(sizes[std::size_t(f)]) +
+                         " (the source file's size now: it changed)"};
+    if (x.labels[j] != sp.labels[std::size_t(f)])
+      return {false, rec + " has label " + std::to_string(x.labels[j]) + ", expected " +
+                         std::to_string(sp.labels[std::size_t(f)]) + " (its class in the source)"};
     ++j;
   }
-  return j == x.paths.size();
+  if (j != x.paths.size()) return other("records that are not the planned files");
+  std::string damaged = verify_shard_records(path, s);  // reads the whole shard
+  if (!damaged.empty()) return {false, damaged};
+  return {true, ""};
 }
 
 std::int64_t pack_shard(const std::string& out_dir, const ShardPlan& plan,

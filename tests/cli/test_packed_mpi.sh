@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # alexnet-pack and --dataset packed end to end under mpiexec (docs/packed-shards.md): packing in
-# parallel and resuming, a shard read with h5py, training on shards = training on the image folder
-# bit for bit (1 and 3 ranks), exact resume, and every bad shard or manifest.
+# parallel and resuming (damaged shards repacked), a shard read with h5py (checksums, non-UTF-8
+# names), training on shards = training on the image folder bit for bit (1 and 3 ranks), exact
+# resume, and every bad shard, record or manifest.
 #   test_packed_mpi.sh PATH/TO/alexnet PATH/TO/alexnet-pack PATH/TO/distnet_make_image_folder MPIEXEC [FLAGS...]
 set -u
 bin=$1
@@ -49,9 +50,9 @@ diff <(sed 1,2d "$tmp/p3/manifest.txt") <(sed 1,2d "$tmp/p1/manifest.txt") >/dev
 
 # h5py reads a shard: a record's bytes are the source file's, with its label, path and size.
 /usr/bin/python3 - "$tmp/p3/train-00001.h5" "$tree/train" <<'PY' && ok "h5py: record bytes equal the source file" || bad "h5py check"
-import sys, h5py, numpy as np
+import sys, struct, zlib, h5py, numpy as np
 f = h5py.File(sys.argv[1], "r")
-assert f.attrs["format"] in (b"distnet-packed-shard", "distnet-packed-shard") and f.attrs["version"] == 1
+assert f.attrs["format"] in (b"distnet-packed-shard", "distnet-packed-shard") and f.attrs["version"] == 2
 classes = [c.decode() for c in f["classes"][:]]
 for i in range(f.attrs["records"]):
     off, n = int(f["offsets"][i]), int(f["lengths"][i])
@@ -60,6 +61,28 @@ for i in range(f.attrs["records"]):
     assert data == open(sys.argv[2] + "/" + path, "rb").read(), path
     assert path.split("/")[0] == classes[f["labels"][i]], path
     assert f["widths"][i] >= 40 and f["heights"][i] >= 40
+    label = int(f["labels"][i])  # /crc32: the record's bytes, then its label (docs/packed-shards.md)
+    assert zlib.crc32(struct.pack("<i", label), zlib.crc32(data)) == f["crc32"][i], path
+PY
+
+# A file name that is not valid UTF-8 (and one with a '%'): h5py reads every name of the shards
+# as str, and urllib.parse.unquote_to_bytes gives the file system's bytes back.
+cp -r "$tree" "$tmp/u8tree"
+cp "$(ls "$tree"/train/c1-trouser/*.png | head -1)" "$tmp/u8tree/train/c1-trouser/$(printf 'caf\xe9 100%%.png')"
+out=$("$pack" "$tmp/u8tree" "$tmp/u8" "${small[@]}" 2>&1); rc=$?
+[ "$rc" -eq 0 ] && /usr/bin/python3 - "$tmp/u8" "$tmp/u8tree/train" <<'PY' && ok "h5py reads a non-UTF-8 file name; unquote_to_bytes gives its bytes" || bad "non-UTF-8 name: exit $rc: $out"
+import glob, os, sys, urllib.parse, h5py
+names = set()
+for shard in sorted(glob.glob(sys.argv[1] + "/train-*.h5")):
+    with h5py.File(shard, "r") as f:
+        for i, p in enumerate(f["paths"].asstr()[:]):  # str: every name is valid UTF-8
+            raw = urllib.parse.unquote_to_bytes(p)
+            off, n = int(f["offsets"][i]), int(f["lengths"][i])
+            assert f["bytes"][off:off + n].tobytes() == open(os.fsencode(sys.argv[2]) + b"/" + raw, "rb").read(), p
+            names.add(raw)
+        [c for c in f["classes"].asstr()[:]]
+on_disk = {os.path.relpath(q, os.fsencode(sys.argv[2])) for q in glob.glob(os.fsencode(sys.argv[2]) + b"/*/*")}
+assert b"c1-trouser/caf\xe9 100%.png" in names and names == on_disk, (len(names), len(on_disk))
 PY
 
 # Resumable: a lost shard and a half-written one (left under the temporary name) are packed
@@ -71,6 +94,27 @@ rm "$tmp/p3/val-00001.h5"
 out=$("${mpi[@]}" -n 2 "$pack" "$tree" "$tmp/p3" "${small[@]}" 2>&1); rc=$?
 [ "$rc" -eq 0 ] && grep -q "(2 packed now, 15 kept)" <<<"$out" && cmp -s "$tmp/manifest.before" "$tmp/p3/manifest.txt" \
   && ok "rerun packs the 2 missing shards, keeps 15, same manifest" || bad "resume: exit $rc: $out"
+
+# Damage that keeps the file a valid HDF5 shard: a flipped byte inside a record's data and an
+# edited label. A rerun finds both by their checksums and packs the two shards again, each named
+# in one line; the manifest is the same as before.
+cp -r "$tmp/p3" "$tmp/dmg"
+/usr/bin/python3 - "$tmp/dmg/train-00003.h5" "$tmp/dmg/val-00000.h5" <<'PY'
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f:
+    at = f["bytes"].id.get_offset() + int(f["offsets"][2]) + int(f["lengths"][2]) // 2
+with open(sys.argv[1], "r+b") as out:  # the file's bytes, as a disk would damage them
+    out.seek(at); b = out.read(1); out.seek(at); out.write(bytes([b[0] ^ 0x10]))
+with h5py.File(sys.argv[2], "r+") as f:
+    f["labels"][1] = (f["labels"][1] + 1) % 10
+PY
+out=$("${mpi[@]}" -n 2 "$pack" "$tree" "$tmp/dmg" "${small[@]}" 2>&1); rc=$?
+[ "$rc" -eq 0 ] && grep -q "(2 packed now, 15 kept)" <<<"$out" \
+  && [ "$(grep -c "alexnet-pack: warning: $tmp/dmg/train-00003.h5: record 2 (.*): bytes or label changed since packing: CRC-32 [0-9a-f]*, expected [0-9a-f]* (/crc32); packing it again" <<<"$out")" -eq 1 ] \
+  && [ "$(grep -c "alexnet-pack: warning: $tmp/dmg/val-00000.h5: record 1 (.*) has label .*, expected .*; packing it again" <<<"$out")" -eq 1 ] \
+  && cmp -s "$tmp/manifest.before" "$tmp/dmg/manifest.txt" \
+  && ok "rerun finds a flipped byte and an edited label, repacks those 2 shards, says so" || bad "damaged resume: exit $rc: $out"
+rm -rf "$tmp/dmg"
 
 # Training on the shards = training on the image folder, bit for bit, on 1 and 3 ranks.
 run=(--model lenet --resize 32 --batch-size 20 --lr 0.05 --momentum 0.9 --workers 1)
@@ -155,6 +199,28 @@ expect_fail "corrupt image in a shard" "$tree/train/$rec (in $tmp/b/train-00000.
 out=$("${mpi[@]}" -n 2 "$bin" "${pk[@]}" --data-dir "$tmp/b" --on-bad-image skip 2>&1); rc=$?
 [ "$rc" -eq 0 ] && grep -q "^epoch 1 (training): 1 bad image(s) replaced by the next good one" <<<"$out" \
   && ok "corrupt image in a shard: skipped and counted" || bad "skip in a shard: exit $rc: $out"
+
+# A flipped byte inside a JPEG record, and an edited label: bad images, found by the record's
+# checksum; one line naming the source path, the shard and the record, or skipped and counted.
+for what in "flipped byte" "edited label"; do
+  fresh; rec=$(/usr/bin/python3 - "$tmp/b/train-00001.h5" "$what" <<'PY'
+import sys, h5py
+with h5py.File(sys.argv[1], "r+") as f:
+    for i in range(f.attrs["records"]):
+        off, n = int(f["offsets"][i]), int(f["lengths"][i])
+        if bytes(f["bytes"][off:off + 3]) == b"\xff\xd8\xff":
+            if sys.argv[2] == "flipped byte":
+                f["bytes"][off + n // 2] ^= 0x10
+            else:
+                f["labels"][i] = (f["labels"][i] + 1) % 10
+            print(i, f["paths"][i].decode()); break
+PY
+)
+  expect_fail "$what in a shard" "$tree/train/${rec#* } (in $tmp/b/train-00001.h5, record ${rec%% *}): bytes or label changed since packing: CRC-32 [0-9a-f]*, expected [0-9a-f]* (/crc32)" "$tmp/b"
+  out=$("${mpi[@]}" -n 2 "$bin" "${pk[@]}" --data-dir "$tmp/b" --on-bad-image skip 2>&1); rc=$?
+  [ "$rc" -eq 0 ] && grep -q "^epoch 1 (training): 1 bad image(s) replaced by the next good one" <<<"$out" \
+    && ok "$what in a shard: skipped and counted" || bad "$what, skip: exit $rc: $out"
+done
 
 # Bad files at pack time: refused naming the file (every rank exits non-zero), or left out.
 cp -r "$tree" "$tmp/badtree"

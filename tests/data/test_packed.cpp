@@ -14,6 +14,7 @@
 #include "data/image_folder_maker.hpp"
 #include "distnet/data/packer.hpp"
 #include "distnet/error.hpp"
+#include "distnet/h5.hpp"
 
 using namespace distnet;
 using namespace distnet::data;
@@ -81,6 +82,71 @@ ShardIndex small_index() {
   x.offsets = {0, 10}, x.lengths = {10, 5}, x.labels = {0, 1}, x.widths = {4, 4};
   x.heights = {4, 4}, x.paths = {"a/x.jpg", "b/y.jpg"}, x.classes = {"a", "b"}, x.bytes = 15;
   return x;
+}
+
+// Record i's bytes as stored in the shard file (read directly, not through the reader).
+std::string stored_record(const std::string& shard, const ShardFile& s, std::size_t i) {
+  return slurp(shard).substr(std::size_t(s.data_offset + s.index.offsets[i]),
+                             std::size_t(s.index.lengths[i]));
+}
+
+// The first JPEG record of a shard (the maker writes JPEGs and PNGs).
+std::size_t first_jpeg(const std::string& shard, const ShardFile& s) {
+  for (std::size_t i = 0; i < s.index.offsets.size(); ++i)
+    if (stored_record(shard, s, i).compare(0, 3, "\xff\xd8\xff") == 0) return i;
+  ADD_FAILURE() << shard << " holds no JPEG";
+  return 0;
+}
+
+// Damage as a disk or a hand would: one byte of the file flipped in place.
+void flip_byte(const std::string& file, std::int64_t at) {
+  std::string text = slurp(file);
+  ASSERT_LT(std::size_t(at), text.size());
+  text[std::size_t(at)] = char(text[std::size_t(at)] ^ 0x10);
+  spit(file, text);
+}
+
+// Writes /labels[i] = label in place, through HDF5 (as h5py's f["labels"][i] = label does).
+void edit_label(const std::string& file, std::size_t i, std::int32_t label) {
+  h5::Id f(H5Fopen(file.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose);
+  ASSERT_GE(f.get(), 0);
+  h5::Id set(H5Dopen2(f.get(), "labels", H5P_DEFAULT), H5Dclose);
+  h5::Id space(H5Dget_space(set.get()), H5Sclose);
+  const hsize_t start = i, count = 1;
+  ASSERT_GE(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, &start, nullptr, &count, nullptr), 0);
+  h5::Id mem(H5Screate_simple(1, &count, nullptr), H5Sclose);
+  ASSERT_GE(H5Dwrite(set.get(), H5T_NATIVE_INT32, mem.get(), space.get(), H5P_DEFAULT, &label), 0);
+  f.close_checked();
+}
+
+// Record j of `shard` is damaged: reading the split stops at it with one line naming its source
+// path, the shard and the record, and what was expected; skipping replaces it (counted and
+// named); a rerun of alexnet-pack would pack the shard again, saying why.
+void expect_damaged_record(const Packed& pk, const std::string& shard, std::size_t j,
+                           const std::string& path) {
+  const std::string msg = error_of([&] {
+    const auto ds = open(pk.out.path(), "packed", Split::train);
+    std::vector<std::uint8_t> px(3 * 32 * 32);
+    for (std::int64_t i = 0; i < ds->size(); ++i) ds->read_epoch(i, 0, px.data());
+  });
+  expect_one_line(msg, {pk.src.path() + "/train/" + path + " (in " + shard + ", record " +
+                            std::to_string(j) + "): bytes or label changed since packing: CRC-32 ",
+                        ", expected "});
+  const auto ds = open(pk.out.path(), "packed", Split::train, true);
+  std::vector<std::uint8_t> px(3 * 32 * 32);
+  for (std::int64_t i = 0; i < ds->size(); ++i) ds->read_epoch(i, 1, px.data());
+  const auto bad = ds->take_bad_samples(1);
+  EXPECT_EQ(bad.count, 1);
+  ASSERT_EQ(bad.first.size(), 1u);
+  EXPECT_NE(bad.first[0].find(path + " (in " + shard), std::string::npos) << bad.first[0];
+  const ShardPlan& plan = *std::find_if(pk.plans.begin(), pk.plans.end(), [&](const auto& p) {
+    return pk.out.path() + "/" + p.file == shard;
+  });
+  const ShardCheck c = check_shard(pk.out.path(), plan, pk.list, sizes(pk.list, Split::train));
+  EXPECT_FALSE(c.complete);
+  // (an edited label is found by comparing it with the source's class, before the checksum)
+  expect_one_line(c.problem,
+                  {shard + ": record " + std::to_string(j) + " (" + path + ")", ", expected "});
 }
 
 }  // namespace
@@ -261,6 +327,97 @@ TEST(Packed, BadFilesAtPackTimeAreRefusedOrLeftOutAndListed) {
   EXPECT_NE(m.train.skipped[0].find("c2-pullover/0-notes.jpg: "), std::string::npos);
   EXPECT_EQ(open(pk.out.path(), "packed", Split::train)->size(), 40);
   // A rerun recognises the shard with the skipped file as finished.
+  for (const auto& p : pk.plans)
+    EXPECT_TRUE(shard_is_complete(pk.out.path(), p, pk.list, sizes(pk.list, p.split))) << p.file;
+}
+
+TEST(Packed, AFlippedByteInsideAJpegRecordIsABadImage) {
+  Packed pk;
+  const std::string shard = pk.out.path() + "/train-00001.h5";
+  const ShardFile s = read_shard(shard);
+  ASSERT_EQ(s.index.crc32.size(), s.index.offsets.size());
+  const std::size_t j = first_jpeg(shard, s);
+  flip_byte(shard, s.data_offset + s.index.offsets[j] + s.index.lengths[j] / 2);
+  expect_damaged_record(pk, shard, j, s.index.paths[j]);
+}
+
+TEST(Packed, AnEditedLabelIsABadImage) {
+  Packed pk;
+  const std::string shard = pk.out.path() + "/train-00002.h5";
+  const ShardFile s = read_shard(shard);
+  const std::size_t j = s.index.offsets.size() - 1;
+  edit_label(shard, j, (s.index.labels[j] + 1) % 10);  // another class, in range: a valid index
+  ASSERT_NE(read_shard(shard).index.labels[j], s.index.labels[j]);
+  expect_damaged_record(pk, shard, j, s.index.paths[j]);
+}
+
+TEST(Packed, VersionOneShardsAreReadUncheckedAndRepacked) {
+  // A version-1 shard (before /crc32 and escaped names), made from a version-2 one.
+  Packed pk;
+  const std::string shard = pk.out.path() + "/train-00000.h5";
+  {
+    h5::Id f(H5Fopen(shard.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose);
+    ASSERT_GE(f.get(), 0);
+    ASSERT_GE(H5Ldelete(f.get(), "crc32", H5P_DEFAULT), 0);
+    h5::set_attr(f.get(), "version", std::int64_t(1));
+    f.close_checked();
+  }
+  const ShardFile s = read_shard(shard);
+  EXPECT_EQ(s.version, 1);
+  EXPECT_TRUE(s.index.crc32.empty());
+  const auto a = open(pk.src.path(), "imagefolder", Split::train);
+  const auto b = open(pk.out.path(), "packed", Split::train);
+  std::vector<std::uint8_t> x(3 * 32 * 32), y(x.size());
+  for (std::int64_t i = 0; i < std::int64_t(s.index.offsets.size()); ++i) {
+    EXPECT_EQ(a->read_epoch(i, 0, x.data()), b->read_epoch(i, 0, y.data()));
+    EXPECT_EQ(x, y);
+  }
+  const ShardCheck c =
+      check_shard(pk.out.path(), pk.plans[0], pk.list, sizes(pk.list, Split::train));
+  EXPECT_FALSE(c.complete);
+  expect_one_line(c.problem,
+                  {shard + ": a version-1 shard, without record checksums; expected version 2"});
+}
+
+TEST(Packed, NamesAreEscapedToValidUtf8AndBack) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"c0/x.jpg", "c0/x.jpg"},
+      {"caf\xc3\xa9/\xe4\xb8\xad.jpg", "caf\xc3\xa9/\xe4\xb8\xad.jpg"},  // valid UTF-8 kept
+      {"caf\xe9 100%.jpg", "caf%E9 100%25.jpg"},                         // Latin-1 byte, '%'
+      {"a\nb\x7f", "a%0Ab%7F"},                                          // control characters
+      {"\xc0\xaf\xed\xa0\x80\xf4\x90\x80\x80",
+       "%C0%AF%ED%A0%80%F4%90%80%80"},  // overlong, surrogate, > U+10FFFF
+      {"\xe4\xb8", "%E4%B8"},           // a sequence cut short
+  };
+  for (const auto& [raw, escaped] : cases) {
+    EXPECT_EQ(escape_name(raw), escaped);
+    EXPECT_EQ(unescape_name(escaped, "t"), raw);
+  }
+  EXPECT_EQ(unescape_name("%e9", "t"), "\xe9");
+  expect_one_line(
+      error_of([] { unescape_name("100%.jpg", "s.h5: /paths[3]"); }),
+      {"s.h5: /paths[3]: '100%.jpg' has a '%' at 3 without two hex digits, expected %XX"});
+}
+
+TEST(Packed, AFileNameThatIsNotUtf8IsPackedAndReadBack) {
+  const std::string odd = "c1-trouser/caf\xe9 100%.jpg";
+  Packed pk(false, [&](const std::string& src) {
+    spit(src + "/train/" + odd, slurp(src + "/train/c0-tshirt/10.jpg"));
+  });
+  bool found = false;
+  for (const auto& p : pk.plans)
+    for (const auto& path : read_shard(pk.out.path() + "/" + p.file).index.paths)
+      found = found || path == odd;
+  EXPECT_TRUE(found);
+  const auto a = open(pk.src.path(), "imagefolder", Split::train);
+  const auto b = open(pk.out.path(), "packed", Split::train);
+  ASSERT_EQ(a->size(), 41);
+  ASSERT_EQ(a->size(), b->size());
+  std::vector<std::uint8_t> x(3 * 32 * 32), y(x.size());
+  for (std::int64_t i = 0; i < a->size(); ++i) {
+    EXPECT_EQ(a->read_epoch(i, 0, x.data()), b->read_epoch(i, 0, y.data()));
+    EXPECT_EQ(x, y);
+  }
   for (const auto& p : pk.plans)
     EXPECT_TRUE(shard_is_complete(pk.out.path(), p, pk.list, sizes(pk.list, p.split))) << p.file;
 }

@@ -4,7 +4,9 @@
 // The first byte picks the parser: the manifest text (OUT/manifest.txt), or a shard index built
 // from the input (record count, offsets, lengths, labels, /bytes length), which
 // validate_shard_index must refuse with distnet::Error or accept only when every record lies
-// inside /bytes, offsets never go back and every label names a class.
+// inside /bytes, offsets never go back and every label names a class; or (first byte & 3 == 2) a
+// name, which escape_name must turn into valid UTF-8 without control characters, and which
+// unescape_name must give back unchanged.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -35,6 +37,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       const PackedManifest m = PackedManifest::parse(
           std::string(reinterpret_cast<const char*>(data + 1), size - 1), "f");
       if (m.train.classes != m.val.classes || m.train.classes.empty()) __builtin_trap();
+      return 0;
+    }
+    if ((data[0] & 3) == 2) {
+      const std::string raw(reinterpret_cast<const char*>(data + 1), size - 1);
+      const std::string e = escape_name(raw);
+      if (unescape_name(e, "f") != raw) __builtin_trap();
+      // e is valid UTF-8 without control characters: escaping it again only escapes its '%'s.
+      std::string again;
+      for (char c : e) again += c == '%' ? std::string("%25") : std::string(1, c);
+      if (escape_name(e) != again) __builtin_trap();
       return 0;
     }
     const std::uint8_t* p = data + 2;

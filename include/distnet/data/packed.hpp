@@ -14,7 +14,10 @@
 namespace distnet::data {
 
 constexpr const char* kShardFormat = "distnet-packed-shard";
-constexpr std::int64_t kShardVersion = 1;
+// Version 2 added /crc32 (a checksum per record over its bytes and label) and percent-escaped
+// names; version 1 shards (neither) are still read, without record checks.
+constexpr std::int64_t kShardVersion = 2;
+constexpr std::int64_t kShardOldestVersion = 1;
 constexpr const char* kManifestName = "manifest.txt";
 
 // One shard as the manifest lists it.
@@ -49,6 +52,9 @@ struct PackedManifest {
 struct ShardIndex {
   std::vector<std::int64_t> offsets, lengths;
   std::vector<std::int32_t> labels, widths, heights;
+  // Per record: CRC-32 (zlib's) of its bytes followed by its label as 4 bytes, little-endian
+  // int32 (record_crc32). Empty for version-1 shards, whose records are not checked.
+  std::vector<std::uint32_t> crc32;
   std::vector<std::string> paths;  // relative to the split's directory: "<class>/<file>"
   std::vector<std::string> classes;
   std::vector<std::string> skipped;
@@ -58,22 +64,49 @@ struct ShardIndex {
 
 // Checks that the index agrees with its data: equal lengths of the per-record arrays, offsets
 // that start at or after 0 and never go back, every record inside /bytes, labels below the class
-// count. Throws one line naming `file` and the first problem.
+// count, and /crc32 (when present) with an entry per record. Throws one line naming `file` and
+// the first problem.
 void validate_shard_index(const ShardIndex& index, const std::string& file);
+
+// The checksum /crc32 stores for a record: zlib's CRC-32 of `size` bytes at `data`, continued
+// over `label` as 4 little-endian bytes. In Python:
+// zlib.crc32(struct.pack("<i", label), zlib.crc32(data)).
+std::uint32_t record_crc32(const std::uint8_t* data, std::size_t size, std::int32_t label);
+
+// Record i of `index`, read as `data` (lengths[i] bytes), checked against its /crc32 entry: ""
+// when they agree (or the shard has no checksums), else what differs, one line, e.g.
+// "bytes or label changed since packing: CRC-32 0a1b2c3d, expected 4e5f6071".
+std::string record_problem(const ShardIndex& index, std::size_t i, const std::uint8_t* data);
+
+// Names in version-2 shards (/paths, /classes, /skipped): the file system's bytes, with '%',
+// control characters and every byte that is not part of valid UTF-8 written as %XX (two
+// upper-case hex digits), so that each name is valid UTF-8 and h5py reads all of them as str;
+// urllib.parse.unquote_to_bytes gives the original bytes back. unescape_name undoes escape_name
+// and throws (naming `what`) for a '%' not followed by two hex digits.
+std::string escape_name(const std::string& raw);
+std::string unescape_name(const std::string& escaped, const std::string& what);
 
 // A shard file opened for reading: its validated index, and where /bytes starts in the file
 // (contiguous storage, so a record is one pread at data_offset + offsets[i]).
 struct ShardFile {
   ShardIndex index;
   std::int64_t data_offset = 0;
-  std::string checksum;
+  std::string checksum;  // the checksum_fnv1a64 attribute: FNV-1a 64 of /bytes
+  std::int64_t version = kShardVersion;
 };
 // Throws one line naming `path` for a missing, truncated or damaged file, a file that is not a
 // shard (format, version), a chunked or compressed /bytes, or an index that disagrees with it.
 ShardFile read_shard(const std::string& path);
 
-// Writes `index` and `data` as a shard at `path` (HDF5, /bytes contiguous). Not atomic: the
-// packer writes under a temporary name and renames.
+// Reads every record of the shard `s` read from `path` and checks it against /crc32 (the whole
+// of /bytes: a shard's worth of reading). Returns "" when all agree, else one line naming `path`,
+// the first bad record and what was expected; a version-1 shard (no checksums) is reported as
+// such.
+std::string verify_shard_records(const std::string& path, const ShardFile& s);
+
+// Writes `index` and `data` as a shard at `path` (HDF5, /bytes contiguous), with /crc32 computed
+// from `data` and the labels (index.crc32 is ignored). Not atomic: the packer writes under a
+// temporary name and renames.
 void write_shard(const std::string& path, const ShardIndex& index,
                  const std::vector<std::uint8_t>& data, const std::string& split,
                  const std::string& source);

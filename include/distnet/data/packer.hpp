@@ -24,10 +24,21 @@ struct ShardPlan {
 std::vector<ShardPlan> plan_shards(Split split, const std::vector<std::int64_t>& sizes,
                                    std::int64_t shard_bytes, std::int64_t shard_records);
 
-// Whether OUT/<plan.file> is a finished shard of this plan: it opens and validates, covers the
-// planned file range, and each record is the planned file with the size the file has now.
-bool shard_is_complete(const std::string& out_dir, const ShardPlan& plan,
+// Whether OUT/<plan.file> is a finished shard of this plan: it opens and validates, is of the
+// current version, covers the planned file range, each record is the planned file with the size
+// the file has now, and every record's bytes and label match its checksum (the whole shard is
+// read). `problem` says why a shard file that exists is not finished (one line naming it); it is
+// empty when the shard is complete or there is no file to judge.
+struct ShardCheck {
+  bool complete = false;
+  std::string problem;
+};
+ShardCheck check_shard(const std::string& out_dir, const ShardPlan& plan,
                        const ImageFolderList& list, const std::vector<std::int64_t>& sizes);
+inline bool shard_is_complete(const std::string& out_dir, const ShardPlan& plan,
+                              const ImageFolderList& list, const std::vector<std::int64_t>& sizes) {
+  return check_shard(out_dir, plan, list, sizes).complete;
+}
 
 // Reads the plan's files, checks each header (read_image_size: format, size, pixel limit), and
 // writes the shard under a temporary name, fsynced, then renamed to OUT/<plan.file>. A bad file
