@@ -56,7 +56,7 @@ n=$(grep -c "alexnet: error: --device cuda: " <<<"$out")
 
 # Gradients as bf16 on the wire: the same run still learns. One epoch's test accuracy moves by
 # 2-3 points with rounding alone (fp32 runs on two CPU models here: 0.840 and 0.846), so the
-# bound is 5 points; the accuracy cost itself is measured, not asserted (README).
+# bound is 5 points; the accuracy cost itself is measured, not asserted (docs/gpus.md).
 out=$("${mpi[@]}" -n 2 "$bin" --model lenet --resize 0 --epochs 1 --lr 0.1 --momentum 0.9 \
   --grad-compression bf16 --metrics-file "$tmp/bf16.jsonl" 2>&1); rc=$?
 acc16=$(grep '"event":"epoch"' "$tmp/bf16.jsonl" | sed -E 's/.*"test_acc":([0-9.]+).*/\1/')
