@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -321,6 +322,9 @@ int run(const RunConfig& given, const World& world) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // After a write that failed half way (a full disk), HDF5 keeps the file it could not close,
+  // and its clean-up at exit crashes on it; the operating system releases it just as well.
+  H5dont_atexit();
   RunConfig cfg;
   try {
     cfg = parse_run_config(argc, argv);
@@ -353,6 +357,9 @@ int main(int argc, char** argv) {
 
   try {
     install_stop_handlers();  // before MPI and any thread starts: they all inherit the mask
+    // A file-size limit (ulimit -f) makes a write fail with EFBIG, reported as the write error it
+    // is, instead of killing the process with SIGXFSZ mid-checkpoint.
+    std::signal(SIGXFSZ, SIG_IGN);
     MpiSession mpi(&argc, &argv);
     World world;
     try {

@@ -72,6 +72,12 @@ struct RunConfig {
   double straggler_threshold = 0.1;  // (slowest - median) / median compute that is named
   int debug_delay_rank = -1;         // testing aid: this rank sleeps debug_delay_ms a step
   double debug_delay_ms = 0;
+  // Testing aid (--debug-fault): a NaN in one rank's summed gradient, or a stop request in the
+  // middle of a step, at a chosen step (1-based) -- faults at an exact place, not by timing.
+  enum class DebugFault { none, nonfinite, stop_in_step };
+  DebugFault debug_fault = DebugFault::none;
+  int debug_fault_rank = 0;
+  std::int64_t debug_fault_step = 0;
 
   // benchmark mode
   int warmup_steps = 5, steps = 20;

@@ -6,6 +6,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -255,10 +256,16 @@ Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
   s.model->initialize(init);
   // Checkpoint files are read on rank 0 only; the trainer broadcasts what it loaded.
   if (world.is_root()) {
-    if (!cfg.metrics_file.empty() && !std::ofstream(cfg.metrics_file, std::ios::app))
-      throw Error(cfg.metrics_file + ": cannot open the metrics file for writing");
-    if (!cfg.timeline.empty() && !std::ofstream(cfg.timeline, std::ios::app))
-      throw Error(cfg.timeline + ": cannot open the timeline file for writing");
+    // Output files are checked before any work (the metrics file is appended to, never cut).
+    for (const auto& [path, what] :
+         {std::pair{cfg.metrics_file, "metrics"}, std::pair{cfg.timeline, "timeline"}}) {
+      if (path.empty()) continue;
+      std::FILE* f = std::fopen(path.c_str(), "a");
+      if (!f)
+        throw Error(path + ": cannot open the " + what +
+                    " file for writing: " + std::strerror(errno));
+      std::fclose(f);
+    }
     const bool trains = !cfg.eval_only && !cfg.benchmark;
     if (!cfg.checkpoint_dir.empty()) ensure_writable_dir(cfg.checkpoint_dir);
     // The directory is this run's from here on: a second run is refused, and a new run does not

@@ -71,7 +71,7 @@ void one_of(const std::string& option, const std::string& value,
 RunConfig parse_run_config(int argc, const char* const argv[]) {
   RunConfig c;
   std::string norm_mean, norm_std, lr_steps, synthetic_shape = "1x28x28", resize = "auto";
-  std::string timeline_steps, debug_delay;
+  std::string timeline_steps, debug_delay, debug_fault;
 
   po::options_description general("General");
   general.add_options()                                                     //
@@ -227,7 +227,11 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
        po::value(&c.straggler_threshold)->default_value(c.straggler_threshold, "0.1"),
        "name the slowest rank when its compute time exceeds the median by this fraction")  //
       ("debug-delay-rank", po::value(&debug_delay),
-       "testing aid: R:MS makes rank R sleep MS milliseconds in every step (a straggler)");
+       "testing aid: R:MS makes rank R sleep MS milliseconds in every step (a straggler)")  //
+      ("debug-fault", po::value(&debug_fault),
+       "testing aid: nonfinite:R:S puts a NaN into rank R's summed gradient in step S; "
+       "stop-in-step:S makes rank 0 receive a stop request in the middle of step S (steps "
+       "count from 1)");
 
   po::options_description bench("Benchmark");
   bench.add_options()  //
@@ -324,6 +328,23 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
                        debug_delay + "'");
     c.debug_delay_rank = std::stoi(m[1]);
     c.debug_delay_ms = std::stod(m[2]);
+  }
+  if (!debug_fault.empty()) {
+    static const std::regex nonfinite(R"(^nonfinite:([0-9]+):([0-9]+)$)");
+    static const std::regex stop(R"(^stop-in-step:([0-9]+)$)");
+    std::smatch m;
+    if (std::regex_match(debug_fault, m, nonfinite)) {
+      c.debug_fault = RunConfig::DebugFault::nonfinite;
+      c.debug_fault_rank = std::stoi(m[1]);
+      c.debug_fault_step = std::stoll(m[2]);
+    } else if (std::regex_match(debug_fault, m, stop)) {
+      c.debug_fault = RunConfig::DebugFault::stop_in_step;
+      c.debug_fault_rank = 0;
+      c.debug_fault_step = std::stoll(m[1]);
+    } else {
+      throw UsageError("--debug-fault must be nonfinite:R:S or stop-in-step:S, got '" +
+                       debug_fault + "'");
+    }
   }
   c.resize_given = !vm["resize"].defaulted();
   c.model_given = !vm["model"].defaulted();

@@ -311,7 +311,13 @@ Trainer::StepOutcome Trainer::train_step(const data::Batch& b) {
   be.copy(stats + kBackup, stats, 3 * sizeof(double));
   if (m.state_size() > 0)
     be.copy(state_backup_.data(), m.state_data(), sizeof(float) * std::size_t(m.state_size()));
-  const std::function<bool()> cancel = [] { return stop_requested(); };
+  // --debug-fault stop-in-step:S: rank 0 sees a stop request from the middle of step S on.
+  const bool stop_here = cfg_.debug_fault == RunConfig::DebugFault::stop_in_step &&
+                         step_ + 1 == cfg_.debug_fault_step && p_.world.rank() == 0;
+  int layers_seen = 0;
+  const std::function<bool()> cancel = [&] {
+    return stop_requested() || (stop_here && ++layers_seen > 2);
+  };
   const std::function<bool()> cancelled = [] { return true; };
 
   const float* logits = m.forward(ctx, n, x, cancel);
@@ -333,14 +339,20 @@ Trainer::StepOutcome Trainer::train_step(const data::Batch& b) {
   std::array<double, kBadParam + 1> checks{};
   {
     Timeline::Scope span(p_.timeline, Timeline::Track::compute, "finite check", "check");
+    if (cfg_.debug_fault == RunConfig::DebugFault::nonfinite &&
+        step_ + 1 == cfg_.debug_fault_step && p_.world.rank() == cfg_.debug_fault_rank) {
+      const float nan = std::nanf("");
+      be.upload(m.grad_data() + m.params().back().offset, &nan, sizeof nan);  // the first layer's
+    }
     be.fill_zero(stats + kBadGrad, sizeof(double));
     if (complete) be.count_nonfinite(m.flat_size(), m.grad_data(), stats + kBadGrad);
     be.download(checks.data(), stats, sizeof checks);
   }
   const bool bad_step = complete && (!std::isfinite(checks[kLoss]) || checks[kBadGrad] > 0);
   // The step boundary: do all ranks go on? (A signal may have reached only some of them.)
-  double vote[5] = {stop_requested() ? 1.0 : 0.0, complete ? 0.0 : 1.0, bad_step ? 1.0 : 0.0,
-                    checks[kBadParam] > 0 ? 1.0 : 0.0, writer_failed() ? 1.0 : 0.0};
+  double vote[5] = {stop_requested() || stop_here ? 1.0 : 0.0, complete ? 0.0 : 1.0,
+                    bad_step ? 1.0 : 0.0, checks[kBadParam] > 0 ? 1.0 : 0.0,
+                    writer_failed() ? 1.0 : 0.0};
   {
     Timeline::Scope span(p_.timeline, Timeline::Track::compute, "stop vote", "comm");
     const auto v0 = Clock::now();

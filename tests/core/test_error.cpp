@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include <string>
 
 #include "distnet/hdf5_check.hpp"
@@ -35,11 +37,25 @@ TEST(ErrorLayer, MpiCheckCarriesExpressionFileLineAndMpiText) {
 
 TEST(ErrorLayer, Hdf5CheckCarriesTheLibraryMessage) {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // keep HDF5 from printing its own stack
-  const std::string m = message_of(
-      [] { DISTNET_CHECK_HDF5(H5Fopen("/nonexistent/dir/x.h5", H5F_ACC_RDONLY, H5P_DEFAULT)); });
-  EXPECT_NE(m.find("HDF5 call `H5Fopen("), std::string::npos) << m;
+  const hid_t file =
+      H5Fcreate("/tmp/distnet_test_error.h5", H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  ASSERT_GE(file, 0);
+  const std::string m =
+      message_of([&] { DISTNET_CHECK_HDF5(H5Gopen2(file, "no-such-group", H5P_DEFAULT)); });
+  H5Fclose(file);
+  std::remove("/tmp/distnet_test_error.h5");
+  EXPECT_NE(m.find("HDF5 call `H5Gopen2("), std::string::npos) << m;
   EXPECT_NE(m.find("test_error.cpp:"), std::string::npos) << m;
   EXPECT_EQ(m.find("negative return value"), std::string::npos) << "no HDF5 text in: " << m;
+  EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+}
+
+// A file driver's failure is the system's: its words, one line, without the driver's offsets.
+TEST(ErrorLayer, Hdf5CheckGivesTheSystemsReasonForFileErrors) {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  const std::string m = message_of(
+      [] { DISTNET_CHECK_HDF5(H5Fopen("/nonexistent/dir/x.h5", H5F_ACC_RDONLY, H5P_DEFAULT)); });
+  EXPECT_EQ(m, "No such file or directory");
 }
 
 TEST(ErrorLayer, Hdf5CheckPassesValuesThrough) {

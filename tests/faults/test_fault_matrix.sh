@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# The fault matrix of docs/reliability.md: each fault a user can meet, what they see, what is
+# kept -- with alexnet under mpiexec on 2 ranks (1 where the fault is rank 0's alone). Faults
+# are placed exactly (--debug-fault, files damaged by hand), never by timing.
+#   test_fault_matrix.sh PATH/TO/alexnet MPIEXEC [MPIEXEC FLAGS...]
+set -u
+bin=$1
+shift
+mpi=("$@")
+pass=0
+fails=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+ok() { echo "ok: $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
+# exactly one line says "alexnet: error:", and it contains every given piece
+one_error() {
+  local log=$1
+  shift
+  local n
+  n=$(grep -c "alexnet: error:" "$log")
+  [ "$n" -eq 1 ] || return 1
+  for piece in "$@"; do grep "alexnet: error:" "$log" | grep -qF -- "$piece" || return 1; done
+  ! grep -q "HDF5-DIAG" "$log"
+}
+finite_h5() {  # every tensor of a checkpoint finite, read by h5py
+  /usr/bin/python3 - "$1" <<'EOF'
+import sys, h5py, numpy as np
+bad = []
+with h5py.File(sys.argv[1], "r") as f:
+    f.visititems(lambda n, o: bad.append(n) if isinstance(o, h5py.Dataset) and not np.isfinite(o[()]).all() else None)
+sys.exit(1 if bad else 0)
+EOF
+}
+valid_json_lines() { /usr/bin/python3 -c "import json,sys; [json.loads(l) for l in open(sys.argv[1])]" "$1"; }
+np2() { "${mpi[@]}" -n 2 "$bin" "$@"; }
+
+# 6 steps of 256 per epoch; a checkpoint every 2 steps.
+# Options given per case (--lr, --batch-size, --resize) are left out of `base`.
+base=(--model lenet --train-limit 1536 --test-limit 256 --momentum 0.9 --workers 1 --progress off)
+run=("${base[@]}" --resize 0 --batch-size 256 --lr 0.05)
+
+# --- Divergence -------------------------------------------------------------------------------
+# A NaN in rank 1's summed gradient at step 5, after checkpoints at steps 2 and 4.
+np2 "${run[@]}" --epochs 1 --checkpoint-dir "$tmp/nan" --checkpoint-every 2steps --keep-checkpoints 1 \
+  --metrics-file "$tmp/nan.json" --debug-fault nonfinite:1:5 >"$tmp/nan.log" 2>&1
+rc=$?
+[ $rc -eq 4 ] && ok "divergence: exit 4" || bad "divergence: exit $rc: $(cat "$tmp/nan.log")"
+one_error "$tmp/nan.log" "non-finite gradient at step 5 (epoch 1, batch 5)" "conv1 (conv1.bias)" \
+  && ok "divergence: one line naming the step and the first layer" || bad "divergence message: $(cat "$tmp/nan.log")"
+[ "$(ls "$tmp/nan")" = "$(printf 'ckpt-epoch0001-step00000004.h5\nclasses.txt' | grep ckpt)" ] \
+  && finite_h5 "$tmp/nan/ckpt-epoch0001-step00000004.h5" \
+  && ok "divergence: the newest finite checkpoint (step 4) is kept, nothing newer written" \
+  || bad "divergence: checkpoints $(ls "$tmp/nan")"
+valid_json_lines "$tmp/nan.json" && ok "divergence: the metrics file is valid JSON" || bad "metrics: $(cat "$tmp/nan.json")"
+# A real divergence: an absurd learning rate.
+np2 "${base[@]}" --resize 0 --batch-size 256 --epochs 1 --lr 1e6 --metrics-file "$tmp/lr.json" >"$tmp/lr.log" 2>&1
+rc=$?
+[ $rc -eq 4 ] && one_error "$tmp/lr.log" "non-finite" "the first layer with a non-finite" \
+  && ok "--lr 1e6: stops with exit 4 and one line" || bad "--lr 1e6: exit $rc: $(cat "$tmp/lr.log")"
+valid_json_lines "$tmp/lr.json" && ! grep -qi nan "$tmp/lr.json" \
+  && ok "--lr 1e6: metrics stay JSON" || bad "--lr 1e6 metrics: $(cat "$tmp/lr.json")"
+# skip-step: the step is passed over, the run finishes; resume keeps the count.
+np2 "${run[@]}" --epochs 2 --checkpoint-dir "$tmp/skip" --on-nonfinite skip-step \
+  --debug-fault nonfinite:0:3 >"$tmp/skip.log" 2>&1
+rc=$?
+[ $rc -eq 0 ] && grep -q "non-finite gradient at step 3: step skipped, nothing applied (1 of at most 10" "$tmp/skip.log" \
+  && ok "skip-step: step 3 skipped, the run finishes" || bad "skip-step: exit $rc: $(cat "$tmp/skip.log")"
+/usr/bin/python3 -c "
+import h5py,sys; f=h5py.File(sys.argv[1]); sys.exit(0 if f.attrs['skipped_steps']==1 and f.attrs['step']==12 else 1)" \
+  "$tmp/skip/ckpt-epoch0002-step00000012.h5" && ok "skip-step: the checkpoint records 1 skipped step" \
+  || bad "skip-step: checkpoint attributes"
+np2 "${run[@]}" --epochs 1 --on-nonfinite skip-step --max-skipped-steps 0 --debug-fault nonfinite:1:2 \
+  >"$tmp/skip0.log" 2>&1
+rc=$?
+[ $rc -eq 4 ] && one_error "$tmp/skip0.log" "after 0 skipped steps (--max-skipped-steps 0)" \
+  && ok "skip-step: the bound stops the run" || bad "skip bound: exit $rc: $(cat "$tmp/skip0.log")"
+
+# --- A directory belongs to one run -----------------------------------------------------------
+np2 "${run[@]}" --epochs 1 --checkpoint-dir "$tmp/own" --checkpoint-every 3steps >"$tmp/own1.log" 2>&1 \
+  || bad "first run: $(cat "$tmp/own1.log")"
+before=$(ls "$tmp/own" | grep ckpt | md5sum)
+np2 "${run[@]}" --epochs 1 --checkpoint-dir "$tmp/own" >"$tmp/own2.log" 2>&1
+rc=$?
+[ $rc -eq 2 ] && one_error "$tmp/own2.log" "holds 2 checkpoints of run" "--resume auto" "--start-over" \
+  && [ "$(ls "$tmp/own" | grep ckpt | md5sum)" = "$before" ] \
+  && ok "a new run over another run's checkpoints is refused, nothing touched" || bad "ownership: exit $rc: $(cat "$tmp/own2.log")"
+np2 "${run[@]}" --epochs 1 --checkpoint-dir "$tmp/own" --start-over aside --keep-checkpoints 1 \
+  --checkpoint-every 1steps >"$tmp/own3.log" 2>&1
+rc=$?
+[ $rc -eq 0 ] && [ "$(ls "$tmp"/own/previous-*/ckpt-* | wc -l)" -eq 2 ] \
+  && [ "$(ls "$tmp"/own/ckpt-* | wc -l)" -eq 1 ] \
+  && ok "--start-over aside: the old run's files moved aside, rotation keeps its own" \
+  || bad "start-over aside: exit $rc: $(ls -R "$tmp/own") $(cat "$tmp/own3.log")"
+/usr/bin/python3 -c "
+import h5py,sys,glob
+ids={h5py.File(p).attrs['run_id'] for p in glob.glob(sys.argv[1]+'/ckpt-*.h5')}
+old={h5py.File(p).attrs['run_id'] for p in glob.glob(sys.argv[1]+'/previous-*/ckpt-*.h5')}
+sys.exit(0 if len(ids)==1 and len(old)==1 and ids!=old else 1)" "$tmp/own" \
+  && ok "run ids: one per run, in every checkpoint" || bad "run ids"
+np2 "${run[@]}" --epochs 1 --checkpoint-dir "$tmp/own" --start-over delete >"$tmp/own4.log" 2>&1 \
+  && [ "$(ls "$tmp"/own/ckpt-* | wc -l)" -eq 1 ] && ok "--start-over delete" || bad "start-over delete: $(cat "$tmp/own4.log")"
+# The lock: a second run on a directory in use is refused, naming the holder; the first run's
+# temporary files are not touched. (The holder is a process that holds the flock, as a run does.)
+mkdir -p "$tmp/locked"
+touch "$tmp/locked/.ckpt-epoch0001-step00000003.h5.tmp-999"
+echo "host elsewhere, pid 4242, run 0123456789abcdef" >"$tmp/locked/.distnet.lock"
+exec 9<"$tmp/locked/.distnet.lock"
+flock -x 9
+"$bin" "${run[@]}" --epochs 1 --checkpoint-dir "$tmp/locked" >"$tmp/lock.log" 2>&1
+rc=$?
+exec 9<&-
+[ $rc -eq 2 ] && one_error "$tmp/lock.log" "is in use by another run (host elsewhere, pid 4242, run 0123456789abcdef)" \
+  && [ -f "$tmp/locked/.ckpt-epoch0001-step00000003.h5.tmp-999" ] \
+  && ok "lock: a second run is refused, naming the holder; its temporary file is kept" \
+  || bad "lock: exit $rc: $(cat "$tmp/lock.log")"
+
+# --- Resume checks ----------------------------------------------------------------------------
+np2 "${run[@]}" --epochs 1 --checkpoint-dir "$tmp/res" --checkpoint-every 2steps --keep-checkpoints 5 \
+  >"$tmp/res.log" 2>&1 || bad "resume base run: $(cat "$tmp/res.log")"
+before=$(md5sum "$tmp"/res/ckpt-* | md5sum)
+for change in "--seed 7:seed = 7" "--resize 32:resize = 32" "--dataset synthetic:dataset = synthetic" \
+  "--drop-last:drop-last = true" "--dropout 0.3:dropout = 0.3" "--lr 0.01:lr = 0.01" \
+  "--batch-size 128:batch-size = 128"; do
+  opt=${change%%:*}
+  want=${change#*:}
+  given=(--resize 0 --batch-size 256 --lr 0.05)
+  case $opt in --resize*) given=(--batch-size 256 --lr 0.05) ;; --lr*) given=(--resize 0 --batch-size 256) ;;
+    --batch-size*) given=(--resize 0 --lr 0.05) ;; esac
+  # shellcheck disable=SC2086
+  np2 "${base[@]}" "${given[@]}" $opt --epochs 2 --checkpoint-dir "$tmp/res" --resume auto >"$tmp/res2.log" 2>&1
+  rc=$?
+  [ $rc -eq 2 ] && one_error "$tmp/res2.log" "cannot resume with $want" \
+    && ok "resume with $opt: refused, naming the setting" || bad "resume $opt: exit $rc: $(cat "$tmp/res2.log")"
+done
+[ "$(md5sum "$tmp"/res/ckpt-* | md5sum)" = "$before" ] && ok "refused resumes touched no checkpoint" \
+  || bad "refused resumes changed the checkpoints"
+# A damaged newest checkpoint (a flipped byte in /params): the previous one is used, with a warning.
+cp -r "$tmp/res" "$tmp/flip"
+newest=$(ls "$tmp"/flip/ckpt-* | tail -1)
+/usr/bin/python3 - "$newest" <<'EOF'
+import h5py, sys
+f = h5py.File(sys.argv[1], "r"); d = f["params/dense2/weight"]
+off = d.id.get_offset() if d.chunks is None else d.id.get_chunk_info(0).byte_offset
+f.close()
+with open(sys.argv[1], "r+b") as g:
+    g.seek(off + 10); b = g.read(1); g.seek(off + 10); g.write(bytes([b[0] ^ 0x04]))
+EOF
+np2 "${run[@]}" --epochs 1 --checkpoint-dir "$tmp/flip" --resume auto >"$tmp/flip.log" 2>&1
+rc=$?
+[ $rc -eq 0 ] && grep -q "warning: skipping checkpoint $newest: .*dense2/weight fails its checksum" "$tmp/flip.log" \
+  && grep -q "resuming from .*ckpt-epoch0001-step00000004.h5" "$tmp/flip.log" \
+  && ok "a flipped byte in /params: the checksum catches it, the previous checkpoint is used" \
+  || bad "flipped byte: exit $rc: $(cat "$tmp/flip.log")"
+# Every checkpoint unusable: an error, not a fresh start over them.
+cp -r "$tmp/res" "$tmp/allbad"
+for f in "$tmp"/allbad/ckpt-*; do /usr/bin/python3 -c "import h5py,sys; h5py.File(sys.argv[1],'r+').attrs['step']=-5" "$f"; done
+before=$(md5sum "$tmp"/allbad/ckpt-* | md5sum)
+np2 "${run[@]}" --epochs 1 --checkpoint-dir "$tmp/allbad" --resume auto >"$tmp/allbad.log" 2>&1
+rc=$?
+[ $rc -eq 1 ] && one_error "$tmp/allbad.log" "none of its 3 checkpoints can be resumed" \
+  && grep -q "attribute 'step' is -5, expected at least 0" "$tmp/allbad.log" \
+  && [ "$(md5sum "$tmp"/allbad/ckpt-* | md5sum)" = "$before" ] \
+  && ok "no usable checkpoint: refused, nothing started or deleted" || bad "all bad: exit $rc: $(cat "$tmp/allbad.log")"
+cp "$tmp/res/ckpt-epoch0001-step00000004.h5" "$tmp/edited.h5"
+/usr/bin/python3 -c "import h5py,sys; h5py.File(sys.argv[1],'r+').attrs['step']=100000" "$tmp/edited.h5"
+np2 "${run[@]}" --epochs 1 --resume "$tmp/edited.h5" >"$tmp/edited.log" 2>&1
+rc=$?
+[ $rc -eq 1 ] && one_error "$tmp/edited.log" "its step 100000 is not epoch 0, batch 4" \
+  && ok "an edited step is refused" || bad "edited step: exit $rc: $(cat "$tmp/edited.log")"
+"$bin" "${run[@]}" --epochs 1 --resume "$tmp/no-such.h5" >"$tmp/nofile.log" 2>&1
+rc=$?
+[ $rc -ne 0 ] && one_error "$tmp/nofile.log" "no-such.h5: cannot read: No such file or directory" \
+  && ok "--resume of a missing file says so" || bad "missing resume file: exit $rc: $(cat "$tmp/nofile.log")"
+
+# --- Metrics across a requeue; the loss after a stop mid-step ----------------------------------
+np2 "${run[@]}" --epochs 2 --metrics-file "$tmp/straight.json" >"$tmp/straight.log" 2>&1 || bad "straight: $(cat "$tmp/straight.log")"
+np2 "${run[@]}" --epochs 2 --checkpoint-dir "$tmp/mid" --metrics-file "$tmp/mid.json" \
+  --debug-fault stop-in-step:9 >"$tmp/mid1.log" 2>&1
+rc=$?
+[ $rc -eq 3 ] && grep -q "stopped on request at step 8 (the step in progress was abandoned, not applied)" "$tmp/mid1.log" \
+  && ok "a stop in the middle of step 9 abandons it and saves step 8" || bad "mid-step stop: exit $rc: $(cat "$tmp/mid1.log")"
+np2 "${run[@]}" --epochs 2 --checkpoint-dir "$tmp/mid" --metrics-file "$tmp/mid.json" --resume auto >"$tmp/mid2.log" 2>&1 \
+  || bad "mid-step resume: $(cat "$tmp/mid2.log")"
+/usr/bin/python3 - "$tmp/straight.json" "$tmp/mid.json" <<'EOF' && ok "metrics: one history across the requeue, epoch figures equal to the uninterrupted run's" || bad "metrics across the requeue: $(cat "$tmp/mid.json")"
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+ea = [r for r in a if r["event"] == "epoch"]
+eb = [r for r in b if r["event"] == "epoch"]
+runs = {r["run_id"] for r in b}
+assert len(runs) == 1, runs                      # one run id across the stop and the resume
+assert [r["event"] for r in b].count("resume") == 1
+assert [r["epoch"] for r in eb] == [1, 2], eb    # nothing truncated: both epochs, in order
+for x, y in zip(ea, eb):
+    for k in ("loss", "train_acc", "test_loss", "test_acc"):
+        assert x[k] == y[k], (k, x[k], y[k])
+EOF
+
+# --- Write failures ---------------------------------------------------------------------------
+# The metrics file on a full disk (/dev/full): one line and exit 1 at the next step.
+np2 "${run[@]}" --epochs 1 --metrics-file /dev/full >"$tmp/full.log" 2>&1
+rc=$?
+[ $rc -eq 1 ] && one_error "$tmp/full.log" "/dev/full: cannot write the metrics file: No space left on device" \
+  && ok "metrics on a full disk: one line, exit 1" || bad "metrics /dev/full: exit $rc: $(cat "$tmp/full.log")"
+# A full disk: the checkpoint directory on an 8 MiB tmpfs (in a mount namespace of this test)
+# holding one 3.5 MB checkpoint; the next save fits, the one after does not. It is reported at
+# that checkpoint, in one line; the run stops; the earlier checkpoints are intact.
+"$bin" "${run[@]}" --epochs 1 --checkpoint-dir "$tmp/efull" --checkpoint-every 3steps >"$tmp/efull1.log" 2>&1
+mkdir -p "$tmp/full"
+if unshare -m true 2>/dev/null; then
+  unshare -m bash -c '
+    set -u
+    mount -t tmpfs -o size=8m tmpfs "$1/full" || exit 90
+    cp "$1/efull/ckpt-epoch0001-step00000006.h5" "$1/full/"
+    sum=$(md5sum <"$1/full/ckpt-epoch0001-step00000006.h5")
+    "$2" "${@:3}" --epochs 3 --checkpoint-dir "$1/full" --resume auto --checkpoint-every 3steps >"$1/full.log" 2>&1
+    echo "rc $?" >"$1/full.result"
+    [ "$(md5sum <"$1/full/ckpt-epoch0001-step00000006.h5")" = "$sum" ] && echo intact >>"$1/full.result"
+    ls -a "$1/full" >>"$1/full.result"
+    umount "$1/full"' _ "$tmp" "$bin" "${run[@]}"
+  res=$(cat "$tmp/full.result" 2>/dev/null)
+  grep -q "^rc 1$" <<<"$res" && grep -q "^intact$" <<<"$res" \
+    && one_error "$tmp/full.log" "ckpt-epoch0002-step00000012.h5: checkpoint not written: No space left on device" \
+      "the run stops at step 1" \
+    && grep -q "ckpt-epoch0002-step00000009.h5" <<<"$res" && ! grep -q "step00000012\|tmp-" <<<"$res" \
+    && ok "a full disk: one line at that checkpoint, the run stops, the earlier checkpoints intact" \
+    || bad "full disk: $res: $(cat "$tmp/full.log")"
+else
+  echo "skip: full disk: cannot make a mount namespace here (unshare -m), so no small file system to fill"
+fi
+
+echo "fault matrix: $pass passed, $fails failed"
+[ "$fails" -eq 0 ]
