@@ -1,6 +1,7 @@
 // distnet_model_bench: forward + loss + backward + SGD step of one model replica on the CPU
 // backend, on random data already in memory, so the figure is compute only. Prints images/s over
-// the timed steps, then a per-layer split measured in separate, synchronised passes.
+// the timed steps, the cost of the trainer's divergence check (two passes over the flat
+// buffers), then a per-layer split measured in separate, synchronised passes.
 //   distnet_model_bench --model alexnet --batch 16 --resize 224
 #include <omp.h>
 
@@ -86,6 +87,21 @@ int main(int argc, char** argv) {
     std::sort(sorted.begin(), sorted.end());
     const double median = sorted[sorted.size() / 2];
 
+    // The trainer's divergence check: the summed gradient and the updated parameters counted for
+    // non-finite values once a step (Trainer::train_step), timed alone.
+    std::vector<double> check_ms;
+    double bad = 0;
+    for (int i = 0; i < iters; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      be->count_nonfinite(model.flat_size(), model.grad_data(), &bad);
+      be->count_nonfinite(model.flat_size(), model.param_data(), &bad);
+      be->synchronize();
+      check_ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(check_ms.begin(), check_ms.end());
+    const double check = check_ms[check_ms.size() / 2];
+
     // Per-layer split: separate passes with a device sync around every layer.
     LayerTimes times;
     std::vector<double> fwd(model.layers().size(), 0.0), bwd(model.layers().size(), 0.0);
@@ -105,6 +121,8 @@ int main(int argc, char** argv) {
     std::printf("images_per_s %.2f\n", batch * 1000.0 / median);
     std::printf("step_ms_median %.2f\nstep_ms_min %.2f\nstep_ms_max %.2f\n", median, sorted.front(),
                 sorted.back());
+    std::printf("finite_check_ms_median %.3f (%.3f %% of a step; %lld floats twice, %.0f found)\n",
+                check, 100.0 * check / median, static_cast<long long>(model.flat_size()), bad);
     std::printf("# per-layer ms per step (synchronised passes, %d steps)\n", prof_iters);
     double tf = 0, tb = 0;
     for (std::size_t l = 0; l < fwd.size(); ++l) {

@@ -120,8 +120,9 @@ void print_start(const RunConfig& cfg, const World& world, const Setup& s, Repor
               (m.is_split() ? " parameters on rank 0, with its shards" : " parameters") +
               "), input " + m.config().input.str() + ", " + std::to_string(m.config().classes) +
               " classes");
-  report.line("data " + s.train->description() + (s.test ? "; test " + s.test->description() : "") +
-              "; global batch " + std::to_string(b) + " split " +
+  report.line("data " + (s.train ? s.train->description() : std::string("(no training split)")) +
+              (s.test ? "; test " + s.test->description() : "") + "; global batch " +
+              std::to_string(b) + " split " +
               (lo == hi ? std::to_string(hi) : std::to_string(hi) + "/" + std::to_string(lo)) +
               " per rank");
   if (cfg.eval_only) {
@@ -133,14 +134,22 @@ void print_start(const RunConfig& cfg, const World& world, const Setup& s, Repor
                 " MiB");
   } else {
     char text[512];
-    std::snprintf(text, sizeof text,
-                  "training %d epoch%s, SGD lr %g%s (%s), momentum %g, weight decay %g, seed %llu, "
-                  "gradient buckets of %g MiB",
-                  cfg.epochs, cfg.epochs == 1 ? "" : "s", cfg.lr,
-                  cfg.lr_scale_by_world ? (" x " + std::to_string(world.size())).c_str() : "",
-                  cfg.lr_schedule.c_str(), cfg.momentum, cfg.weight_decay,
-                  static_cast<unsigned long long>(cfg.seed), cfg.bucket_mb);
+    const std::string warmup =
+        cfg.warmup_epochs > 0 ? ", linear warm-up over " + num(cfg.warmup_epochs) + " epochs" : "";
+    std::snprintf(
+        text, sizeof text,
+        "training %d epoch%s, SGD lr %g%s (%s%s), momentum %g, weight decay %g, seed %llu, "
+        "gradient buckets of %g MiB",
+        cfg.epochs, cfg.epochs == 1 ? "" : "s", cfg.lr,
+        cfg.lr_scale_by_world ? (" x " + std::to_string(world.size())).c_str() : "",
+        cfg.lr_schedule.c_str(), warmup.c_str(), cfg.momentum, cfg.weight_decay,
+        static_cast<unsigned long long>(cfg.seed), cfg.bucket_mb);
     report.line(text);
+    if (!cfg.checkpoint_dir.empty())
+      report.line("run " + s.run_id + ": checkpoints in " + cfg.checkpoint_dir +
+                  (cfg.on_nonfinite == "skip-step" ? "; a non-finite step is skipped (at most " +
+                                                         std::to_string(cfg.max_skipped_steps) + ")"
+                                                   : ""));
   }
   report.json("{\"event\":\"run\",\"run_id\":\"" + s.run_id + "\",\"version\":\"" +
               std::string(DISTNET_VERSION) + "\",\"ranks\":" + std::to_string(world.size()) +
@@ -278,9 +287,9 @@ int run(const RunConfig& given, const World& world) {
     // The grid's activation collectives on their own rows (host side; NCCL: device side too).
     if (s.grid->hybrid()) s.grid->group_comm()->set_timeline(timeline.get());
   }
-  Trainer trainer(
-      cfg, {world, *s.comm, *s.backend, *s.model, *s.train, s.test.get(), *s.transform, report,
-            writer.get(), s.host_comm.get(), timeline.get(), s.grid.get(), s.run_id});
+  Trainer trainer(cfg, {world, *s.comm, *s.backend, *s.model, s.train ? *s.train : *s.test,
+                        s.test.get(), *s.transform, report, writer.get(), s.host_comm.get(),
+                        timeline.get(), s.grid.get(), s.run_id});
   // Rank 0 gathers the timeline and writes it, after the run (also after a stop).
   auto write_timeline = [&] {
     if (cfg.timeline.empty()) return;
@@ -295,6 +304,10 @@ int run(const RunConfig& given, const World& world) {
   };
   if (cfg.eval_only) {
     const EvalResult r = trainer.evaluate();
+    if (r.interrupted) {
+      report.line("stopped on request during the evaluation; nothing to save");
+      return kExitStopped;
+    }
     char text[512], top5[32] = "";
     if (r.top5 >= 0) std::snprintf(top5, sizeof top5, ", top-5 %.4f", r.top5);
     std::snprintf(text, sizeof text, "%s: test loss %.4f, test acc %.4f%s on %lld samples",
@@ -326,6 +339,14 @@ int main(int argc, char** argv) {
   // and its clean-up at exit crashes on it; the operating system releases it just as well.
   H5dont_atexit();
   RunConfig cfg;
+  if (argc == 1) {  // a 10-epoch AlexNet run deserves to be asked for
+    std::fprintf(stderr,
+                 "usage: alexnet [options]   (mpirun -np N alexnet [options] for N ranks)\n"
+                 "  e.g. alexnet --config configs/quickstart.ini\n"
+                 "  alexnet --help lists every option; a run with only the defaults (AlexNet on "
+                 "Fashion-MNIST, 10 epochs) is alexnet --epochs 10\n");
+    return kExitUsage;
+  }
   try {
     cfg = parse_run_config(argc, argv);
     if (cfg.help) {

@@ -20,10 +20,12 @@ struct RunConfig {
 
   // model
   std::string model = "alexnet";
-  int resize = 224;           // 0: the dataset's own size; the model's natural input unless given
-  bool resize_given = false;  // --resize was set on the command line or in the config file
-  bool model_given = false;   // --model likewise
-  bool norm_given = false;    // --normalize-mean or --normalize-std likewise
+  int resize = 224;             // 0: the dataset's own size; the model's natural input unless given
+  bool resize_given = false;    // --resize was set on the command line or in the config file
+  bool model_given = false;     // --model likewise
+  bool norm_given = false;      // --normalize-mean or --normalize-std likewise
+  bool dataset_given = false;   // --dataset likewise
+  bool data_dir_given = false;  // --data-dir likewise
   float dropout = 0.5f;
   float bn_momentum = 0.9f;
   std::string init = "xavier";
@@ -74,7 +76,7 @@ struct RunConfig {
   double debug_delay_ms = 0;
   // Testing aid (--debug-fault): a NaN in one rank's summed gradient, or a stop request in the
   // middle of a step, at a chosen step (1-based) -- faults at an exact place, not by timing.
-  enum class DebugFault { none, nonfinite, stop_in_step };
+  enum class DebugFault { none, nonfinite, stop_in_step, stop_in_eval };
   DebugFault debug_fault = DebugFault::none;
   int debug_fault_rank = 0;
   std::int64_t debug_fault_step = 0;

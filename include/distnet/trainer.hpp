@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -28,6 +29,7 @@ struct EvalResult {
   double loss = 0, accuracy = 0;
   double top5 = -1;  // top-5 accuracy; -1 with fewer than 10 classes (not reported)
   std::int64_t samples = 0;
+  bool interrupted = false;  // a stop request ended it early: no figures
 };
 
 struct EpochMetrics {
@@ -118,7 +120,14 @@ class Trainer {
   // Seconds so far in the hybrid grid's activation exchange (0 without a split model).
   double exchange_seconds() const;
   void broadcast_parameters();
-  void stop_and_save(bool abandoned);
+  // `during`: what the stop interrupted besides a step ("" for a step), for the message.
+  void stop_and_save(bool abandoned, const std::string& during = "");
+  struct EpochTiming {
+    double train_s = 0, data_wait_s = 0, comm_s = 0, exchange_s = 0, vote_s = 0;
+    std::int64_t global_samples = 0;
+  };
+  bool end_epoch(int epoch, const EpochTiming* timing, FitResult& result,
+                 std::chrono::steady_clock::time_point fit_start);
   std::int64_t file_epoch() const;
   void wait_for_writer();  // says so when the write takes a while
   struct ProgressPoint {
@@ -158,7 +167,9 @@ class Trainer {
   std::int64_t step_ = 0;
   std::int64_t epoch_samples_ = 0;  // this rank's samples so far in the running epoch
   std::int64_t saved_step_ = -1;
-  std::int64_t skipped_steps_ = 0;  // --on-nonfinite skip-step: over the whole run
+  std::int64_t skipped_steps_ = 0;
+  bool pending_epoch_end_ = false;  // resumed from a stop during an epoch's evaluation  //
+                                    // --on-nonfinite skip-step: over the whole run
   bool first_step_done_ = false;
   std::unique_ptr<AsyncRead> progress_read_;  // rank 0: the loss sums, read without stalling
   ProgressPoint progress_at_;

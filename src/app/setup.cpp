@@ -4,6 +4,7 @@
 #include <mpi.h>
 #include <omp.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -25,7 +26,17 @@ namespace {
 
 // A batch that cannot fit is refused before anything is allocated.
 void check_gpu_memory(const Backend& be, const ModelConfig& mc, std::int64_t per_rank) {
-  if (!be.device().is_cuda()) return;
+  if (!be.device().is_cuda()) {  // the host's memory, shared by the ranks on it
+    const double total = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
+    const double need = double(Model::device_bytes(mc, int(per_rank)));
+    if (total > 0 && need > total)
+      throw UsageError("a batch of " + std::to_string(per_rank) + " per rank needs at least " +
+                       std::to_string(std::int64_t(need) >> 20) +
+                       " MiB for the model and its activations, more than this machine's " +
+                       std::to_string(std::int64_t(total) >> 20) +
+                       " MiB of memory; use a smaller --batch-size or more ranks");
+    return;
+  }
   const gpu::DeviceInfo info = gpu::device_info(be.device().index);
   const std::int64_t need = Model::device_bytes(mc, int(per_rank));
   if (std::size_t(need) <= info.free_bytes) return;
@@ -48,13 +59,13 @@ std::optional<CheckpointMeta> resume_from(const RunConfig& cfg, const World& wor
   for (const std::string& path : candidates) {
     try {
       const CheckpointMeta meta = read_checkpoint_meta(path);
-      check_resume_settings(cfg, meta.config, meta.world_size, world.size(), path);
       if (meta.global_batch != cfg.batch) {
         throw UsageError(path + ": written with a global batch of " +
                          std::to_string(meta.global_batch) + ", this run has " +
                          std::to_string(cfg.batch) +
                          " (a resumed run keeps the global batch; the number of ranks may change)");
       }
+      check_resume_settings(cfg, meta.config, meta.world_size, world.size(), path);
       if (meta.train_samples != train_samples) {
         throw UsageError(path + ": written for " + std::to_string(meta.train_samples) +
                          " training samples, this run has " + std::to_string(train_samples));
@@ -232,14 +243,16 @@ Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
   d.skip_bad_images = cfg.on_bad_image == "skip";
   d.augment = cfg.augment == "standard";
   SlowNotice loading(world.is_root(), "loading the " + d.name + " data");
-  s.train = data::open_dataset(d, data::Split::train);
+  // --eval-only reads the split it evaluates and nothing else.
+  if (!cfg.eval_only) s.train = data::open_dataset(d, data::Split::train);
   if (!cfg.benchmark) {
     d.limit = cfg.test_limit;
     s.test = data::open_dataset(d, data::Split::test);
   }
-  const ModelConfig mc = model_config(cfg, s.train->image_shape(), s.train->classes());
+  const data::Dataset& shape_of = s.train ? *s.train : *s.test;
+  const ModelConfig mc = model_config(cfg, shape_of.image_shape(), shape_of.classes());
   s.transform = std::make_unique<data::ImageTransform>(
-      s.train->image_shape(), data::TransformSpec{int(mc.input[1]), cfg.norm_mean, cfg.norm_std});
+      shape_of.image_shape(), data::TransformSpec{int(mc.input[1]), cfg.norm_mean, cfg.norm_std});
   const std::int64_t per_rank = (cfg.batch + world.size() - 1) / world.size();
   const std::int64_t eval = cfg.eval_batch > 0 ? cfg.eval_batch : per_rank;
   check_gpu_memory(*s.backend, mc, std::max(per_rank, eval));

@@ -46,7 +46,7 @@ std::string CpuBackend::description() const {
   const dnnl_version_t* v = dnnl_version();
   return "cpu (oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
          std::to_string(v->patch) + ", " + std::to_string(omp_get_max_threads()) +
-         " threads, conv " +
+         (omp_get_max_threads() == 1 ? " thread, conv " : " threads, conv ") +
          (options_.conv == CpuOptions::ConvAlgorithm::direct ? "direct" : "auto") + ")";
 }
 

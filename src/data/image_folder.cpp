@@ -89,6 +89,13 @@ ImageFolderList scan_image_folder(const std::string& dir) {
   ImageFolderList list;
   list.root = dir;
   const std::string train_dir = dir + "/train", val_dir = dir + "/val";
+  // Evaluating needs only val/: without train/, val's class folders are the classes (in the
+  // same sorted order training gave them, when val has every class, as ImageNet's has).
+  if (!fs::exists(train_dir, ec)) {
+    list.classes = class_folders(val_dir);
+    list.val = scan_split(val_dir, list.classes);
+    return list;
+  }
   list.classes = class_folders(train_dir);
   const std::vector<std::string> val_classes = class_folders(val_dir);
   if (val_classes != list.classes) {

@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <regex>
 #include <sstream>
@@ -87,10 +89,12 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
        "print the effective configuration (defaults < --config file < command "
        "line) as INI, then exit");
 
+  std::string models;  // from the zoo's registry, so the list never drifts
+  for (const auto& m : model_names()) models += (models.empty() ? "" : ", ") + m;
+  const std::string model_help = "network: " + models;
   po::options_description model("Model");
-  model.add_options()  //
-      ("model", po::value(&c.model)->default_value(c.model),
-       "network: alexnet, alexnet-nopad, alexnet-bn, lenet")  //
+  model.add_options()                                                             //
+      ("model", po::value(&c.model)->default_value(c.model), model_help.c_str())  //
       ("resize", po::value(&resize)->default_value(resize),
        "resize images to N x N (bilinear); 0 keeps the dataset's size; auto: the model's "
        "natural input (224 for the AlexNets, 28 for lenet); imagefolder: the crop size")          //
@@ -230,8 +234,8 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
        "testing aid: R:MS makes rank R sleep MS milliseconds in every step (a straggler)")  //
       ("debug-fault", po::value(&debug_fault),
        "testing aid: nonfinite:R:S puts a NaN into rank R's summed gradient in step S; "
-       "stop-in-step:S makes rank 0 receive a stop request in the middle of step S (steps "
-       "count from 1)");
+       "stop-in-step:S makes rank 0 receive a stop request in the middle of step S; "
+       "stop-in-eval:E as the evaluation of epoch E starts (steps and epochs count from 1)");
 
   po::options_description bench("Benchmark");
   bench.add_options()  //
@@ -332,6 +336,7 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   if (!debug_fault.empty()) {
     static const std::regex nonfinite(R"(^nonfinite:([0-9]+):([0-9]+)$)");
     static const std::regex stop(R"(^stop-in-step:([0-9]+)$)");
+    static const std::regex stop_eval(R"(^stop-in-eval:([0-9]+)$)");
     std::smatch m;
     if (std::regex_match(debug_fault, m, nonfinite)) {
       c.debug_fault = RunConfig::DebugFault::nonfinite;
@@ -341,13 +346,19 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
       c.debug_fault = RunConfig::DebugFault::stop_in_step;
       c.debug_fault_rank = 0;
       c.debug_fault_step = std::stoll(m[1]);
+    } else if (std::regex_match(debug_fault, m, stop_eval)) {
+      c.debug_fault = RunConfig::DebugFault::stop_in_eval;
+      c.debug_fault_step = std::stoll(m[1]);
     } else {
-      throw UsageError("--debug-fault must be nonfinite:R:S or stop-in-step:S, got '" +
-                       debug_fault + "'");
+      throw UsageError(
+          "--debug-fault must be nonfinite:R:S, stop-in-step:S or stop-in-eval:E, got '" +
+          debug_fault + "'");
     }
   }
   c.resize_given = !vm["resize"].defaulted();
   c.model_given = !vm["model"].defaulted();
+  c.dataset_given = !vm["dataset"].defaulted();
+  c.data_dir_given = vm.count("data-dir") > 0;
   c.norm_given = vm.count("normalize-mean") > 0 || vm.count("normalize-std") > 0;
   if (resize == "auto") {
     c.resize = default_resize(c.model);
@@ -383,7 +394,22 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   auto need = [](bool ok, const std::string& msg) {
     if (!ok) throw UsageError(msg);
   };
-  need(c.batch >= 1, "--batch-size must be at least 1, got " + std::to_string(c.batch));
+  need(c.batch >= 1 && c.batch <= std::numeric_limits<int>::max(),
+       "--batch-size must be in [1, " + std::to_string(std::numeric_limits<int>::max()) +
+           "], got " + std::to_string(c.batch));
+  need(c.eval_batch <= std::numeric_limits<int>::max(),
+       "--eval-batch-size must be at most " + std::to_string(std::numeric_limits<int>::max()) +
+           ", got " + std::to_string(c.eval_batch));
+  // Benchmark settings: in a training run they would do nothing, and --warmup-steps reads like
+  // a learning-rate warm-up (that one is --warmup-epochs).
+  if (!c.benchmark && !vm["warmup-steps"].defaulted())
+    throw UsageError(
+        "--warmup-steps counts untimed steps of --benchmark; training has no such "
+        "steps (a learning-rate warm-up is --warmup-epochs)");
+  if (!c.benchmark && !vm["steps"].defaulted())
+    throw UsageError(
+        "--steps counts the timed steps of --benchmark; a training run is as long "
+        "as --epochs");
   need(c.lr > 0 && std::isfinite(c.lr), "--lr must be > 0, got " + num(c.lr));
   need(c.epochs >= 1, "--epochs must be at least 1, got " + std::to_string(c.epochs));
   need(c.momentum >= 0 && c.momentum < 1, "--momentum must be in [0, 1), got " + num(c.momentum));
@@ -601,23 +627,44 @@ void adopt_trained_settings(RunConfig& c, const std::string& checkpoint_ini,
     contradiction("normalize-mean", text(c.norm_mean), kv["normalize-mean"]);
   if (c.norm_given && !same(c.norm_std, std_dev))
     contradiction("normalize-std", text(c.norm_std), kv["normalize-std"]);
+  // The data it was trained on, unless told to evaluate other data: its image shape, classes
+  // and normalisation belong to the checkpoint (an image folder's 3 channels, say).
+  if (!c.dataset_given && kv.count("dataset") && !kv["dataset"].empty()) {
+    c.data.name = kv["dataset"];
+    if (!c.data_dir_given && kv.count("data-dir")) c.data.dir = kv["data-dir"];
+  }
   c.model = model;
   c.resize = resize;
   c.norm_mean = mean;
   c.norm_std = std_dev;
 }
 
+namespace {
+
+// The shortest text that reads back as the same value (0.9f prints as 0.9, not 0.899999976).
+template <typename T>
+std::string shortest(T v) {
+  char buf[40];
+  for (int digits = 6; digits <= 17; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, double(v));
+    if (static_cast<T>(std::strtod(buf, nullptr)) == v) break;
+  }
+  return buf;
+}
+
+}  // namespace
+
 std::string RunConfig::effective_ini() const {
   std::ostringstream o;
-  o.precision(9);  // floats read back exactly (e.g. a checkpoint's normalisation)
   auto list = [](const auto& v) {
-    std::ostringstream s;
-    for (std::size_t i = 0; i < v.size(); ++i) s << (i ? "," : "") << v[i];
-    return s.str();
+    std::string s;
+    for (std::size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + shortest(v[i]);
+    return s;
   };
-  o << "model = " << model << "\nresize = " << resize << "\ndropout = " << dropout
-    << "\nbn-momentum = " << bn_momentum << "\ninit = " << init
-    << "\ninit-magnitude = " << init_magnitude << "\ninit-sigma = " << init_sigma
+  auto t = [](auto v) { return shortest(v); };
+  o << "model = " << model << "\nresize = " << resize << "\ndropout = " << t(dropout)
+    << "\nbn-momentum = " << t(bn_momentum) << "\ninit = " << init
+    << "\ninit-magnitude = " << t(init_magnitude) << "\ninit-sigma = " << t(init_sigma)
     << "\ndataset = " << data.name
     << "\ndata-dir = " << (data.dir.empty() ? data::default_data_dir(data.name) : data.dir)
     << "\ntrain-limit = " << train_limit << "\ntest-limit = " << test_limit
@@ -628,25 +675,25 @@ std::string RunConfig::effective_ini() const {
     << "\nsynthetic-train-size = " << data.synthetic_train_size
     << "\nsynthetic-test-size = " << data.synthetic_test_size
     << "\nsynthetic-classes = " << data.synthetic_classes << "\nepochs = " << epochs
-    << "\nbatch-size = " << batch << "\nlr = " << lr << "\nmomentum = " << momentum
-    << "\nweight-decay = " << weight_decay << "\nlr-schedule = " << lr_schedule
-    << "\nlr-steps = " << list(lr_steps) << "\nlr-gamma = " << lr_gamma << "\nlr-min = " << lr_min
-    << "\nwarmup-epochs = " << warmup_epochs
+    << "\nbatch-size = " << batch << "\nlr = " << t(lr) << "\nmomentum = " << t(momentum)
+    << "\nweight-decay = " << t(weight_decay) << "\nlr-schedule = " << lr_schedule
+    << "\nlr-steps = " << list(lr_steps) << "\nlr-gamma = " << t(lr_gamma)
+    << "\nlr-min = " << t(lr_min) << "\nwarmup-epochs = " << t(warmup_epochs)
     << "\nlr-scale-by-world = " << (lr_scale_by_world ? "true" : "false") << "\nseed = " << seed
     << "\ndevice = " << device << "\ncpu-conv = " << cpu_conv << "\nmath = " << math
-    << "\ncudnn-algo = " << cudnn_algo << "\ncudnn-workspace-mb = " << cudnn_workspace_mb
-    << "\ncomm = " << comm << "\nbucket-mb = " << bucket_mb << "\noverlap = " << overlap
+    << "\ncudnn-algo = " << cudnn_algo << "\ncudnn-workspace-mb = " << t(cudnn_workspace_mb)
+    << "\ncomm = " << comm << "\nbucket-mb = " << t(bucket_mb) << "\noverlap = " << overlap
     << "\ngrad-compression = " << grad_compression << "\nmodel-parallel = " << model_parallel
     << "\nmetrics-file = " << metrics_file << "\nprogress = " << progress
-    << "\nprogress-interval = " << progress_interval << "\ntimeline = " << timeline
+    << "\nprogress-interval = " << t(progress_interval) << "\ntimeline = " << timeline
     << "\ntimeline-events = " << timeline_events << "\nnvtx = " << (nvtx ? "true" : "false")
-    << "\nstraggler-threshold = " << straggler_threshold
+    << "\nstraggler-threshold = " << t(straggler_threshold)
     << "\nbenchmark = " << (benchmark ? "true" : "false") << "\nwarmup-steps = " << warmup_steps
     << "\nsteps = " << steps << "\ncheckpoint-dir = " << checkpoint_dir
     << "\ncheckpoint-every = " << checkpoint_every << "\nkeep-checkpoints = " << keep_checkpoints
     << "\nresume = " << resume << "\neval-only = " << (eval_only ? "true" : "false")
     << "\ncheckpoint = " << checkpoint << "\ninit-from = " << init_from
-    << "\ncomm-timeout = " << comm_timeout << "\ntarget-accuracy = " << target_accuracy
+    << "\ncomm-timeout = " << t(comm_timeout) << "\ntarget-accuracy = " << t(target_accuracy)
     << "\non-nonfinite = " << on_nonfinite << "\nmax-skipped-steps = " << max_skipped_steps
     << "\nstart-over = " << start_over << "\n";
   return o.str();

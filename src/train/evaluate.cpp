@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "core/clock.hpp"
+#include "distnet/signals.hpp"
 
 namespace distnet {
 
@@ -32,7 +33,23 @@ EvalResult Trainer::evaluate() {
     loader.emplace(*p_.test, *s, loader_transform(), lo);
   }
   const auto t0 = Clock::now();
-  for (std::int64_t b = 0; b < rounds; ++b) {
+  // --debug-fault stop-in-eval:E: rank 0 receives a stop request as epoch E's evaluation starts.
+  const bool stop_here = cfg_.debug_fault == RunConfig::DebugFault::stop_in_eval &&
+                         p_.world.rank() == 0 &&
+                         step_ == cfg_.debug_fault_step * sampler_.batches_per_epoch();
+  // Every rank votes before each round (the same number of rounds everywhere), so a stop
+  // request is taken within one batch, not after the whole evaluation.
+  const std::int64_t votes = (largest + batch - 1) / batch;
+  for (std::int64_t b = 0; b < votes; ++b) {
+    double stop = stop_requested() || stop_here ? 1.0 : 0.0;
+    host_comm().allreduce_sum(&stop, 1);
+    if (stop > 0) {
+      be.upload(stats_.data(), saved.data(), sizeof saved);
+      EvalResult r;
+      r.interrupted = true;
+      return r;
+    }
+    if (b >= rounds) continue;
     if (b > 0 && p_.report.progress_due())  // rank 0's shard; the others' are as large
       p_.report.phase_progress("evaluating", b, rounds, seconds_since(t0));
     StepContext ctx{false, cfg_.seed, 0, nullptr};

@@ -164,8 +164,9 @@ void Reporter::epoch(const EpochMetrics& m, int world, const std::string& device
                      ", train acc " + fmt("%.3f", m.train_acc);
   if (m.test_acc > 0 || m.test_loss > 0) text += ", test acc " + fmt("%.3f", m.test_acc);
   if (m.test_top5 >= 0) text += ", top-5 " + fmt("%.3f", m.test_top5);
-  text += ", " + fmt("%.1f", m.examples_per_s) + " examples/sec on " + std::to_string(world) +
-          (world == 1 ? " rank (" : " ranks (") + device + ")";
+  text += (std::isfinite(m.examples_per_s) ? ", " + fmt("%.1f", m.examples_per_s) + " examples/sec"
+                                           : std::string(", ended after a resume (not timed)")) +
+          " on " + std::to_string(world) + (world == 1 ? " rank (" : " ranks (") + device + ")";
   line(text);
   json("{\"event\":\"epoch\",\"epoch\":" + std::to_string(m.epoch) +
        ",\"loss\":" + jfmt("%.6f", m.loss) + ",\"train_acc\":" + jfmt("%.6f", m.train_acc) +
@@ -213,14 +214,18 @@ void Reporter::benchmark(const BenchmarkResult& r, int world, const Model& model
          mb(b.of(CollectiveOp::broadcast)));
   }
   if (r.step_ms_without_timeline > 0) {
-    line("  timeline overhead: " + fmt("%+.2f", 100.0 * r.timeline_overhead) + " % (step " +
-         fmt("%.2f", r.step_ms) + " ms recorded, " + fmt("%.2f", r.step_ms_without_timeline) +
-         " ms not; the same steps, mean over ranks)");
+    // Two figures that answer different questions: the cost of recording, measured per event
+    // (what the timeline adds), and two runs of the same steps with and without it, whose
+    // difference is mostly run-to-run variation of the machine unless it repeats.
     const double cost_ms = r.timeline_events_per_step * r.timeline_event_us / 1000.0;
     line("  timeline cost: " + fmt("%.0f", r.timeline_events_per_step) + " events per step x " +
          fmt("%.2f", r.timeline_event_us) + " us = " + fmt("%.3f", cost_ms) + " ms, " +
          fmt("%.3f", 100.0 * cost_ms / std::max(1e-9, r.step_ms_without_timeline)) +
          " % of a step (rank 0)");
+    line("  timeline overhead: " + fmt("%+.2f", 100.0 * r.timeline_overhead) + " % (step " +
+         fmt("%.2f", r.step_ms) + " ms recorded, " + fmt("%.2f", r.step_ms_without_timeline) +
+         " ms not; the same steps run twice, mean over ranks: beyond the cost above, this is the "
+         "machine's run-to-run variation)");
   }
   line("  per layer on rank 0 (ms, synchronised passes):");
   std::string layers_json;

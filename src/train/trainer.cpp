@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <optional>
 #include <thread>
 
@@ -111,6 +112,8 @@ void Trainer::restore(const TrainingState& s) {
   const double sums[2] = {root ? s.epoch_sums[0] : 0.0, root ? s.epoch_sums[1] : 0.0};
   p_.backend.upload(stats_.data(), sums, sizeof sums);
   epoch_samples_ = root ? static_cast<std::int64_t>(s.epoch_sums[2]) : 0;
+  // At an epoch's end with its sums still there: a stop came during its evaluation.
+  pending_epoch_end_ = step_ > 0 && in_epoch == 0 && s.epoch_sums[2] > 0;
 }
 
 void Trainer::save_checkpoint(bool borrow) {
@@ -154,10 +157,11 @@ void Trainer::save_checkpoint(bool borrow) {
 
 // A stop request: every rank is at the same step boundary (the last applied step). Write the
 // checkpoint and wait for it, saying what happens, since a launcher may be counting down.
-void Trainer::stop_and_save(bool abandoned) {
+void Trainer::stop_and_save(bool abandoned, const std::string& during) {
   const bool checkpoints = !cfg_.checkpoint_dir.empty();
   const std::string at = "step " + std::to_string(step_) +
-                         (abandoned ? " (the step in progress was abandoned, not applied)" : "");
+                         (abandoned ? " (the step in progress was abandoned, not applied)" : "") +
+                         (during.empty() ? "" : ", during " + during);
   if (!checkpoints) {
     p_.report.line("stopped on request at " + at + "; no --checkpoint-dir, nothing saved");
     return;
@@ -406,6 +410,71 @@ Trainer::StepOutcome Trainer::train_step(const data::Batch& b) {
   return vote[0] > 0 ? StepOutcome::stop : StepOutcome::applied;
 }
 
+// The end of an epoch: evaluation, the epoch's line and metrics, the time-to-accuracy check.
+// The running sums are kept until the evaluation has ended: a stop request during it saves them
+// with the checkpoint, and the resumed run ends the epoch again (timing null: not measured).
+// Returns true when fit() should return (stopped, or the target reached).
+bool Trainer::end_epoch(int epoch, const EpochTiming* timing, FitResult& result,
+                        Clock::time_point fit_start) {
+  const bool checkpoints = !cfg_.checkpoint_dir.empty();
+  // Loss and accuracy accumulated on the fly over the epoch (as the notebooks report them),
+  // summed over ranks.
+  std::array<double, kBadParam + 1> s{};
+  p_.backend.download(s.data(), stats_.data(), sizeof s);
+  const data::Dataset::BadSamples bad = p_.train.take_bad_samples(epoch);
+  double sums[5] = {s[kLoss], s[kCorrect], double(epoch_samples_), double(bad.count),
+                    s[kBadParam] > 0 ? 1.0 : 0.0};
+  host_comm().allreduce_sum(sums, 5);
+  if (sums[4] > 0)
+    diverged("non-finite parameters after the update of step " + std::to_string(step_), false);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  EpochMetrics em;
+  em.epoch = epoch + 1;
+  em.samples = static_cast<std::int64_t>(sums[2]);
+  em.steps = sampler_.batches_per_epoch();
+  em.loss = sums[0] / sums[2];
+  em.train_acc = sums[1] / sums[2];
+  em.time_s = timing ? timing->train_s : nan;
+  em.examples_per_s = timing ? double(timing->global_samples) / timing->train_s : nan;
+  em.lr = lr_at(schedule_, step_ - 1);
+  em.data_wait_s = timing ? timing->data_wait_s : nan;
+  em.comm_s = timing ? timing->comm_s : nan;
+  em.exchange_s = timing ? timing->exchange_s : nan;
+  if (p_.test) {
+    Timeline::Scope span(p_.timeline, Timeline::Track::compute, "evaluate", "eval");
+    const EvalResult ev = evaluate();
+    if (ev.interrupted) {
+      stop_and_save(false, "the evaluation of epoch " + std::to_string(em.epoch) +
+                               " (it is done again on resume)");
+      result.stopped = true;
+      return true;
+    }
+    em.test_loss = ev.loss;
+    em.test_acc = ev.accuracy;
+    em.test_top5 = ev.top5;
+  }
+  p_.backend.fill_zero(stats_.data(), 3 * sizeof(double));
+  epoch_samples_ = 0;
+  pending_epoch_end_ = false;
+  p_.report.epoch(em, p_.world.size(), p_.backend.device().str());
+  report_bad_samples("epoch " + std::to_string(em.epoch) + " (training)", bad, sums[3]);
+  if (timing)
+    report_stragglers("epoch " + std::to_string(em.epoch), em.epoch, timing->train_s,
+                      em.comm_s + timing->vote_s + em.exchange_s, em.data_wait_s);
+  if (p_.timeline) p_.timeline->counter("epoch loss", Timeline::now_us(), em.loss);
+  result.history.push_back(em);
+  if (cfg_.target_accuracy > 0 && p_.test && em.test_acc >= cfg_.target_accuracy) {
+    result.target_reached = true;
+    result.wall_s = seconds_since(fit_start);
+    p_.report.target(cfg_.target_accuracy, true, em.epoch, result.wall_s, em.test_acc,
+                     p_.world.size());
+    if (checkpoints && saved_step_ != step_) save_checkpoint();
+    finish_writes();
+    return true;
+  }
+  return false;
+}
+
 FitResult Trainer::fit() {
   FitResult result;
   const auto fit_start = Clock::now();
@@ -416,6 +485,9 @@ FitResult Trainer::fit() {
   lo.timeline = p_.timeline;
   data::Loader loader(p_.train, sampler_, loader_transform(), lo, step_ / steps_per_epoch,
                       step_ % steps_per_epoch);
+  // Resumed from a stop during an evaluation: that epoch ends first.
+  if (pending_epoch_end_ && end_epoch(int(step_ / steps_per_epoch) - 1, nullptr, result, fit_start))
+    return result;
 
   for (int epoch = int(step_ / steps_per_epoch); epoch < cfg_.epochs; ++epoch) {
     const auto t0 = Clock::now();
@@ -472,54 +544,14 @@ FitResult Trainer::fit() {
           step_ % cfg_.checkpoint_every_steps == 0)
         save_checkpoint();
     }
-    // Loss and accuracy accumulated on the fly over the epoch (as the notebooks report them),
-    // summed over ranks.
-    std::array<double, kBadParam + 1> s{};
-    p_.backend.download(s.data(), stats_.data(), sizeof s);
-    p_.backend.fill_zero(stats_.data(), 3 * sizeof(double));
-    const data::Dataset::BadSamples bad = p_.train.take_bad_samples(epoch);
-    double sums[5] = {s[kLoss], s[kCorrect], double(epoch_samples_), double(bad.count),
-                      s[kBadParam] > 0 ? 1.0 : 0.0};
-    epoch_samples_ = 0;
-    host_comm().allreduce_sum(sums, 5);
-    if (sums[4] > 0)
-      diverged("non-finite parameters after the update of step " + std::to_string(step_), false);
-    const double train_time = seconds_since(t0);
-
-    EpochMetrics em;
-    em.epoch = epoch + 1;
-    em.samples = static_cast<std::int64_t>(sums[2]);
-    em.steps = steps_per_epoch;
-    em.loss = sums[0] / sums[2];
-    em.train_acc = sums[1] / sums[2];
-    em.time_s = train_time;
-    em.examples_per_s = double(global_samples) / train_time;
-    em.lr = lr_at(schedule_, step_ - 1);
-    em.data_wait_s = loader.wait_seconds() - wait0;
-    em.comm_s = sync_.comm_seconds() - comm0;
-    em.exchange_s = exchange_seconds() - exchange0;
-    if (p_.test) {
-      Timeline::Scope span(p_.timeline, Timeline::Track::compute, "evaluate", "eval");
-      const EvalResult ev = evaluate();
-      em.test_loss = ev.loss;
-      em.test_acc = ev.accuracy;
-      em.test_top5 = ev.top5;
-    }
-    p_.report.epoch(em, p_.world.size(), p_.backend.device().str());
-    report_bad_samples("epoch " + std::to_string(em.epoch) + " (training)", bad, sums[3]);
-    report_stragglers("epoch " + std::to_string(em.epoch), em.epoch, train_time,
-                      em.comm_s + (vote_s_ - vote0) + em.exchange_s, em.data_wait_s);
-    if (p_.timeline) p_.timeline->counter("epoch loss", Timeline::now_us(), em.loss);
-    result.history.push_back(em);
-    if (cfg_.target_accuracy > 0 && p_.test && em.test_acc >= cfg_.target_accuracy) {
-      result.target_reached = true;
-      result.wall_s = seconds_since(fit_start);
-      p_.report.target(cfg_.target_accuracy, true, em.epoch, result.wall_s, em.test_acc,
-                       p_.world.size());
-      if (checkpoints && saved_step_ != step_) save_checkpoint();
-      finish_writes();
-      return result;
-    }
+    EpochTiming timing;
+    timing.train_s = seconds_since(t0);
+    timing.global_samples = global_samples;
+    timing.data_wait_s = loader.wait_seconds() - wait0;
+    timing.comm_s = sync_.comm_seconds() - comm0;
+    timing.exchange_s = exchange_seconds() - exchange0;
+    timing.vote_s = vote_s_ - vote0;
+    if (end_epoch(epoch, &timing, result, fit_start)) return result;
     if (checkpoints && cfg_.checkpoint_every_epochs > 0 &&
         (epoch + 1) % cfg_.checkpoint_every_epochs == 0)
       save_checkpoint();

@@ -119,9 +119,11 @@ exec 9<&-
 np2 "${run[@]}" --epochs 1 --checkpoint-dir "$tmp/res" --checkpoint-every 2steps --keep-checkpoints 5 \
   >"$tmp/res.log" 2>&1 || bad "resume base run: $(cat "$tmp/res.log")"
 before=$(md5sum "$tmp"/res/ckpt-* | md5sum)
-for change in "--seed 7:seed = 7" "--resize 32:resize = 32" "--dataset synthetic:dataset = synthetic" \
-  "--drop-last:drop-last = true" "--dropout 0.3:dropout = 0.3" "--lr 0.01:lr = 0.01" \
-  "--batch-size 128:batch-size = 128"; do
+for change in "--seed 7:cannot resume with seed = 7" "--resize 32:cannot resume with resize = 32" \
+  "--dataset synthetic:cannot resume with dataset = synthetic" \
+  "--drop-last:cannot resume with drop-last = true" "--dropout 0.3:cannot resume with dropout = 0.3" \
+  "--lr 0.01:cannot resume with lr = 0.01" \
+  "--batch-size 128:written with a global batch of 256, this run has 128"; do
   opt=${change%%:*}
   want=${change#*:}
   given=(--resize 0 --batch-size 256 --lr 0.05)
@@ -130,7 +132,7 @@ for change in "--seed 7:seed = 7" "--resize 32:resize = 32" "--dataset synthetic
   # shellcheck disable=SC2086
   np2 "${base[@]}" "${given[@]}" $opt --epochs 2 --checkpoint-dir "$tmp/res" --resume auto >"$tmp/res2.log" 2>&1
   rc=$?
-  [ $rc -eq 2 ] && one_error "$tmp/res2.log" "cannot resume with $want" \
+  [ $rc -eq 2 ] && one_error "$tmp/res2.log" "$want" \
     && ok "resume with $opt: refused, naming the setting" || bad "resume $opt: exit $rc: $(cat "$tmp/res2.log")"
 done
 [ "$(md5sum "$tmp"/res/ckpt-* | md5sum)" = "$before" ] && ok "refused resumes touched no checkpoint" \
@@ -196,6 +198,76 @@ for x, y in zip(ea, eb):
     for k in ("loss", "train_acc", "test_loss", "test_acc"):
         assert x[k] == y[k], (k, x[k], y[k])
 EOF
+
+# A stop request as the evaluation at the end of epoch 1 starts: taken at once (not after the
+# evaluation); the resumed run evaluates and reports epoch 1 first, then trains epoch 2, and ends
+# bitwise where the uninterrupted run ends.
+np2 "${run[@]}" --epochs 2 --checkpoint-dir "$tmp/sref" --metrics-file "$tmp/sref.json" >"$tmp/sref.log" 2>&1 \
+  || bad "reference run: $(cat "$tmp/sref.log")"
+np2 "${run[@]}" --epochs 2 --checkpoint-dir "$tmp/ev" --metrics-file "$tmp/ev.json" \
+  --debug-fault stop-in-eval:1 >"$tmp/ev1.log" 2>&1
+rc=$?
+[ $rc -eq 3 ] && grep -q "stopped on request at step 6, during the evaluation of epoch 1 (it is done again on resume); checkpoint ckpt-epoch0001-step00000006.h5 written" "$tmp/ev1.log" \
+  && ! grep -q "^epoch 1," "$tmp/ev1.log" \
+  && ok "a stop during the evaluation is taken before it ends, with a checkpoint" || bad "stop in eval: exit $rc: $(cat "$tmp/ev1.log")"
+np2 "${run[@]}" --epochs 2 --checkpoint-dir "$tmp/ev" --metrics-file "$tmp/ev.json" --resume auto >"$tmp/ev2.log" 2>&1
+rc=$?
+[ $rc -eq 0 ] && [ "$(grep -c "^epoch [12]," "$tmp/ev2.log")" -eq 2 ] \
+  && grep -q "^epoch 1, .* ended after a resume (not timed)" "$tmp/ev2.log" \
+  && h5diff "$tmp/sref/ckpt-epoch0002-step00000012.h5" "$tmp/ev/ckpt-epoch0002-step00000012.h5" /params /params >/dev/null \
+  && ok "the resumed run evaluates epoch 1 again, then ends bitwise like the uninterrupted run" \
+  || bad "resume after a stop in eval: exit $rc: $(cat "$tmp/ev2.log")"
+/usr/bin/python3 - "$tmp/sref.json" "$tmp/ev.json" <<'EOF' && ok "the epoch figures after a stop in the evaluation equal the uninterrupted run's" || bad "eval-stop metrics: $(cat "$tmp/ev.json")"
+import json, sys
+a = [r for r in map(json.loads, open(sys.argv[1])) if r["event"] == "epoch"]
+b = [r for r in map(json.loads, open(sys.argv[2])) if r["event"] == "epoch"]
+assert [r["epoch"] for r in b] == [1, 2], b
+assert b[0]["time_s"] is None  # not measured across the stop: null, not a made-up figure
+for x, y in zip(a, b):
+    for k in ("loss", "train_acc", "test_loss", "test_acc", "test_top5"):
+        assert x[k] == y[k], (k, x[k], y[k])
+EOF
+
+# --- Messages that say what happened ------------------------------------------------------
+"$bin" >"$tmp/bare.log" 2>&1
+rc=$?
+[ $rc -eq 2 ] && grep -q "^usage: alexnet" "$tmp/bare.log" && ok "a bare alexnet prints its usage (exit 2), it does not train" \
+  || bad "bare alexnet: exit $rc: $(cat "$tmp/bare.log")"
+"$bin" --help | grep -q "alexnet-torchvision" && ok "--help lists every model" || bad "--help model list"
+"$bin" --print-config | grep -qx "bn-momentum = 0.9" && ok "printed configs carry no float noise" \
+  || bad "print-config: $("$bin" --print-config | grep bn-momentum)"
+for o in "--warmup-steps 3:--warmup-steps counts untimed steps of --benchmark" \
+  "--steps 3:--steps counts the timed steps of --benchmark" \
+  "--batch-size 4294967296:--batch-size must be in [1, 2147483647], got 4294967296" \
+  "--batch-size 4294967297:--batch-size must be in [1, 2147483647], got 4294967297"; do
+  # shellcheck disable=SC2086
+  "$bin" ${o%%:*} --model lenet >"$tmp/msg.log" 2>&1
+  rc=$?
+  [ $rc -eq 2 ] && one_error "$tmp/msg.log" "${o#*:}" && ok "${o%%:*}: refused in one line" || bad "${o%%:*}: exit $rc: $(cat "$tmp/msg.log")"
+done
+"$bin" "${base[@]}" --resize 0 --lr 0.05 --batch-size 20000000 --epochs 1 >"$tmp/mem.log" 2>&1
+rc=$?
+[ $rc -eq 2 ] && one_error "$tmp/mem.log" "a batch of 20000000 per rank needs at least" "MiB of memory" \
+  && ok "a batch too large for memory is refused before anything is allocated" || bad "huge batch: exit $rc: $(cat "$tmp/mem.log")"
+grep -q "1 thread, conv" "$tmp/sref.log" && ok "one thread is \"1 thread\"" || bad "thread count wording: $(grep ctx "$tmp/sref.log")"
+# --eval-only takes the dataset, its directory and normalisation from the checkpoint and needs no
+# training split: an image-folder checkpoint (3 channels, ImageNet's statistics) evaluated with
+# only --checkpoint, after the folder's train/ is gone.
+maker=$(dirname "$bin")/tests/distnet_make_image_folder
+if [ -x "$maker" ]; then
+  "$maker" "$tmp/folder" 12 6 24 40 >/dev/null 2>&1 || bad "image folder maker"
+  np2 --model lenet --dataset imagefolder --data-dir "$tmp/folder" --resize 28 --batch-size 40 \
+    --epochs 1 --workers 1 --checkpoint-dir "$tmp/ifck" >"$tmp/if.log" 2>&1 || bad "image folder run: $(cat "$tmp/if.log")"
+  rm -rf "$tmp/folder/train"
+  "$bin" --eval-only --checkpoint "$tmp/ifck/ckpt-epoch0001-step00000003.h5" >"$tmp/ifeval.log" 2>&1
+  rc=$?
+  want=$(grep -oE "test acc [0-9.]+" "$tmp/if.log" | tail -1)
+  [ $rc -eq 0 ] && grep -q "(no training split)" "$tmp/ifeval.log" && grep -q "$want" "$tmp/ifeval.log" \
+    && ok "--eval-only takes the image folder from the checkpoint and reads only val/ ($want)" \
+    || bad "eval-only adoption: exit $rc: $(cat "$tmp/ifeval.log")"
+else
+  echo "skip: --eval-only of an image-folder checkpoint: $maker is not built"
+fi
 
 # --- Write failures ---------------------------------------------------------------------------
 # The metrics file on a full disk (/dev/full): one line and exit 1 at the next step.
