@@ -1,6 +1,9 @@
 // Datasets by name, their default directories and file names.
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include "distnet/data/dataset.hpp"
@@ -30,7 +33,17 @@ std::string find_file(const std::string& dir, const std::string& base) {
 }
 
 std::string check_dir(const std::string& name, const std::string& dir) {
-  if (is_dir(dir)) return dir;
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 && errno != ENOENT && errno != ENOTDIR)
+    throw Error(dir + ": cannot reach the data directory of " + name + ": " + std::strerror(errno));
+  if (is_dir(dir)) {
+    // A directory that cannot be listed or entered would otherwise look like one without the
+    // dataset's files.
+    if (::access(dir.c_str(), R_OK | X_OK) != 0)
+      throw Error(dir + ": cannot read the data directory of " + name + ": " +
+                  std::strerror(errno));
+    return dir;
+  }
   std::string hint = " (pass --data-dir)";
   if (name == "fashion-mnist")
     hint = " (install the Debian package dataset-fashion-mnist, or pass --data-dir)";

@@ -269,6 +269,22 @@ else
   echo "skip: --eval-only of an image-folder checkpoint: $maker is not built"
 fi
 
+# A data directory that exists but cannot be entered is not "missing train-images": as a user
+# without the right to enter it (nobody), the run says so.
+if command -v runuser >/dev/null && [ "$(id -u)" -eq 0 ]; then
+  chmod 711 "$tmp"
+  mkdir -p "$tmp/closed"
+  cp /usr/share/datasets/fashion-mnist/* "$tmp/closed/"
+  chmod 700 "$tmp/closed"
+  runuser -u nobody -- "$bin" --model lenet --resize 0 --data-dir "$tmp/closed" --epochs 1 >"$tmp/closed.log" 2>&1
+  rc=$?
+  [ $rc -ne 0 ] && one_error "$tmp/closed.log" "$tmp/closed: cannot read the data directory of fashion-mnist: Permission denied" \
+    && ok "a data directory that cannot be entered is named as such" || bad "closed data dir: exit $rc: $(cat "$tmp/closed.log")"
+  chmod 700 "$tmp"
+else
+  echo "skip: a data directory that cannot be entered: needs root and runuser to act as another user"
+fi
+
 # --- Write failures ---------------------------------------------------------------------------
 # The metrics file on a full disk (/dev/full): one line and exit 1 at the next step.
 np2 "${run[@]}" --epochs 1 --metrics-file /dev/full >"$tmp/full.log" 2>&1
