@@ -77,7 +77,7 @@ void receive(const sigset_t set) {
           char text[160];
           std::snprintf(text, sizeof text,
                         "alexnet: the launcher (parent process %d) has gone: stopping after the "
-                        "last completed step, without a checkpoint\n",
+                        "last completed step\n",
                         int(g_parent));
           say(text);
         }
