@@ -162,8 +162,8 @@ TEST(Signals, LauncherGoneWhenTheParentAtStartUpDies) {
     if (fork() == 0) {
       setenv("OMPI_COMM_WORLD_RANK", "1", 1);
       install_stop_handlers();
+      const pid_t parent = getppid();  // before saying it is ready: then the launcher is killed
       report(rep[1], launcher_gone() ? "G" : "r");
-      const pid_t parent = getppid();
       wait_until([&] { return getppid() != parent; }, 60);
       report(rep[1], launcher_gone() ? "g" : "-");
       report(rep[1],
@@ -193,8 +193,8 @@ TEST(Signals, NoLauncherNoLauncherGone) {
       for (const char* v : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"})
         unsetenv(v);
       install_stop_handlers();
-      report(rep[1], "r");
       const pid_t parent = getppid();
+      report(rep[1], "r");
       wait_until([&] { return getppid() != parent; }, 60);
       report(rep[1], launcher_gone() ? "g" : "-");
       _exit(0);
