@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -305,6 +306,20 @@ std::string join(const std::vector<std::string>& parts) {
   return s;
 }
 
+// "3, 5-9, 12": ranks in ascending order, runs as ranges.
+std::string ranges(std::vector<int> ranks) {
+  std::sort(ranks.begin(), ranks.end());
+  std::vector<std::string> parts;
+  for (std::size_t i = 0; i < ranks.size();) {
+    std::size_t j = i;
+    while (j + 1 < ranks.size() && ranks[j + 1] == ranks[j] + 1) ++j;
+    parts.push_back(j == i ? std::to_string(ranks[i])
+                           : std::to_string(ranks[i]) + "-" + std::to_string(ranks[j]));
+    i = j + 1;
+  }
+  return join(parts);
+}
+
 }  // namespace
 
 std::string describe_laggards(int channel, std::int64_t n, double limit_s) {
@@ -340,14 +355,22 @@ std::string describe_laggards(int channel, std::int64_t n, double limit_s) {
   } else {
     unread = remote;
   }
-  std::vector<std::string> late, unknown;
+  std::sort(parts.begin(), parts.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<std::string> late;
+  std::vector<int> unknown, more;  // more: late ranks beyond the first kDetailed
+  constexpr std::size_t kDetailed = 8;
   for (auto& [m, s] : parts) {
     const int c = channel;
     if (s.ready != kReady || s.ch[c].signature != sig) {
-      unknown.push_back(std::to_string(m));
+      unknown.push_back(m);
       continue;
     }
     if (s.ch[c].entered >= n) continue;
+    if (late.size() == kDetailed) {
+      more.push_back(m);
+      continue;
+    }
     std::string what = std::to_string(m) + " (" + s.host + ", ";
     if (s.ch[c].entered > s.ch[c].finished)
       what += "still in collective #" + std::to_string(s.ch[c].entered) + ")";
@@ -355,17 +378,19 @@ std::string describe_laggards(int channel, std::int64_t n, double limit_s) {
       what += "last finished collective #" + std::to_string(s.ch[c].finished) + ")";
     late.push_back(what);
   }
-  for (int m : unread) unknown.push_back(std::to_string(m));
+  unknown.insert(unknown.end(), unread.begin(), unread.end());
   std::string unread_text;
   if (!unknown.empty()) {
     unread_text = "could not read the progress of rank" +
-                  std::string(unknown.size() > 1 ? "s " : " ") + join(unknown);
+                  std::string(unknown.size() > 1 ? "s " : " ") + ranges(unknown);
     if (!unread.empty() && !b->remote_reads)
       unread_text += " (on other hosts; DISTNET_PROGRESS_RMA=1 reads them with MPI one-sided gets)";
   }
   std::string text;
   if (!late.empty())
     text = "ranks that have not reached it: " + join(late) +
+           (more.empty() ? ""
+                         : " and " + std::to_string(more.size()) + " more (" + ranges(more) + ")") +
            (unknown.empty() ? "" : "; " + unread_text);
   else if (unknown.empty())
     text = "every rank has reached it";

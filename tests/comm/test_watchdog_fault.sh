@@ -53,6 +53,16 @@ PY
   done
 done
 
+# Two late ranks of four: both named, in rank order, by every watchdog that fires.
+out=$(timeout 120 "${mpi[@]}" -n 4 "$bin" 1,2 "$tmp/q.json" 2>&1)
+rc=$?
+lines=$(grep -E "alexnet: error: all-reduce of 2 doubles .* did not complete" <<<"$out")
+count=$(grep -c . <<<"$lines")
+named=$(grep -cE "; ranks that have not reached it: 1 \(${host}, last finished collective #3\), 2 \(${host}, last finished collective #3\) -- aborting" <<<"$lines")
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$count" -ge 1 ] && [ "$named" -eq "$count" ] \
+  && ok "4 ranks, ranks 1 and 2 late: each watchdog line names both" \
+  || bad "4 ranks, ranks 1 and 2 late: exit $rc, $named of $count lines name both: $out"
+
 # Reading every peer through MPI one-sided gets (DISTNET_PROGRESS_RMA=force), as for ranks on
 # other hosts: either the late rank is named, or the watchdog says it could not tell -- never
 # another rank.

@@ -1,5 +1,5 @@
 // A rank that never reaches a collective, for tests/comm/test_watchdog_fault.sh:
-//   watchdog_fault LATE TIMELINE
+//   watchdog_fault LATE TIMELINE     (LATE: a rank, or ranks separated by commas)
 // Every rank starts as alexnet does (stop handlers, MpiSession with its progress board), records
 // a few timeline spans, arms write_on_abort(TIMELINE), and runs three all-reduces under a 2 s
 // watchdog. Then rank LATE sleeps without calling MPI while the others start a fourth: their
@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -28,7 +29,10 @@ int main(int argc, char** argv) {
   set_stop_saves_checkpoint(true);  // as a run with --checkpoint-dir
   MpiSession mpi(&argc, &argv);
   World world;
-  const int late = std::atoi(argv[1]);
+  bool late = false;
+  std::stringstream ranks(argv[1]);
+  for (std::string r; std::getline(ranks, r, ',');)
+    late = late || std::atoi(r.c_str()) == world.rank();
   const std::string who = "[rank " + std::to_string(world.rank()) + " " + world.host() + "] ";
   Timeline timeline(10000, 0, -1);
   timeline.align_clocks(world.comm());
@@ -42,7 +46,12 @@ int main(int argc, char** argv) {
   }
   timeline.set_step(3);
   Timeline::Scope span(&timeline, Timeline::Track::compute, "step ", 3, "step");
-  if (world.rank() == late) std::this_thread::sleep_for(std::chrono::minutes(10));
+  // The ranks on time enter the fourth together, so that only the late ones can be missing when
+  // a watchdog fires 2 s later, however loaded the machine.
+  MPI_Comm on_time;
+  MPI_Comm_split(world.comm(), late ? 1 : 0, world.rank(), &on_time);
+  if (!late) MPI_Barrier(on_time);
+  if (late) std::this_thread::sleep_for(std::chrono::minutes(10));
   comm->allreduce_sum(x, 2);
   std::fprintf(stderr, "%swatchdog_fault: the fourth all-reduce completed\n", who.c_str());
   return 1;
