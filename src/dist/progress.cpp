@@ -63,6 +63,7 @@ struct Board {
   Slot* mine = nullptr;
   std::vector<Slot*> direct;  // by world rank; null where not on this host
   bool remote_reads = false;  // the world window exists and MPI_THREAD_MULTIPLE is on
+  bool rma_asked = false;     // DISTNET_PROGRESS_RMA asked for it
   std::mutex mu;              // channels
   bool used[kChannels] = {};
   std::vector<int> members[kChannels];
@@ -153,6 +154,7 @@ bool open_board(MPI_Comm world) {
   MPI_Comm_rank(b->node, &node_rank);
   const int leader = node_rank == 0 ? 1 : 0;
   if (MPI_Allreduce(&leader, &node_count, 1, MPI_INT, MPI_SUM, world) != MPI_SUCCESS) all_ok = 0;
+  b->rma_asked = rma != 0;
   if (all_ok && rma != 0 && (node_count > 1 || rma == 2)) {
     int level = MPI_THREAD_SINGLE;
     MPI_Query_thread(&level);
@@ -384,7 +386,13 @@ std::string describe_laggards(int channel, std::int64_t n, double limit_s) {
     unread_text = "could not read the progress of rank" +
                   std::string(unknown.size() > 1 ? "s " : " ") + ranges(unknown);
     if (!unread.empty() && !b->remote_reads)
-      unread_text += " (on other hosts; DISTNET_PROGRESS_RMA=1 reads them with MPI one-sided gets)";
+      unread_text += b->rma_asked ? " (MPI could not make the one-sided window that "
+                                    "DISTNET_PROGRESS_RMA asks for)"
+                                  : " (on other hosts: DISTNET_PROGRESS_RMA=1 reads those with "
+                                    "MPI one-sided gets)";
+    else if (!unread.empty())
+      unread_text += " (the one-sided reads did not complete within " +
+                     std::to_string(int(limit_s + 0.5)) + " s)";
   }
   std::string text;
   if (!late.empty())
