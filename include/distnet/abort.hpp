@@ -14,8 +14,9 @@ namespace distnet {
 void mark_aborting();
 // This process is aborting the job.
 bool aborting();
-// This process, or a rank on this host that published it on the progress board, is aborting
-// the job (memory loads only: safe on the signal-receiving thread).
+// The job is being taken down: this process, or a rank on this host that published it on the
+// progress board, is aborting it, or a rank on this host has died (a launcher ends the others
+// then). Memory loads and kill(pid, 0) only: safe on the signal-receiving thread.
 bool job_aborting();
 
 // Work this rank does just before it aborts the job; unregistered by the destructor (which

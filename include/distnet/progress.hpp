@@ -50,6 +50,8 @@ std::int64_t entered_count(int channel);
 void publish_aborting();
 // A rank on this host other than this one has published that it is aborting.
 bool peer_aborting();
+// A rank on this host has died (its process is gone): the launcher ends the others next.
+bool peer_gone();
 
 // The members of `channel` that have not entered its collective number `n` (1-based; this rank
 // is in it), e.g. "1 (hostA, last finished collective #122 here)". Remote parts are waited for

@@ -36,7 +36,7 @@ bool aborting() {
 }
 
 bool job_aborting() {
-  return aborting() || progress::peer_aborting();
+  return aborting() || progress::peer_aborting() || progress::peer_gone();
 }
 
 LastWords::LastWords(std::function<void()> work) {

@@ -1,9 +1,11 @@
 #include "distnet/progress.hpp"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -62,6 +64,7 @@ struct Board {
   MPI_Win shared = MPI_WIN_NULL, world = MPI_WIN_NULL;
   Slot* mine = nullptr;
   std::vector<Slot*> direct;  // by world rank; null where not on this host
+  std::vector<pid_t> pids;    // by world rank: a process this one can probe (kill 0); 0: none
   bool remote_reads = false;  // the world window exists and MPI_THREAD_MULTIPLE is on
   bool rma_asked = false;     // DISTNET_PROGRESS_RMA asked for it
   std::mutex mu;              // channels
@@ -147,6 +150,16 @@ bool open_board(MPI_Comm world) {
     }
     if (rma != 2 || world_ranks[std::size_t(i)] == b->rank)
       b->direct[std::size_t(world_ranks[std::size_t(i)])] = static_cast<Slot*>(p);
+  }
+  // Peers on this host whose pid this process can probe (not so across pid namespaces): alive
+  // now -- every part is filled in, nobody has left yet -- so a later ESRCH means it has died.
+  b->pids.assign(std::size_t(b->size), 0);
+  if (MPI_Barrier(b->node) != MPI_SUCCESS) ok = 0;
+  for (int r = 0; ok && r < b->size; ++r) {
+    const Slot* peer = b->direct[std::size_t(r)];
+    if (r != b->rank && peer && peer->ready.load() == kReady && peer->pid > 0 &&
+        kill(pid_t(peer->pid), 0) == 0)
+      b->pids[std::size_t(r)] = pid_t(peer->pid);
   }
   // One agreement over the world: the board is on everywhere or nowhere.
   if (MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, world) != MPI_SUCCESS) all_ok = 0;
@@ -238,6 +251,15 @@ std::int64_t entered_count(int channel) {
 void publish_aborting() {
   std::lock_guard<std::mutex> lock(g_mu);
   if (Board* b = g_board.load()) b->mine->aborting.store(1, std::memory_order_release);
+}
+
+bool peer_gone() {
+  std::lock_guard<std::mutex> lock(g_mu);
+  const Board* b = g_board;
+  if (!b) return false;
+  for (pid_t p : b->pids)
+    if (p > 0 && kill(p, 0) != 0 && errno == ESRCH) return true;
+  return false;
 }
 
 bool peer_aborting() {

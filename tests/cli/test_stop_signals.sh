@@ -5,6 +5,7 @@
 #   2. A rank that hangs (--debug-delay-rank R:600000): the other ranks' watchdogs name rank R,
 #      the one that has not reached the collective, and nothing announces a stop that saves a
 #      checkpoint while the job is being aborted.
+#   3. A rank killed with -9: the launcher's SIGTERM to the others is not announced as a stop.
 #   test_stop_signals.sh PATH/TO/alexnet MPIEXEC [MPIEXEC FLAGS...]
 set -u
 bin=$1
@@ -71,6 +72,27 @@ for case in "2 0" "2 1" "3 1"; do
     && bad "$np ranks, rank $late hung: a stop or checkpoint is announced during the abort: $out" \
     || ok "$np ranks, rank $late hung: no stop or checkpoint announced during the abort"
 done
+
+# 3. kill -9 of rank 1: mpiexec then sends SIGTERM to rank 0, which must not announce a stop
+#    (rank 1's process is gone, which rank 0 sees on the progress board).
+"${mpi[@]}" -n 2 "$bin" "${run[@]}" --checkpoint-dir "$tmp/k9" >"$tmp/k9.log" 2>&1 &
+pid=$!
+victim=""
+for _ in $(seq 600); do
+  if grep -qE "step [0-9]+/30" "$tmp/k9.log" 2>/dev/null; then
+    for p in $(pgrep -f "$bin .*$tmp/k9"); do
+      tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=$p
+    done
+    [ -n "$victim" ] && break
+  fi
+  sleep 0.1
+done
+[ -n "$victim" ] && kill -9 "$victim"
+wait "$pid"
+rc=$?
+[ -n "$victim" ] && [ "$rc" -ne 0 ] && ! grep -qE "stop requested|will save" "$tmp/k9.log" \
+  && ok "kill -9 of rank 1: the job ends (exit $rc) and no stop is announced" \
+  || bad "kill -9 of rank 1 (pid ${victim:-none}): exit $rc: $(cat "$tmp/k9.log")"
 
 echo "$pass passed, $fails failed"
 [ "$fails" -eq 0 ]
