@@ -82,6 +82,9 @@ class Communicator {
   // Device-side spans of the gradient buckets on the communication stream (NCCL), recorded into
   // `timeline` from now on; communicators that work on the calling thread record none.
   virtual void set_timeline(Timeline* timeline) { (void)timeline; }
+  // The MPI communicator the collectives run on, where there is one (the MPI communicator's
+  // duplicate; the watchdog forwards it); MPI_COMM_NULL otherwise. For naming ranks only.
+  virtual MPI_Comm mpi_comm() const { return MPI_COMM_NULL; }
 
  protected:
   // Implementations call this once per collective with its payload n (see above).
@@ -101,8 +104,11 @@ std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm);
 std::unique_ptr<Communicator> through_host(std::unique_ptr<Communicator> host, Backend& backend);
 
 // Wraps `inner` so that a collective still waiting after `timeout_s` seconds prints
-// "<who>alexnet: error: <operation> did not complete within ..." and aborts the job (MPI_Abort).
-// timeout_s <= 0 returns `inner` unchanged.
+// "<who>alexnet: error: <operation> did not complete within ...; ranks that have not reached it:
+// R (host, last finished collective #k) -- aborting the job" and aborts the job (abort_job:
+// MPI_Abort after this rank's last words). The ranks are read from the progress board
+// (progress.hpp), where every guarded collective is counted. timeout_s <= 0 returns `inner`
+// unchanged.
 std::unique_ptr<Communicator> with_watchdog(std::unique_ptr<Communicator> inner, double timeout_s,
                                             std::string who);
 

@@ -19,11 +19,13 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "distnet/abort.hpp"
 #include "distnet/device_clock.hpp"
 
 namespace distnet {
@@ -45,6 +47,7 @@ class Timeline {
   Timeline() = default;
   // Records up to `capacity` events of steps [first_step, last_step) (last_step < 0: no end).
   Timeline(std::size_t capacity, std::int64_t first_step, std::int64_t last_step);
+  ~Timeline();
 
   bool enabled() const { return capacity_ > 0; }
   // Named ranges for an external profiler (NVTX for Nsight Systems, with --nvtx): every Scope
@@ -147,6 +150,16 @@ class Timeline {
   // Collects the device spans first (the caller has let the device finish). Throws Error on rank
   // 0 when the file cannot be written.
   void write(MPI_Comm comm, const std::string& path, const std::string& host);
+  // Local, no MPI: this rank's rows alone, as a complete trace file (written to a temporary
+  // name, then renamed), its otherData saying "partial" and `note`. Times are on rank 0's clock
+  // as in write(), so the files of several ranks line up. Throws Error when it cannot write.
+  void write_rank_file(const std::string& path, int rank, const std::string& host,
+                       const std::string& note) const;
+  // If this rank aborts the job (abort.hpp: the watchdog), or the launcher ends it while the job
+  // is aborting, it first writes its own rows to `path`.rank<rank> (write_rank_file) and says so
+  // in one line: the gathered `path` is never written then. Call once the clocks are aligned;
+  // lasts until the timeline is destroyed.
+  void write_on_abort(const std::string& path, int rank, const std::string& host);
 
   std::size_t events() const;             // recorded and kept
   std::size_t dropped() const;            // overwritten because the ring was full
@@ -160,6 +173,9 @@ class Timeline {
     std::string name, category, args;
   };
   void keep(Event e);
+  // This rank's process row names and events, comma-separated Chrome trace objects.
+  std::string rows(int rank, const std::string& host) const;
+  std::unique_ptr<LastWords> last_words_;
   struct PendingSpan {
     DeviceMark begin, end;
     Track track;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cuda_backend.hpp"
+#include "distnet/abort.hpp"
 #include "distnet/bootstrap.hpp"
 #include "distnet/gpu.hpp"
 #include "distnet/mpi_check.hpp"
@@ -285,14 +286,14 @@ class NcclCommunicator final : public Communicator {
       }
     });
     if (done) return;
+    mark_aborting();  // the SIGTERM that follows is not a stop request (abort.hpp)
     std::fprintf(stderr,
                  "%salexnet: error: NCCL %s did not complete within --comm-timeout %g s; a "
                  "peer rank has hung or died -- aborting the job\n",
                  who_.c_str(), what.c_str(), timeout_s_);
     std::fflush(stderr);
     ncclCommAbort(std::exchange(comm_, nullptr));
-    MPI_Abort(MPI_COMM_WORLD, 1);
-    std::_Exit(1);
+    abort_job(1);
   }
 
   CudaBackend& be_;

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <thread>
 
+#include "distnet/abort.hpp"
 #include "distnet/error.hpp"
 #include "distnet/mpi_check.hpp"
 
@@ -56,13 +57,13 @@ void run_with_deadline(const std::function<void()>& init, double timeout_s, cons
   std::thread watcher([&] {
     std::unique_lock<std::mutex> lock(mu);
     if (cv.wait_for(lock, std::chrono::duration<double>(timeout_s), [&] { return done; })) return;
+    mark_aborting();  // the SIGTERM that follows is not a stop request (abort.hpp)
     std::fprintf(stderr,
                  "%salexnet: error: %s did not complete within --comm-timeout %g s; a peer rank "
                  "failed before joining, or cannot be reached -- aborting the job\n",
                  who.c_str(), what.c_str(), timeout_s);
     std::fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, 1);
-    std::_Exit(1);
+    abort_job(1);
   });
   auto finish = [&] {
     {

@@ -52,6 +52,7 @@ class MpiCommunicator final : public Communicator {
   MpiCommunicator& operator=(const MpiCommunicator&) = delete;
 
   std::string name() const override { return "mpi"; }
+  MPI_Comm mpi_comm() const override { return comm_; }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
 

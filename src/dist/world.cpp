@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "distnet/mpi_check.hpp"
+#include "distnet/progress.hpp"
 
 namespace distnet {
 
@@ -19,12 +20,17 @@ MpiSession::MpiSession(int* argc, char*** argv) {
   }
   // Errors come back as return codes, which DISTNET_CHECK_MPI turns into exceptions.
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  // Where each rank has got to, readable by the others without a collective: the watchdog
+  // names the ranks a timed-out collective waits for (off, silently, where MPI cannot make it).
+  progress::open_board(MPI_COMM_WORLD);
 }
 
 MpiSession::~MpiSession() {
   int finalized = 0;
   MPI_Finalized(&finalized);
-  if (!finalized) MPI_Finalize();
+  if (finalized) return;
+  progress::close_board();
+  MPI_Finalize();
 }
 
 World::World(MPI_Comm comm) : comm_(comm) {

@@ -1,10 +1,12 @@
 #include "distnet/timeline.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 
+#include "distnet/abort.hpp"
 #include "distnet/error.hpp"
 #include "distnet/mpi_check.hpp"
 #include "distnet/report.hpp"
@@ -48,6 +50,8 @@ Timeline::Timeline(std::size_t capacity, std::int64_t first_step, std::int64_t l
     : capacity_(capacity), first_step_(first_step), last_step_(last_step) {
   ring_.reserve(std::min<std::size_t>(capacity, 1 << 14));
 }
+
+Timeline::~Timeline() = default;
 
 void Timeline::set_step(std::int64_t step) {
   in_window_ = enabled() && step >= first_step_ && (last_step_ < 0 || step < last_step_);
@@ -181,20 +185,7 @@ void Timeline::align_clocks(MPI_Comm comm) {
   DISTNET_CHECK_MPI(MPI_Bcast(&base_us_, 1, MPI_DOUBLE, 0, comm));
 }
 
-void Timeline::write(MPI_Comm comm, const std::string& path, const std::string& host) {
-  {
-    const std::size_t unfinished = collect_device_spans();
-    std::lock_guard<std::mutex> lock(pending_mu_);
-    for (PendingSpan& p : pending_) {
-      p.begin.clock->release(p.begin.id);
-      p.end.clock->release(p.end.id);
-    }
-    pending_.clear();
-    device_lost_ += unfinished;
-  }
-  int rank = 0, size = 1;
-  DISTNET_CHECK_MPI(MPI_Comm_rank(comm, &rank));
-  DISTNET_CHECK_MPI(MPI_Comm_size(comm, &size));
+std::string Timeline::rows(int rank, const std::string& host) const {
   // This rank's part of the file: its row names, then its events in time order.
   std::string part;
   auto add = [&](const std::string& object) {
@@ -207,11 +198,9 @@ void Timeline::write(MPI_Comm comm, const std::string& path, const std::string& 
   add("{\"ph\":\"M\",\"pid\":" + pid +
       ",\"name\":\"process_sort_index\",\"args\":{\"sort_index\":" + pid + "}}");
   std::vector<Event> events;
-  std::size_t lost = 0, device_lost = device_spans_lost();
   {
     std::lock_guard<std::mutex> lock(mu_);
     events = ring_;
-    lost = total_ - ring_.size();
   }
   // The host rows always; the GPU and exchange rows when there is something on them.
   constexpr int kLastTrack = int(Track::gpu_exchange);
@@ -234,6 +223,66 @@ void Timeline::write(MPI_Comm comm, const std::string& path, const std::string& 
     if (!e.args.empty()) o += ",\"args\":" + e.args;
     add(o + "}");
   }
+  return part;
+}
+
+void Timeline::write_rank_file(const std::string& path, int rank, const std::string& host,
+                               const std::string& note) const {
+  const std::string part = rows(rank, host);
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) throw Error(tmp + ": cannot open the timeline file for writing");
+    out << "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"producer\":\"distnet\","
+        << "\"partial\":true,\"rank\":" << rank << ",\"note\":\"" << json_escape(note)
+        << "\",\"dropped_events\":" << dropped() << ",\"device_spans_lost\":" << device_spans_lost()
+        << "},\"traceEvents\":[\n"
+        << part << "\n]}\n";
+    out.close();
+    if (!out) throw Error(tmp + ": the timeline could not be written completely");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    throw Error(path + ": cannot rename " + tmp + " to it: " + std::strerror(errno));
+}
+
+void Timeline::write_on_abort(const std::string& path, int rank, const std::string& host) {
+  last_words_.reset();
+  const std::string mine = path + ".rank" + std::to_string(rank);
+  last_words_ = std::make_unique<LastWords>([this, path, mine, rank, host] {
+    const std::string who = "[rank " + std::to_string(rank) + " " + host + "] ";
+    try {
+      write_rank_file(mine, rank, host,
+                      "written by rank " + std::to_string(rank) +
+                          " alone while the job was being aborted; other ranks' rows are in "
+                          "their own " +
+                          path + ".rank<r> files, where they could write them");
+      std::fprintf(stderr,
+                   "%salexnet: timeline: this rank's %zu events written to %s (the job is being "
+                   "aborted, so %s is not written)\n",
+                   who.c_str(), events(), mine.c_str(), path.c_str());
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%salexnet: error: %s\n", who.c_str(), e.what());
+    }
+    std::fflush(stderr);
+  });
+}
+
+void Timeline::write(MPI_Comm comm, const std::string& path, const std::string& host) {
+  {
+    const std::size_t unfinished = collect_device_spans();
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    for (PendingSpan& p : pending_) {
+      p.begin.clock->release(p.begin.id);
+      p.end.clock->release(p.end.id);
+    }
+    pending_.clear();
+    device_lost_ += unfinished;
+  }
+  int rank = 0, size = 1;
+  DISTNET_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+  DISTNET_CHECK_MPI(MPI_Comm_size(comm, &size));
+  const std::string part = rows(rank, host);
+  const std::size_t lost = dropped(), device_lost = device_spans_lost();
   // Rank 0 gathers the parts (sizes first) and writes them in rank order.
   long long mine[3] = {static_cast<long long>(part.size()), static_cast<long long>(lost),
                        static_cast<long long>(device_lost)};

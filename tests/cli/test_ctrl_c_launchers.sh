@@ -3,8 +3,9 @@
 # foreground process group -- in front of the launchers users type, for a run whose steps take
 # longer than Open MPI's grace period (mpirun answers SIGINT with SIGTERM to the ranks 1 s later
 # and SIGKILL 1 s after that):
-#   A. plain mpiexec: the ranks abandon the step in progress and rank 0 checkpoints within the
-#      grace period; resuming finishes bitwise like an uninterrupted run.
+#   A. plain mpiexec: the ranks stop -- abandoning the step in progress, or at a step boundary if
+#      the Ctrl-C lands there -- and rank 0 checkpoints the last completed step within the grace
+#      period; resuming finishes bitwise like an uninterrupted run.
 #   B. launch/run-local: exit 3 ("stopped on request"), no Open MPI boxes; resume is bitwise exact.
 #   C. launch/run-local, Ctrl-C twice: every rank ends at once (exit 130).
 #   test_ctrl_c_launchers.sh PATH/TO/alexnet MPIEXEC [MPIEXEC FLAGS...]
@@ -37,12 +38,27 @@ python3 -c "import sys; sys.exit(0 if 1024 / float('${ips:-1e9}') > 1.0 else 1)"
   && ok "a step takes $(python3 -c "print('%.2f' % (1024 / float('$ips')))") s, longer than mpirun's 1 s grace period" \
   || bad "steps are shorter than 1 s (${ips:-?} examples/sec): this test would not test the grace period"
 
-# A. Plain mpiexec.
+# A. Plain mpiexec. Where the Ctrl-C lands decides which of two correct stops happens: inside a
+#    step, that step is abandoned (not applied) and the checkpoint is the last completed step;
+#    between steps (the vote at a step's end already saw it), that step is applied and the stop
+#    comes at its boundary. Either way the message names step N, the checkpoint is step N (its
+#    name and its /step attribute), N is at least the last step the progress line showed, and
+#    the resumed run ends bitwise like the uninterrupted one.
 out=$(ctrl_c --after "step 2/8" --timeout 120 -- "${mpi[@]}" -n 2 "$bin" "${run[@]}" --checkpoint-dir "$tmp/a" 2>&1)
 rc=$?
-grep -qE "stopped on request at step [0-9]+ \(the step in progress was abandoned, not applied\); checkpoint ckpt-epoch0001-step0000000[0-7]\.h5 written" <<<"$out" \
-  && ok "mpiexec: the step in progress was abandoned and a checkpoint written (mpiexec exit $rc)" \
-  || bad "mpiexec + Ctrl-C: exit $rc: $out"
+stop_line=$(grep -E "stopped on request at step [0-9]+" <<<"$out" | tail -1)
+n=$(grep -oE "stopped on request at step [0-9]+" <<<"$stop_line" | grep -oE "[0-9]+$")
+ck=$(grep -oE "checkpoint ckpt-epoch0001-step[0-9]{8}\.h5 written" <<<"$stop_line" | grep -oE "step[0-9]{8}" | grep -oE "[1-9][0-9]*$")
+shown=$(grep -oE "step [0-9]+/8" <<<"$out" | tail -1 | grep -oE "[0-9]+/" | tr -d /)
+ck_attr=$(h5dump -a /step "$tmp/a/ckpt-epoch0001-step$(printf %08d "${ck:-0}").h5" 2>/dev/null | grep -oE "\(0\): [0-9]+" | grep -oE "[0-9]+$")
+if grep -q "(the step in progress was abandoned, not applied)" <<<"$stop_line"; then
+  when="inside step $((${n:-0} + 1)): that step was abandoned"
+else
+  when="at the boundary after step ${n:-?}"
+fi
+[ -n "$n" ] && [ "$n" = "${ck:-x}" ] && [ "$n" = "${ck_attr:-y}" ] && [ "$n" -ge "${shown:-99}" ] && [ "$n" -lt 8 ] \
+  && ok "mpiexec: Ctrl-C $when; checkpoint of step $n (the last completed step) written (mpiexec exit $rc)" \
+  || bad "mpiexec + Ctrl-C: exit $rc; message step '${n:-none}', checkpoint name step '${ck:-none}', its /step '${ck_attr:-none}', progress shown up to step '${shown:-none}': $out"
 ls "$tmp"/a/.ckpt-* >/dev/null 2>&1 && bad "mpiexec: an unfinished temporary file was left: $(ls -a "$tmp/a")" \
   || ok "mpiexec: no unfinished checkpoint left behind"
 "${mpi[@]}" -n 2 "$bin" "${run[@]}" --checkpoint-dir "$tmp/a" --resume auto >"$tmp/a.log" 2>&1
@@ -53,8 +69,9 @@ same_state "$final" "$tmp/a/$(basename "$final")" && ok "mpiexec: Ctrl-C, resume
 out=$(ALEXNET=$bin ctrl_c --after "step 2/8" --timeout 120 -- "$src/launch/run-local" -np 2 "${run[@]}" --checkpoint-dir "$tmp/b" 2>&1)
 rc=$?
 [ "$rc" -eq 3 ] && ok "run-local: Ctrl-C exits 3 (stopped on request)" || bad "run-local + Ctrl-C: exit $rc: $out"
-grep -qE "stopped on request at step [0-9]+.*; checkpoint ckpt-epoch0001-step0000000[0-7]\.h5 written" <<<"$out" \
-  && ok "run-local: checkpoint written" || bad "run-local: no checkpoint message: $out"
+n=$(grep -oE "stopped on request at step [0-9]+" <<<"$out" | tail -1 | grep -oE "[0-9]+$")
+grep -qE "stopped on request at step ${n:-x}( \(the step in progress was abandoned, not applied\))?; checkpoint ckpt-epoch0001-step$(printf %08d "${n:-0}")\.h5 written" <<<"$out" \
+  && ok "run-local: checkpoint of step $n written" || bad "run-local: no checkpoint message naming the stop's step: $out"
 grep -qE -- "^-{20,}|exited with non-zero status|job has been aborted" <<<"$out" \
   && bad "run-local: Open MPI's boxes follow a clean stop: $out" || ok "run-local: no Open MPI boxes after a clean stop"
 ALEXNET=$bin "$src/launch/run-local" -np 2 "${run[@]}" --checkpoint-dir "$tmp/b" --resume auto >"$tmp/b.log" 2>&1
