@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "app/setup.hpp"
+#include "distnet/abort.hpp"
 #include "distnet/backend.hpp"
 #include "distnet/checkpoint.hpp"
 #include "distnet/comm.hpp"
@@ -281,6 +282,8 @@ int run(const RunConfig& given, const World& world) {
   // Every rank has the same options, so all of them take part in the alignment and the write.
   if (!cfg.timeline.empty()) {
     timeline->align_clocks(world.comm());
+    // A rank that aborts the job (the watchdog, a fatal error) writes its own rows first.
+    timeline->write_on_abort(cfg.timeline, world.rank(), world.host());
     // On a GPU, device-side spans too: the compute stream's and the communication stream's.
     timeline->set_device_clock(s.backend->device_clock());
     s.comm->set_timeline(timeline.get());
@@ -327,8 +330,16 @@ int run(const RunConfig& given, const World& world) {
     return stopped ? kExitStopped : kExitOk;
   }
   if (resume) trainer.restore(*resume);
-  const bool stopped = trainer.fit().stopped;
+  set_stop_saves_checkpoint(!cfg.checkpoint_dir.empty());  // what a stop message may promise
+  bool stopped = false;
+  try {
+    stopped = trainer.fit().stopped;
+  } catch (const AgreedError&) {  // every rank is here (a divergence, a failed write): the
+    write_timeline();             // timeline is gathered as after a stop
+    throw;
+  }
   write_timeline();
+  if (!report.failure().empty()) throw Error(report.failure());  // the last records
   return stopped ? kExitStopped : kExitOk;
 }
 
@@ -395,7 +406,7 @@ int main(int argc, char** argv) {
       // waits forever in a collective.
       std::fprintf(stderr, "%salexnet: error: %s\n", prefix(world).c_str(), e.what());
       std::fflush(stderr);
-      if (world.size() > 1) MPI_Abort(MPI_COMM_WORLD, kExitError);
+      if (world.size() > 1) abort_job(kExitError);  // marked, so peers do not promise a save
       return kExitError;
     }
   } catch (const std::exception& e) {

@@ -146,13 +146,23 @@ void Trainer::save_checkpoint(bool borrow) {
   meta.state.epoch_sums = {sums[0], sums[1], sums[2]};
   // The host copy is the only stall; the writer thread does the disk work.
   Timeline::Scope span(p_.timeline, Timeline::Track::compute, "checkpoint snapshot", "checkpoint");
+  // After the launcher has gone (mpirun killed, the job cancelled) nothing more is written: the
+  // user has been told the job ended, and a file appearing later would contradict them. (Checked
+  // by rank 0 alone, after any collective of the snapshot.)
+  auto submit = [&](Snapshot snap) {
+    if (launcher_gone()) {
+      p_.report.line("alexnet: the launcher has gone; checkpoint at step " + std::to_string(step_) +
+                     " not written (those already written are kept)");
+      return;
+    }
+    p_.writer->submit(std::move(snap), checkpoint_file_name(file_epoch(), step_));
+  };
   if (p_.model.is_split()) {  // whole tensors, gathered in every group (a collective of each)
     Snapshot whole = take_whole_snapshot(p_.model, meta);
-    if (p_.writer) p_.writer->submit(std::move(whole), checkpoint_file_name(file_epoch(), step_));
+    if (p_.writer) submit(std::move(whole));
     return;
   }
-  p_.writer->submit(take_snapshot(p_.model, meta, borrow),
-                    checkpoint_file_name(file_epoch(), step_));
+  submit(take_snapshot(p_.model, meta, borrow));
 }
 
 // A stop request: every rank is at the same step boundary (the last applied step). Write the
@@ -171,6 +181,7 @@ void Trainer::stop_and_save(bool abandoned, const std::string& during) {
   finish_writes();
   char took[64];
   std::snprintf(took, sizeof took, " in %.2f s", seconds_since(t0));
+  if (launcher_gone()) return;  // save_checkpoint said that nothing was written
   p_.report.line("stopped on request at " + at + "; checkpoint " +
                  checkpoint_file_name(file_epoch(), step_) + " written" + took +
                  "; resume with --resume auto");
