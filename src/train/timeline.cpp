@@ -309,8 +309,10 @@ void Timeline::write(MPI_Comm comm, const std::string& path, const std::string& 
   DISTNET_CHECK_MPI(MPI_Gatherv(part.data(), int(part.size()), MPI_CHAR, all.data(), counts.data(),
                                 displs.data(), MPI_CHAR, 0, comm));
   if (rank != 0) return;
+  errno = 0;
   std::ofstream out(path, std::ios::trunc);
-  if (!out) throw Error(path + ": cannot open the timeline file for writing");
+  if (!out)
+    throw Error(path + ": cannot open the timeline file for writing: " + std::strerror(errno));
   out << "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"producer\":\"distnet\",\"dropped_events\":"
       << dropped_total << ",\"device_spans_lost\":" << device_lost_total << "},\"traceEvents\":[\n";
   for (int r = 0; r < size; ++r) {
@@ -318,7 +320,9 @@ void Timeline::write(MPI_Comm comm, const std::string& path, const std::string& 
     out.write(all.data() + displs[std::size_t(r)], counts[std::size_t(r)]);
   }
   out << "\n]}\n";
-  if (!out) throw Error(path + ": the timeline could not be written completely");
+  out.flush();  // a full disk shows at the flush, not at the buffered writes
+  if (!out)
+    throw Error(path + ": cannot write the timeline file: " + std::strerror(errno ? errno : EIO));
 }
 
 }  // namespace distnet

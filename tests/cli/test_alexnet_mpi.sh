@@ -28,7 +28,7 @@ grep -q "^\[rank 0 " <<<"$out" && ok "message names the rank" || bad "no [rank r
 
 # An unwritable metrics file is found during set-up: every rank exits 1, one message.
 out=$("${mpi[@]}" -n 2 "$bin" --model lenet --resize 0 --metrics-file /nonexistent/dir/m.jsonl 2>&1); rc=$?
-[ "$rc" -eq 1 ] && [ "$(grep -c "/nonexistent/dir/m.jsonl: cannot open the metrics file for writing" <<<"$out")" -eq 1 ] \
+[ "$rc" -eq 1 ] && [ "$(grep -c "/nonexistent/dir/m.jsonl: cannot open the metrics file for writing: No such file or directory" <<<"$out")" -eq 1 ] \
   && ok "unwritable metrics file" || bad "metrics file: exit $rc: $out"
 
 # A model that does not fit the data: a usage error (2) found after start-up.

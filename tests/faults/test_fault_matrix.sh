@@ -291,6 +291,11 @@ np2 "${run[@]}" --epochs 1 --metrics-file /dev/full >"$tmp/full.log" 2>&1
 rc=$?
 [ $rc -eq 1 ] && one_error "$tmp/full.log" "/dev/full: cannot write the metrics file: No space left on device" \
   && ok "metrics on a full disk: one line, exit 1" || bad "metrics /dev/full: exit $rc: $(cat "$tmp/full.log")"
+# The timeline on a full disk: one line and a non-zero exit, never a silently cut file.
+np2 "${run[@]}" --epochs 1 --timeline /dev/full >"$tmp/tlfull.log" 2>&1
+rc=$?
+[ $rc -ne 0 ] && one_error "$tmp/tlfull.log" "/dev/full: cannot write the timeline file: No space left on device" \
+  && ok "timeline on a full disk: one line, exit $rc" || bad "timeline /dev/full: exit $rc: $(cat "$tmp/tlfull.log")"
 # A full disk: the checkpoint directory on an 8 MiB tmpfs (in a mount namespace of this test)
 # holding one 3.5 MB checkpoint; the next save fits, the one after does not. It is reported at
 # that checkpoint, in one line; the run stops; the earlier checkpoints are intact.
