@@ -81,7 +81,7 @@ for ini in "$(dirname "$0")"/../../configs/*.ini; do
 done
 expect 0 "^lr-steps = 30,60$" --config "$(dirname "$0")/../../configs/imagenet-alexnet.ini" --data-dir "$tmp" --print-config
 expect 0 "^model = alexnet$" --print-config
-expect 2 "^alexnet: error: --batch-size must be at least 1, got 0$" --batch-size 0
+expect 2 "^alexnet: error: --batch-size must be in \[1, 2147483647\], got 0$" --batch-size 0
 expect 2 "^alexnet: error: --lr must be > 0, got 0$" --lr 0
 expect 2 "^alexnet: error: --lr must be > 0, got -1$" --lr -1
 expect 2 "^alexnet: error: --epochs must be at least 1, got 0$" --epochs 0
