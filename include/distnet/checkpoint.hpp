@@ -112,6 +112,8 @@ class CheckpointWriter {
   void submit(Snapshot snap, const std::string& file_name);
   // Whether the last write failed (without waiting, without taking the error: wait() throws it).
   bool failed() const;
+  // Waits until no write is pending or running; unlike wait(), leaves an error for wait().
+  void idle();
   // Records each background write on the writer track (null: off).
   void set_timeline(Timeline* timeline) { timeline_ = timeline; }
   void wait();

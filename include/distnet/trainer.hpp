@@ -129,7 +129,6 @@ class Trainer {
   bool end_epoch(int epoch, const EpochTiming* timing, FitResult& result,
                  std::chrono::steady_clock::time_point fit_start);
   std::int64_t file_epoch() const;
-  void wait_for_writer();  // says so when the write takes a while
   struct ProgressPoint {
     int epoch = 0;  // 0-based
     std::int64_t batch = 0, steps = 0, first_batch = 0, global_samples = 0, epoch_samples = 0;

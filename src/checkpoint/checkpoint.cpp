@@ -366,6 +366,11 @@ bool CheckpointWriter::failed() const {
   return error_ != nullptr;
 }
 
+void CheckpointWriter::idle() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return !busy_ && !pending_; });
+}
+
 void CheckpointWriter::wait() {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [&] { return !busy_ && !pending_; });

@@ -187,12 +187,6 @@ void Trainer::stop_and_save(bool abandoned, const std::string& during) {
                  "; resume with --resume auto");
 }
 
-void Trainer::wait_for_writer() {
-  if (!p_.writer) return;
-  SlowNotice notice(p_.report.active(), "writing the checkpoint");
-  p_.writer->wait();
-}
-
 bool Trainer::writer_failed() const {
   return (p_.writer && p_.writer->failed()) || !p_.report.failure().empty();
 }
@@ -215,7 +209,10 @@ void Trainer::check_writer(bool failed) {
 }
 
 void Trainer::finish_writes() {
-  wait_for_writer();
+  if (p_.writer) {  // rank 0 waits without throwing: the ranks learn of a failure together
+    SlowNotice notice(p_.report.active(), "writing the checkpoint");
+    p_.writer->idle();
+  }
   double failed = writer_failed() ? 1.0 : 0.0;
   host_comm().allreduce_sum(&failed, 1);
   check_writer(failed > 0);
@@ -265,7 +262,7 @@ void Trainer::diverged(const std::string& what, bool check_gradient, const std::
           (cfg_.on_nonfinite == "skip-step" ? "; try a lower --lr"
                                             : "; try a lower --lr, or --on-nonfinite skip-step");
   }
-  wait_for_writer();  // an earlier, finite checkpoint still being written is finished
+  if (p_.writer) p_.writer->idle();  // an earlier, finite checkpoint being written is finished
   throw AgreedError(kExitDiverged, msg);
 }
 

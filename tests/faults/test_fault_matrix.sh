@@ -302,7 +302,7 @@ rc=$?
 "$bin" "${run[@]}" --epochs 1 --checkpoint-dir "$tmp/efull" --checkpoint-every 3steps >"$tmp/efull1.log" 2>&1
 mkdir -p "$tmp/full"
 if unshare -m true 2>/dev/null; then
-  unshare -m bash -c '
+  MPI_CMD="${mpi[*]}" unshare -m bash -c '
     set -u
     mount -t tmpfs -o size=8m tmpfs "$1/full" || exit 90
     cp "$1/efull/ckpt-epoch0001-step00000006.h5" "$1/full/"
@@ -311,6 +311,14 @@ if unshare -m true 2>/dev/null; then
     echo "rc $?" >"$1/full.result"
     [ "$(md5sum <"$1/full/ckpt-epoch0001-step00000006.h5")" = "$sum" ] && echo intact >>"$1/full.result"
     ls -a "$1/full" >>"$1/full.result"
+    umount "$1/full"
+    # The last checkpoint of a run (at its end, step 12) on a full disk, 2 ranks: the ranks learn
+    # of it together and leave with exit 1, no abort.
+    mount -t tmpfs -o size=8m tmpfs "$1/full" || exit 90
+    cp "$1/efull/ckpt-epoch0001-step00000006.h5" "$1/full/"
+    $MPI_CMD -n 2 "$2" "${@:3}" --epochs 2 --checkpoint-dir "$1/full" --resume auto --checkpoint-every 3steps >"$1/full2.log" 2>&1
+    echo "rc $?" >"$1/full2.result"
+    ls -a "$1/full" >>"$1/full2.result"
     umount "$1/full"' _ "$tmp" "$bin" "${run[@]}"
   res=$(cat "$tmp/full.result" 2>/dev/null)
   grep -q "^rc 1$" <<<"$res" && grep -q "^intact$" <<<"$res" \
@@ -319,6 +327,12 @@ if unshare -m true 2>/dev/null; then
     && grep -q "ckpt-epoch0002-step00000009.h5" <<<"$res" && ! grep -q "step00000012\|tmp-" <<<"$res" \
     && ok "a full disk: one line at that checkpoint, the run stops, the earlier checkpoints intact" \
     || bad "full disk: $res: $(cat "$tmp/full.log")"
+  res=$(cat "$tmp/full2.result" 2>/dev/null)
+  grep -q "^rc 1$" <<<"$res" \
+    && one_error "$tmp/full2.log" "ckpt-epoch0002-step00000012.h5: checkpoint not written: No space left on device" \
+    && ! grep -qi "MPI_ABORT" "$tmp/full2.log" && grep -q "ckpt-epoch0002-step00000009.h5" <<<"$res" \
+    && ok "the last checkpoint on a full disk: every rank exits 1 together, one line, no abort" \
+    || bad "last checkpoint on a full disk: $res: $(cat "$tmp/full2.log")"
 else
   echo "skip: full disk: cannot make a mount namespace here (unshare -m), so no small file system to fill"
 fi
