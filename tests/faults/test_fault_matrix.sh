@@ -301,7 +301,7 @@ rc=$?
 # that checkpoint, in one line; the run stops; the earlier checkpoints are intact.
 "$bin" "${run[@]}" --epochs 1 --checkpoint-dir "$tmp/efull" --checkpoint-every 3steps >"$tmp/efull1.log" 2>&1
 mkdir -p "$tmp/full"
-if unshare -m true 2>/dev/null; then
+if unshare -m true 2>/dev/null && command -v mount >/dev/null; then
   MPI_CMD="${mpi[*]}" unshare -m bash -c '
     set -u
     mount -t tmpfs -o size=8m tmpfs "$1/full" || exit 90
@@ -334,7 +334,7 @@ if unshare -m true 2>/dev/null; then
     && ok "the last checkpoint on a full disk: every rank exits 1 together, one line, no abort" \
     || bad "last checkpoint on a full disk: $res: $(cat "$tmp/full2.log")"
 else
-  echo "skip: full disk: cannot make a mount namespace here (unshare -m), so no small file system to fill"
+  echo "skip: full disk: cannot make a mount namespace here (unshare -m) or mount a tmpfs (mount), so no small file system to fill"
 fi
 
 echo "fault matrix: $pass passed, $fails failed"
