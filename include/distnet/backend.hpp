@@ -13,6 +13,7 @@
 
 #include "distnet/device_clock.hpp"
 #include "distnet/tensor.hpp"
+#include "distnet/tf32.hpp"
 
 namespace distnet {
 
@@ -197,6 +198,13 @@ struct CpuOptions {
   // AlexNet); direct: always direct convolution (the tightest rounding, for reference checks).
   enum class ConvAlgorithm { automatic, direct };
   ConvAlgorithm conv = ConvAlgorithm::automatic;
+  // fp32: FP32 arithmetic throughout. tf32: the operands of every convolution and dense product
+  // (forward and both gradients; not the bias) rounded to TF32 first, then FP32 arithmetic --
+  // the model of the GPU's --math tf32 that the GPU tests' bounds are derived from
+  // (docs/gpu-validation.md#the-error-model). For reference checks, not for training.
+  enum class Math { fp32, tf32 };
+  Math math = Math::fp32;
+  Tf32Rounding tf32_rounding = Tf32Rounding::nearest_away;
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const CpuOptions& options = {});

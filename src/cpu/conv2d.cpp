@@ -119,7 +119,10 @@ std::unique_ptr<Conv2dOp> CpuBackend::make_conv2d(const Conv2dGeom& g) {
   const auto algo = options_.conv == CpuOptions::ConvAlgorithm::direct
                         ? dnnl::algorithm::convolution_direct
                         : dnnl::algorithm::convolution_auto;
-  return std::make_unique<CpuConv2d>(ctx_, g, algo);
+  auto op = std::make_unique<CpuConv2d>(ctx_, g, algo);
+  if (options_.math == CpuOptions::Math::tf32)
+    return tf32_conv2d(std::move(op), g, options_.tf32_rounding);
+  return op;
 }
 
 }  // namespace distnet::cpu

@@ -47,7 +47,8 @@ std::string CpuBackend::description() const {
   return "cpu (oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
          std::to_string(v->patch) + ", " + std::to_string(omp_get_max_threads()) +
          (omp_get_max_threads() == 1 ? " thread, conv " : " threads, conv ") +
-         (options_.conv == CpuOptions::ConvAlgorithm::direct ? "direct" : "auto") + ")";
+         (options_.conv == CpuOptions::ConvAlgorithm::direct ? "direct" : "auto") +
+         (options_.math == CpuOptions::Math::tf32 ? ", TF32 emulated" : "") + ")";
 }
 
 Buffer CpuBackend::allocate(std::size_t bytes) {

@@ -80,6 +80,11 @@ class CpuBackend final : public Backend {
   CpuOptions options_;
 };
 
+// CpuOptions::math = tf32: wrappers that round the operands of an FP32 op to TF32 (tf32.cpp).
+std::unique_ptr<Conv2dOp> tf32_conv2d(std::unique_ptr<Conv2dOp> fp32, const Conv2dGeom& g,
+                                      Tf32Rounding r);
+std::unique_ptr<DenseOp> tf32_dense(std::unique_ptr<DenseOp> fp32, int in, int out, Tf32Rounding r);
+
 // Short names for oneDNN descriptors used by every op file.
 using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;

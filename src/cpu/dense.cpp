@@ -81,7 +81,10 @@ class CpuDense final : public DenseOp {
 }  // namespace
 
 std::unique_ptr<DenseOp> CpuBackend::make_dense(int in, int out) {
-  return std::make_unique<CpuDense>(ctx_, in, out);
+  auto op = std::make_unique<CpuDense>(ctx_, in, out);
+  if (options_.math == CpuOptions::Math::tf32)
+    return tf32_dense(std::move(op), in, out, options_.tf32_rounding);
+  return op;
 }
 
 }  // namespace distnet::cpu
