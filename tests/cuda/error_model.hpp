@@ -150,10 +150,10 @@ inline void expect_within(const std::string& what, const char* mode, const Figur
 // A product against its reference: `terms` products per element (see the counts below).
 inline void expect_product_close(const std::string& what, Arith a, std::int64_t terms,
                                  const std::vector<float>& got, const std::vector<float>& ref,
-                                 const std::vector<float>& mag) {
+                                 const std::vector<float>& mag, bool transforms = false) {
   ASSERT_EQ(got.size(), ref.size()) << what;
   expect_within(what, arith_name(a), product_figures(got, ref, mag),
-                product_bounds(product_bound(a, terms), ref, mag));
+                product_bounds(product_bound(a, terms, transforms), ref, mag));
 }
 inline void expect_sum_close(const std::string& what, std::int64_t terms,
                              const std::vector<float>& got, const std::vector<float>& ref,
