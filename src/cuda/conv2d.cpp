@@ -9,9 +9,11 @@
 // heuristics; either way the first candidate that cuDNN accepts for this descriptor, whose
 // workspace fits --cudnn-workspace-mb and which respects --math, is kept.
 #include <algorithm>
+#include <atomic>
 #include <optional>
 #include <vector>
 
+#include "conv_choice.hpp"
 #include "cuda_backend.hpp"
 
 namespace distnet::cuda {
@@ -28,10 +30,6 @@ ConvDesc make_conv_desc(const Conv2dGeom& g, cudnnMathType_t math) {
   return owned;
 }
 
-bool tensor_op(cudnnMathType_t m) {
-  return m == CUDNN_TENSOR_OP_MATH || m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
-}
-
 // One direction's choice: the algorithm, its workspace, and the descriptor that carries the math
 // type it runs with.
 template <typename Algo>
@@ -41,35 +39,55 @@ struct Choice {
   std::size_t workspace = 0;
 };
 
-// Walks cuDNN's ranked candidates (fastest first) and keeps the first that (a) ran or was
-// suggested without error, (b) is not a tensor-core algorithm under --math fp32 (it would round
-// the inputs to TF32), and (c) cuDNN accepts on a descriptor set to its math type with a
-// workspace within the limit -- the heuristics list NOT_SUPPORTED combinations and
-// under-estimate workspaces, so each candidate is checked before it is taken. `workspace_of`
-// returns cuDNN's status for the descriptor and writes the bytes it needs.
+// cuDNN's ranked candidates (fastest first) through pick_algorithm's rules (conv_choice.hpp):
+// the first that ran or was suggested without error, is not a tensor-core algorithm under
+// --math fp32, and that cuDNN accepts on a descriptor set to its math type with a workspace
+// within the limit. `workspace_of` returns cuDNN's status for the descriptor and writes the
+// bytes it needs.
 template <typename Algo, typename Perf, typename WorkspaceOf>
 Choice<Algo> choose(const std::vector<Perf>& perf, int count, const Context& ctx,
                     const Conv2dGeom& g, int n, const char* direction, WorkspaceOf workspace_of) {
   const bool fp32 = ctx.options.math == gpu::CudaOptions::Math::fp32;
-  std::string tried;
+  std::vector<AlgoCandidate> candidates;
   for (int i = 0; i < count; ++i) {
     const Perf& p = perf[std::size_t(i)];
-    if (p.status != CUDNN_STATUS_SUCCESS) continue;
-    if (fp32 && tensor_op(p.mathType)) continue;
-    Choice<Algo> c{make_conv_desc(g, fp32 ? CUDNN_FMA_MATH : p.mathType), p.algo, 0};
-    const cudnnStatus_t s = workspace_of(c.conv.get(), p.algo, &c.workspace);
-    if (s == CUDNN_STATUS_SUCCESS && c.workspace <= ctx.options.workspace_limit) return c;
-    tried += (tried.empty() ? "" : ", ") + std::to_string(int(p.algo)) + ": " +
-             (s == CUDNN_STATUS_SUCCESS ? std::to_string(c.workspace >> 20) + " MiB"
-                                        : std::string(cudnnGetErrorString(s)));
+    candidates.push_back({int(p.algo), p.status == CUDNN_STATUS_SUCCESS,
+                          p.mathType == CUDNN_TENSOR_OP_MATH ? CandidateMath::tensor_op
+                          : p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION
+                              ? CandidateMath::tensor_op_allow_conversion
+                              : CandidateMath::fma});
   }
+  ConvDesc last;  // the descriptor of the candidate asked last: the one kept, if any
+  const AlgoPick pick =
+      pick_algorithm(candidates, fp32, ctx.options.workspace_limit, [&](std::size_t i) {
+        const Perf& p = perf[i];
+        last = make_conv_desc(g, fp32 ? CUDNN_FMA_MATH : p.mathType);
+        WorkspaceAnswer a;
+        const cudnnStatus_t s = workspace_of(last.get(), p.algo, &a.bytes);
+        a.accepted = s == CUDNN_STATUS_SUCCESS;
+        if (!a.accepted) a.error = cudnnGetErrorString(s);
+        return a;
+      });
+  if (pick.index >= 0)
+    return Choice<Algo>{std::move(last), perf[std::size_t(pick.index)].algo, pick.workspace};
   throw Error(std::string("cuDNN offers no ") + direction + " convolution algorithm for batch " +
               std::to_string(n) + ", " + std::to_string(g.c_in) + "x" + std::to_string(g.h_in) +
               "x" + std::to_string(g.w_in) + " -> " + std::to_string(g.c_out) + " channels, " +
               std::to_string(g.kernel) + "x" + std::to_string(g.kernel) + " within " +
               std::to_string(ctx.options.workspace_limit >> 20) + " MiB of workspace" +
               (fp32 ? " in FP32 math (try --math tf32)" : "") +
-              (tried.empty() ? "" : " (rejected algorithms: " + tried + ")"));
+              (pick.rejected.empty() ? "" : " (rejected algorithms: " + pick.rejected + ")"));
+}
+
+// Searches so far (conv_search_counts()), atomic: backends on other threads may search too.
+std::atomic<long> searches_forward{0}, searches_backward_data{0}, searches_backward_filter{0};
+std::atomic<std::size_t> largest_find_scratch{0};
+
+void count_scratch(const Buffer& scratch) {
+  std::size_t seen = largest_find_scratch.load();
+  while (scratch.bytes() > seen &&
+         !largest_find_scratch.compare_exchange_weak(seen, scratch.bytes()))
+    ;
 }
 
 // Scratch memory for cudnnFind*Ex, from the caching allocator: the workspace limit, or less when
@@ -155,12 +173,14 @@ class CudaConv2d final : public Conv2dOp {
 
   Choice<cudnnConvolutionFwdAlgo_t> choose_forward(ConvPlan& p, int n, const float* x,
                                                    const float* w, float* y) {
+    ++searches_forward;
     cudnnHandle_t h = ctx_->cudnn;
     const ConvDesc search = search_desc();
     std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(CUDNN_CONVOLUTION_FWD_ALGO_COUNT);
     int count = 0;
     if (find()) {
       Buffer scratch = find_scratch(*ctx_);
+      count_scratch(scratch);
       DISTNET_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
           h, p.x, x, w_, w, search, p.y, y, int(perf.size()), &count, perf.data(), scratch.data(),
           scratch.bytes()));
@@ -177,12 +197,14 @@ class CudaConv2d final : public Conv2dOp {
 
   Choice<cudnnConvolutionBwdDataAlgo_t> choose_backward_data(ConvPlan& p, int n, const float* w,
                                                              const float* dy, float* dx) {
+    ++searches_backward_data;
     cudnnHandle_t h = ctx_->cudnn;
     const ConvDesc search = search_desc();
     std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
     int count = 0;
     if (find()) {
       Buffer scratch = find_scratch(*ctx_);
+      count_scratch(scratch);
       DISTNET_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
           h, w_, w, p.y, dy, search, p.x, dx, int(perf.size()), &count, perf.data(), scratch.data(),
           scratch.bytes()));
@@ -200,12 +222,14 @@ class CudaConv2d final : public Conv2dOp {
 
   Choice<cudnnConvolutionBwdFilterAlgo_t> choose_backward_filter(ConvPlan& p, int n, const float* x,
                                                                  const float* dy, float* dw) {
+    ++searches_backward_filter;
     cudnnHandle_t h = ctx_->cudnn;
     const ConvDesc search = search_desc();
     std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
     int count = 0;
     if (find()) {
       Buffer scratch = find_scratch(*ctx_);
+      count_scratch(scratch);
       DISTNET_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
           h, p.x, x, p.y, dy, search, w_, dw, int(perf.size()), &count, perf.data(), scratch.data(),
           scratch.bytes()));
@@ -229,6 +253,11 @@ class CudaConv2d final : public Conv2dOp {
 };
 
 }  // namespace
+
+ConvSearchCounts conv_search_counts() {
+  return {searches_forward.load(), searches_backward_data.load(), searches_backward_filter.load(),
+          largest_find_scratch.load()};
+}
 
 std::unique_ptr<Conv2dOp> make_conv2d_op(std::shared_ptr<Context> ctx, const Conv2dGeom& g) {
   return std::make_unique<CudaConv2d>(std::move(ctx), g);
