@@ -1,14 +1,16 @@
 // The GPU tests' bounds (tests/cuda/error_model.hpp) shown on the CPU, in both directions, for
 // every product shape the GPU tests use: the TF32 emulation of a correct op (operands rounded to
 // TF32 by nearest-away, as cvt.rna.tf32.f32, and by truncation) passes the TF32 bounds with
-// margin, FP32 computed another way (another summation order; Winograd F(4x4, 3x3) for the 3x3
-// layers) passes the FP32 bounds, and deliberately wrong ops -- padding off by one, a transposed
-// weight, a dropped bias, and TF32 rounding under --math fp32 -- fail them. Each figure is printed
-// with its bound, so docs/gpu-validation.md's margins can be checked against a run.
+// margin, FP32 computed another way (another summation order; FFT for the stride-1 layers;
+// Winograd F(4x4, 3x3) for the 3x3 ones) passes the FP32 bounds, and deliberately wrong ops --
+// padding off by one, a transposed weight, a dropped bias, and TF32 rounding under --math fp32 --
+// fail them. Each figure is printed with its bound, so docs/gpu-validation.md's margins can be
+// checked against a run.
 #include <gtest/gtest.h>
 
 #include <array>
 #include <cmath>
+#include <complex>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -242,6 +244,78 @@ std::vector<float> conv_forward_winograd(const Conv2dGeom& g, int n, const ConvD
   return y;
 }
 
+// 2-D FFT of a P x P complex array in place (radix 2, row-column, FP32 arithmetic as cuFFT's
+// single precision); inverse without the 1/P^2 scale.
+void fft2(std::vector<std::complex<float>>& a, int p, bool inverse) {
+  const auto fft1 = [&](std::complex<float>* v, int stride) {
+    for (int i = 1, j = 0; i < p; ++i) {  // bit reversal
+      int bit = p >> 1;
+      for (; j & bit; bit >>= 1) j ^= bit;
+      j ^= bit;
+      if (i < j) std::swap(v[i * stride], v[j * stride]);
+    }
+    for (int len = 2; len <= p; len <<= 1) {
+      const double ang = 2 * M_PI / len * (inverse ? 1 : -1);
+      for (int i = 0; i < p; i += len)
+        for (int k = 0; k < len / 2; ++k) {
+          const std::complex<float> w(float(std::cos(ang * k)), float(std::sin(ang * k)));
+          const std::complex<float> u = v[(i + k) * stride], t = w * v[(i + k + len / 2) * stride];
+          v[(i + k) * stride] = u + t;
+          v[(i + k + len / 2) * stride] = u - t;
+        }
+    }
+  };
+  for (int r = 0; r < p; ++r) fft1(&a[std::size_t(r) * p], 1);
+  for (int c = 0; c < p; ++c) fft1(&a[std::size_t(c)], p);
+}
+
+// Convolution forward through FFTs in FP32, as cuDNN's FFT algorithms compute stride-1 layers:
+// the zero-padded input plane and the kernel transformed, multiplied (the kernel conjugated, for
+// cross-correlation) and summed over input channels in the frequency domain, transformed back.
+std::vector<float> conv_forward_fft(const Conv2dGeom& g, int n, const ConvData& d) {
+  int p = 1;
+  while (p < std::max(g.h_in, g.w_in) + 2 * g.pad) p <<= 1;
+  const std::size_t plane = std::size_t(p) * p;
+  std::vector<std::vector<std::complex<float>>> wf(std::size_t(g.c_out) * g.c_in);
+  for (int o = 0; o < g.c_out; ++o)
+    for (int c = 0; c < g.c_in; ++c) {
+      auto& f = wf[std::size_t(o) * g.c_in + c];
+      f.assign(plane, 0.0f);
+      for (int i = 0; i < g.kernel; ++i)
+        for (int j = 0; j < g.kernel; ++j)
+          f[std::size_t(i) * p + j] =
+              d.w[((std::size_t(o) * g.c_in + c) * g.kernel + i) * g.kernel + j];
+      fft2(f, p, false);
+    }
+  const int ho = g.h_out(), wo = g.w_out();
+  std::vector<float> y(std::size_t(n) * g.c_out * ho * wo);
+  std::vector<std::vector<std::complex<float>>> xf(std::size_t(g.c_in));
+  for (int s = 0; s < n; ++s) {
+    for (int c = 0; c < g.c_in; ++c) {
+      auto& f = xf[std::size_t(c)];
+      f.assign(plane, 0.0f);
+      for (int i = 0; i < g.h_in; ++i)
+        for (int j = 0; j < g.w_in; ++j)
+          f[std::size_t(i + g.pad) * p + j + g.pad] =
+              d.x[((std::size_t(s) * g.c_in + c) * g.h_in + i) * g.w_in + j];
+      fft2(f, p, false);
+    }
+    for (int o = 0; o < g.c_out; ++o) {
+      std::vector<std::complex<float>> acc(plane, 0.0f);
+      for (int c = 0; c < g.c_in; ++c) {
+        const auto& wc = wf[std::size_t(o) * g.c_in + c];
+        for (std::size_t k = 0; k < plane; ++k) acc[k] += xf[std::size_t(c)][k] * std::conj(wc[k]);
+      }
+      fft2(acc, p, true);
+      for (int i = 0; i < ho; ++i)
+        for (int j = 0; j < wo; ++j)
+          y[((std::size_t(s) * g.c_out + o) * ho + i) * wo + j] =
+              acc[std::size_t(i) * p + j].real() / float(plane) + d.b[std::size_t(o)];
+    }
+  }
+  return y;
+}
+
 TEST(ErrorModel, Tf32RoundingIsNearestTiesAwayOrTruncation) {
   // 1 + 2^-11 is halfway between two TF32 values: away from zero gives 1 + 2^-10.
   EXPECT_EQ(to_tf32(1.0f + 0x1p-11f), 1.0f + 0x1p-10f);
@@ -361,6 +435,8 @@ TEST(ErrorModel, Fp32BoundsCoverOtherAlgorithmsAndCatchTf32) {
     std::printf("%s, FP32 bounds:\n", conv_name(c).c_str());
     report("fp32 reversed summation: y", judge(by, conv_forward_reversed(c.g, c.n, d), r.y, m.y),
            true);
+    if (c.g.stride == 1)
+      report("fp32 FFT: y", judge(by, conv_forward_fft(c.g, c.n, d), r.y, m.y), true);
     if (c.g.kernel == 3 && c.g.stride == 1) {
       report("fp32 Winograd F(4x4,3x3): y",
              judge(by, conv_forward_winograd(c.g, c.n, d, Transformed::fp32), r.y, m.y), true);
