@@ -102,9 +102,9 @@ rm -rf "$tmp/b" && mkdir -p "$tmp/b" && tar -xzf "$carry/distnet.tar.gz" -C "$tm
 rc=$?
 [ "$rc" -eq 1 ] && ok "hung steps: exit 1" || bad "hung steps: exit $rc"
 two_files "$tmp/o3" "$tmp/o3.txt" "hung steps"
-grep -qE '^\[TIMEOUT\] hang \([0-9]+ s, cap 2 s\): killed' "$tmp/o3/summary.txt" && ok "hang: [TIMEOUT] at its cap" \
+grep -qE '^\[TIMEOUT\] hang \([0-9.]+ s, cap 2 s\): killed' "$tmp/o3/summary.txt" && ok "hang: [TIMEOUT] at its cap" \
   || bad "hang: $(status_of "$tmp/o3/summary.txt" hang)"
-grep -qE '^\[TIMEOUT\] stubborn \([0-9]+ s, cap 2 s\): killed' "$tmp/o3/summary.txt" \
+grep -qE '^\[TIMEOUT\] stubborn \([0-9.]+ s, cap 2 s\): killed' "$tmp/o3/summary.txt" \
   && ok "stubborn (ignores SIGTERM): [TIMEOUT], killed after the grace" || bad "stubborn: $(status_of "$tmp/o3/summary.txt" stubborn)"
 for p in hang stubborn; do
   pid=$(cat "$tmp/$p.pid" 2>/dev/null)
