@@ -5,8 +5,8 @@
 # the CUDA parts skip, each with its reason. Checked, none by timing: exactly one packed file and
 # summary.txt come back, the summary is the last thing printed, every step of `gpu-check --list`
 # is listed as passed, skipped with a reason or dropped by the budget; then a budget that drops
-# every step, a step that hangs (and one that ignores SIGTERM), SIGTERM to gpu-check itself, a
-# missing library and an old glibc, and the usage errors.
+# every step, a step that hangs (and one that ignores SIGTERM), one that crashes in a test,
+# SIGTERM to gpu-check itself, a missing library and an old glibc, and the usage errors.
 #   test_gpu_check.sh CARRY_DIR
 # shellcheck disable=SC2015  # `check && ok ... || bad ...`: ok always succeeds
 set -u
@@ -96,8 +96,9 @@ grep -q '^\[dropped\] op-tests: ' "$tmp/o2/summary.txt" && ok "--budget 16: the 
 # ---- a step that hangs, and one that ignores SIGTERM: killed at the cap, the rest goes on --------
 mkdir "$tmp/o3"
 rm -rf "$tmp/b" && mkdir -p "$tmp/b" && tar -xzf "$carry/distnet.tar.gz" -C "$tmp/b"
-"$check" --bundle "$tmp/b/distnet" --out "$tmp/o3" --only hang,stubborn,module-tests \
+"$check" --bundle "$tmp/b/distnet" --out "$tmp/o3" --only hang,stubborn,crash,module-tests \
   --step "hang:2:echo \$\$ >'$tmp/hang.pid'; exec sleep 300" \
+  --step "crash:30:printf '[==========] 2 tests\n[ RUN      ] A.B\n[       OK ] A.B (1 ms)\n[ RUN      ] A.C\n'; exit 134" \
   --step "stubborn:2:trap '' TERM; echo \$\$ >'$tmp/stubborn.pid'; sleep 300; sleep 300" >"$tmp/o3.txt" 2>&1
 rc=$?
 [ "$rc" -eq 1 ] && ok "hung steps: exit 1" || bad "hung steps: exit $rc"
@@ -106,6 +107,8 @@ grep -qE '^\[TIMEOUT\] hang \([0-9.]+ s, cap 2 s\): killed' "$tmp/o3/summary.txt
   || bad "hang: $(status_of "$tmp/o3/summary.txt" hang)"
 grep -qE '^\[TIMEOUT\] stubborn \([0-9.]+ s, cap 2 s\): killed' "$tmp/o3/summary.txt" \
   && ok "stubborn (ignores SIGTERM): [TIMEOUT], killed after the grace" || bad "stubborn: $(status_of "$tmp/o3/summary.txt" stubborn)"
+grep -qE '^\[FAILED\] crash \([0-9.]+ s, cap 30 s\): exit 134 in A\.C; ' "$tmp/o3/summary.txt" \
+  && ok "a test binary that crashes: [FAILED], the test it was in named" || bad "crash: $(status_of "$tmp/o3/summary.txt" crash)"
 for p in hang stubborn; do
   pid=$(cat "$tmp/$p.pid" 2>/dev/null)
   [ -n "$pid" ] && ! alive "$pid" && ok "$p: its process is gone" || bad "$p: process ${pid:-?} still there"
