@@ -62,14 +62,19 @@ echo "sizes: tarball $(mib "$tar_b"), data $(mib "$data_b"), carried $(mib $((ta
   || bad "carried $(mib $((tar_b + data_b))) (tarball $(mib "$tar_b") + data $(mib "$data_b")) is over 60 MiB"
 [ $((tar_b + data_b + tree_b)) -le $((64 * 1048576)) ] && ok "with the checkout $(mib $((tar_b + data_b + tree_b))) <= 64 MiB" \
   || bad "with the checkout $(mib $((tar_b + data_b + tree_b))) is over the tool's 64 MiB"
-grep -q '^  command: bash launch/gpu-check --tarball ' <<<"$out" && ok "the device command is printed" \
-  || bad "no device command printed"
+grep -qE '^  command: bash launch/gpu-check --tarball |^gpu-pack: ok; note: .* is outside this checkout' <<<"$out" \
+  && ok "the device command is printed (or why not)" || bad "no device command printed"
 
-# Over a limit, gpu-pack itself fails and says by how much (a limit below what it makes).
-out=$("$root/launch/gpu-pack" "$build" "$carry.small" --data "$data" --limit-mib 10 2>&1); rc=$?
+# --check measures again; over a limit (one below what it made) it fails and says by how much.
+out=$("$root/launch/gpu-pack" --check "$carry" 2>&1); rc=$?
+[ "$rc" -eq 0 ] && grep -q "^  carried in all       $(mib $((tar_b + data_b)))  (limit 60 MiB)$" <<<"$out" \
+  && ok "--check: exit 0, the same sizes" || bad "--check: exit $rc: $out"
+out=$("$root/launch/gpu-pack" --check "$carry" --limit-mib 10 2>&1); rc=$?
 [ "$rc" -eq 1 ] && grep -qE "^gpu-pack: error: the carried files take [0-9.]+ MiB, over the 10 MiB limit \(tarball [0-9.]+ MiB, data [0-9.]+ MiB\)$" <<<"$out" \
   && ok "over --limit-mib: exit 1 with the sizes" || bad "over --limit-mib: exit $rc: $(tail -n 2 <<<"$out")"
-rm -rf "$carry.small"
+out=$("$root/launch/gpu-pack" --check "$carry" --tree-limit-mib 1 2>&1); rc=$?
+[ "$rc" -eq 1 ] && grep -qE "^gpu-pack: error: the checkout and the carried files take [0-9.]+ MiB, over the 1 MiB limit$" <<<"$out" \
+  && ok "over --tree-limit-mib: exit 1 with the size" || bad "over --tree-limit-mib: exit $rc: $(tail -n 2 <<<"$out")"
 
 echo "$pass passed, $fails failed"
 [ "$fails" -eq 0 ]
