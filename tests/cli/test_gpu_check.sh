@@ -6,7 +6,8 @@
 # summary.txt come back, the summary is the last thing printed, every step of `gpu-check --list`
 # is listed as passed, skipped with a reason or dropped by the budget; then a budget that drops
 # every step, a step that hangs (and one that ignores SIGTERM), one that crashes in a test,
-# SIGTERM to gpu-check itself, a missing library and an old glibc, and the usage errors.
+# SIGTERM to gpu-check itself, a missing library and an old glibc, a stand-in nvidia-smi that
+# turns the CUDA parts' skips into failures, and the usage errors.
 #   test_gpu_check.sh CARRY_DIR
 # shellcheck disable=SC2015  # `check && ok ... || bad ...`: ok always succeeds
 set -u
@@ -148,6 +149,23 @@ if command -v patchelf >/dev/null; then
 else
   echo "skip: the missing-library case needs patchelf"
 fi
+
+# ---- where nvidia-smi sees a GPU, a program's "no GPU" is a failure, not a skip -------------------
+mkdir -p "$tmp/fakebin" "$tmp/o7"
+printf '#!/bin/sh\ncase "$1" in -L) echo "GPU 0: Stand-in GPU (UUID: GPU-0)" ;; *) echo "name, driver_version"; echo "Stand-in GPU, 0.0" ;; esac\n' \
+  >"$tmp/fakebin/nvidia-smi"
+chmod +x "$tmp/fakebin/nvidia-smi"
+PATH=$tmp/fakebin:$PATH "$check" --bundle "$tmp/b/distnet" --out "$tmp/o7" --only op-tests,op-vs-cpu,bench-128-tf32 >"$tmp/o7.txt" 2>&1
+rc=$?
+[ "$rc" -eq 1 ] && ok "a GPU seen, the CUDA parts unusable: exit 1" || bad "stand-in GPU: exit $rc"
+grep -q '^gpu: Stand-in GPU (UUID: GPU-0); Stand-in GPU, 0.0$' "$tmp/o7/summary.txt" && ok "the GPU line from nvidia-smi" \
+  || bad "gpu line: $(grep '^gpu' "$tmp/o7/summary.txt")"
+grep -qE '^\[FAILED\] op-vs-cpu \([0-9.]+ s\): nvidia-smi sees a GPU, but all [0-9]+ tests skipped: .+' "$tmp/o7/summary.txt" \
+  && ok "all tests skipped on a GPU machine: FAILED" || bad "op-vs-cpu: $(status_of "$tmp/o7/summary.txt" op-vs-cpu)"
+grep -qE '^\[FAILED\] bench-128-tf32 \([0-9.]+ s\): nvidia-smi sees a GPU, but: --device cuda: .+' "$tmp/o7/summary.txt" \
+  && ok "alexnet's refusal on a GPU machine: FAILED" || bad "bench-128-tf32: $(status_of "$tmp/o7/summary.txt" bench-128-tf32)"
+grep -qE '^\[passed\] op-tests .*\(SKIPPED ALTHOUGH A GPU IS SEEN: .+\)$' "$tmp/o7/summary.txt" \
+  && ok "some tests skipped on a GPU machine: said so" || bad "op-tests: $(status_of "$tmp/o7/summary.txt" op-tests)"
 
 # ---- usage errors: one line, exit 2, nothing run ---------------------------------------------------
 for args in "--out $tmp/x" "--tarball $tmp/none.tar.gz --out $tmp/x" "--bundle $tmp/b/distnet --out $tmp/x --only bogus" \
