@@ -56,6 +56,7 @@ struct RunConfig {
   std::string cpu_conv = "auto";
   std::string math = "tf32";         // CUDA: tf32 or fp32
   std::string cudnn_algo = "find";   // CUDA: find or heuristic
+  bool deterministic = false;        // CUDA: only deterministic cuDNN algorithms (runs repeat)
   double cudnn_workspace_mb = 1024;  // CUDA: largest convolution workspace an algorithm may use
   std::string comm = "auto";         // auto (nccl on GPUs, mpi on CPUs), nccl or mpi
   double bucket_mb = 25.0;

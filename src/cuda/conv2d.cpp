@@ -32,6 +32,14 @@ bool tensor_op(cudnnMathType_t m) {
   return m == CUDNN_TENSOR_OP_MATH || m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
 }
 
+// Whether a candidate's math type is allowed: never ALLOW_CONVERSION (it lets cuDNN convert
+// float operands down to FP16 -- far coarser than TF32's 10-bit mantissa with FP32's range);
+// under --math fp32 no tensor-core math at all (it would round the inputs to TF32).
+bool math_allowed(cudnnMathType_t m, bool fp32) {
+  if (m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) return false;
+  return !(fp32 && tensor_op(m));
+}
+
 // One direction's choice: the algorithm, its workspace, and the descriptor that carries the math
 // type it runs with.
 template <typename Algo>
@@ -42,11 +50,12 @@ struct Choice {
 };
 
 // Walks cuDNN's ranked candidates (fastest first) and keeps the first that (a) ran or was
-// suggested without error, (b) is not a tensor-core algorithm under --math fp32 (it would round
-// the inputs to TF32), and (c) cuDNN accepts on a descriptor set to its math type with a
-// workspace within the limit -- the heuristics list NOT_SUPPORTED combinations and
-// under-estimate workspaces, so each candidate is checked before it is taken. `workspace_of`
-// returns cuDNN's status for the descriptor and writes the bytes it needs.
+// suggested without error, (b) has an allowed math type (math_allowed: never FP16 conversion, no
+// tensor cores under --math fp32), (b') with --deterministic, is reported deterministic, and (c)
+// cuDNN accepts on a descriptor set to its math type with a workspace within the limit -- the
+// heuristics list NOT_SUPPORTED combinations and under-estimate workspaces, so each candidate is
+// checked before it is taken. `workspace_of` returns cuDNN's status for the descriptor and writes
+// the bytes it needs.
 template <typename Algo, typename Perf, typename WorkspaceOf>
 Choice<Algo> choose(const std::vector<Perf>& perf, int count, const Context& ctx,
                     const Conv2dGeom& g, int n, const char* direction, WorkspaceOf workspace_of) {
@@ -55,7 +64,8 @@ Choice<Algo> choose(const std::vector<Perf>& perf, int count, const Context& ctx
   for (int i = 0; i < count; ++i) {
     const Perf& p = perf[std::size_t(i)];
     if (p.status != CUDNN_STATUS_SUCCESS) continue;
-    if (fp32 && tensor_op(p.mathType)) continue;
+    if (!math_allowed(p.mathType, fp32)) continue;
+    if (ctx.options.deterministic && p.determinism != CUDNN_DETERMINISTIC) continue;
     Choice<Algo> c{make_conv_desc(g, fp32 ? CUDNN_FMA_MATH : p.mathType), p.algo, 0};
     const cudnnStatus_t s = workspace_of(c.conv.get(), p.algo, &c.workspace);
     if (s == CUDNN_STATUS_SUCCESS && c.workspace <= ctx.options.workspace_limit) return c;
@@ -63,13 +73,15 @@ Choice<Algo> choose(const std::vector<Perf>& perf, int count, const Context& ctx
              (s == CUDNN_STATUS_SUCCESS ? std::to_string(c.workspace >> 20) + " MiB"
                                         : std::string(cudnnGetErrorString(s)));
   }
-  throw Error(std::string("cuDNN offers no ") + direction + " convolution algorithm for batch " +
-              std::to_string(n) + ", " + std::to_string(g.c_in) + "x" + std::to_string(g.h_in) +
-              "x" + std::to_string(g.w_in) + " -> " + std::to_string(g.c_out) + " channels, " +
-              std::to_string(g.kernel) + "x" + std::to_string(g.kernel) + " within " +
-              std::to_string(ctx.options.workspace_limit >> 20) + " MiB of workspace" +
-              (fp32 ? " in FP32 math (try --math tf32)" : "") +
-              (tried.empty() ? "" : " (rejected algorithms: " + tried + ")"));
+  throw Error(
+      std::string("cuDNN offers no ") + direction + " convolution algorithm for batch " +
+      std::to_string(n) + ", " + std::to_string(g.c_in) + "x" + std::to_string(g.h_in) + "x" +
+      std::to_string(g.w_in) + " -> " + std::to_string(g.c_out) + " channels, " +
+      std::to_string(g.kernel) + "x" + std::to_string(g.kernel) + " within " +
+      std::to_string(ctx.options.workspace_limit >> 20) + " MiB of workspace" +
+      (fp32 ? " in FP32 math (try --math tf32)" : "") +
+      (ctx.options.deterministic ? " among deterministic algorithms (--deterministic)" : "") +
+      (tried.empty() ? "" : " (rejected algorithms: " + tried + ")"));
 }
 
 // Scratch memory for cudnnFind*Ex, from the caching allocator: the workspace limit, or less when

@@ -189,6 +189,9 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
       ("cudnn-algo", po::value(&c.cudnn_algo)->default_value(c.cudnn_algo),
        "GPU convolution algorithms: find (time all once per shape, keep the fastest) or "
        "heuristic (cuDNN's first suggestion)")  //
+      ("deterministic", po::bool_switch(&c.deterministic),
+       "GPU runs that must repeat bit for bit: only convolution algorithms cuDNN reports as "
+       "deterministic (CUDNN_DETERMINISTIC), which may be slower (docs/gpus.md)")  //
       ("cudnn-workspace-mb", po::value(&c.cudnn_workspace_mb)->default_value(c.cudnn_workspace_mb),
        "largest convolution workspace an algorithm may use, MiB")  //
       ("comm", po::value(&c.comm)->default_value(c.comm),
@@ -681,8 +684,9 @@ std::string RunConfig::effective_ini() const {
     << "\nlr-min = " << t(lr_min) << "\nwarmup-epochs = " << t(warmup_epochs)
     << "\nlr-scale-by-world = " << (lr_scale_by_world ? "true" : "false") << "\nseed = " << seed
     << "\ndevice = " << device << "\ncpu-conv = " << cpu_conv << "\nmath = " << math
-    << "\ncudnn-algo = " << cudnn_algo << "\ncudnn-workspace-mb = " << t(cudnn_workspace_mb)
-    << "\ncomm = " << comm << "\nbucket-mb = " << t(bucket_mb) << "\noverlap = " << overlap
+    << "\ncudnn-algo = " << cudnn_algo << "\ndeterministic = " << (deterministic ? "true" : "false")
+    << "\ncudnn-workspace-mb = " << t(cudnn_workspace_mb) << "\ncomm = " << comm
+    << "\nbucket-mb = " << t(bucket_mb) << "\noverlap = " << overlap
     << "\ngrad-compression = " << grad_compression << "\nmodel-parallel = " << model_parallel
     << "\nmetrics-file = " << metrics_file << "\nprogress = " << progress
     << "\nprogress-interval = " << t(progress_interval) << "\ntimeline = " << timeline
