@@ -59,6 +59,7 @@ constexpr double kTimeout = 5.0;
   }
   const double s = std::chrono::duration<double>(Clock::now() - failed).count();
   std::fprintf(stderr, "ended %.2f s after the error (timeout %g s)\n", s, kTimeout);
+  MPI_Finalize();  // as alexnet's MpiSession does on a one-rank error exit
   std::exit(s < kTimeout ? 1 : 3);
 }
 
