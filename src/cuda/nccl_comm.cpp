@@ -5,6 +5,7 @@
 // host never blocks on a bucket. The host does wait -- polling, with NCCL's asynchronous error
 // state and --comm-timeout -- for blocking calls and for the previous step's buckets before a new
 // step starts sending: a peer that hangs or dies is noticed within the timeout.
+#include <dlfcn.h>
 #include <mpi.h>
 
 #include <array>
@@ -39,6 +40,21 @@ Stream make_priority_stream() {
   cudaStream_t s = nullptr;
   DISTNET_CUDA_CHECK(cudaStreamCreateWithPriority(&s, cudaStreamNonBlocking, greatest));
   return Stream(s);
+}
+
+// ncclCommRevoke is new in NCCL 2.28, and a GPU node may bring an older libnccl (a PyTorch
+// wheel's, say): it is looked up at run time in the libnccl already loaded, so the module loads
+// either way. Null without it; the abort path then aborts each communicator without revoking
+// (the order of NCCL before 2.28, which NVIDIA/nccl#549 warns about).
+using RevokeFn = ncclResult_t (*)(ncclComm_t, int);
+RevokeFn nccl_revoke() {
+  static const RevokeFn fn = [] {
+    void* lib = dlopen("libnccl.so.2", RTLD_LAZY | RTLD_NOLOAD);
+    void* sym = dlsym(lib ? lib : RTLD_DEFAULT, "ncclCommRevoke");
+    if (lib) dlclose(lib);  // only drops the reference RTLD_NOLOAD took
+    return reinterpret_cast<RevokeFn>(sym);
+  }();
+  return fn;
 }
 
 // Non-blocking communicators: no NCCL call waits inside NCCL; one that returns ncclInProgress is
@@ -391,9 +407,9 @@ class NcclCommunicator final : public Communicator {
   // Stops this communicator's in-flight work without waiting (the abort path, for every
   // communicator before any is aborted).
   void revoke() {
-    if (!comm_ || revoked_) return;
+    if (!comm_ || revoked_ || !nccl_revoke()) return;
     revoked_ = true;
-    check_started(ncclCommRevoke(comm_, NCCL_REVOKE_DEFAULT), "ncclCommRevoke");
+    check_started(nccl_revoke()(comm_, NCCL_REVOKE_DEFAULT), "ncclCommRevoke");
   }
 
   // Aborts the communicator (the callers have revoked it and waited, bounded, until quiet).
