@@ -123,8 +123,8 @@ void fail_job(int code, bool multi_rank) {
 }
 
 namespace {
-std::atomic<int> g_thread_level{MPI_THREAD_SINGLE};
-std::thread::id g_mpi_thread;  // written once, before any thread that may abort starts
+std::atomic<int> g_thread_level{-1};  // -1: not noted (MPI initialised elsewhere; as before)
+std::thread::id g_mpi_thread;         // written once, before any thread that may abort starts
 }  // namespace
 
 void note_mpi_thread_level(int provided) {
@@ -135,8 +135,9 @@ void note_mpi_thread_level(int provided) {
 void abort_job(int code) {
   mark_aborting();
   say_last_words();
+  const int level = g_thread_level.load();
   const bool may_call_mpi =
-      g_thread_level.load() == MPI_THREAD_MULTIPLE || std::this_thread::get_id() == g_mpi_thread;
+      level < 0 || level == MPI_THREAD_MULTIPLE || std::this_thread::get_id() == g_mpi_thread;
   if (may_call_mpi) {
     int initialized = 0, finalized = 0;
     MPI_Initialized(&initialized);
