@@ -167,9 +167,20 @@ std::string broadcast_string(const World& world, std::string text) {
   return text;
 }
 
-int run(const RunConfig& given, const World& world) {
-  RunConfig cfg = given;
+// What a run holds that can wait in its destructor -- for the device (the backend, pinned
+// buffers of the trainer), a peer (the communicators) or a disk (the checkpoint writer). It lives
+// in run(), outside the error boundary, so that on an error the abort comes first (abort.hpp).
+struct Held {
   Setup s;
+  std::unique_ptr<Timeline> timeline;
+  std::unique_ptr<Reporter> report;
+  std::unique_ptr<CheckpointWriter> writer;
+  std::unique_ptr<Trainer> trainer;
+};
+
+int run_job(const RunConfig& given, const World& world, Held& held) {
+  RunConfig cfg = given;
+  Setup& s = held.s;
   int code = kExitOk;
   std::string message;
   // Set-up in phases, each ended by an agreement, so that no rank enters a collective that a
@@ -186,7 +197,7 @@ int run(const RunConfig& given, const World& world) {
     return agree_on_failure(world, code, message);
   };
   // The timeline (--timeline) and NVTX ranges (--nvtx) share the spans; both are off by default.
-  std::unique_ptr<Timeline> timeline;
+  std::unique_ptr<Timeline>& timeline = held.timeline;
   if (!cfg.timeline.empty())
     timeline = std::make_unique<Timeline>(std::size_t(cfg.timeline_events), cfg.timeline_first,
                                           cfg.timeline_last);
@@ -268,7 +279,9 @@ int run(const RunConfig& given, const World& world) {
   }
 
   const std::optional<TrainingState> resume = share_resume_state(world, s);
-  Reporter report(world.is_root(), cfg.metrics_file, cfg.progress, cfg.progress_interval);
+  held.report = std::make_unique<Reporter>(world.is_root(), cfg.metrics_file, cfg.progress,
+                                           cfg.progress_interval);
+  Reporter& report = *held.report;
   report.set_run_id(s.run_id);
   print_start(cfg, world, s, report);
   if (s.resumed) {  // the metrics file gets a record where this run's history goes on
@@ -276,7 +289,7 @@ int run(const RunConfig& given, const World& world) {
                 "\",\"step\":" + std::to_string(s.resumed->state.step) + ",\"checkpoint\":\"" +
                 json_escape(s.resumed_path) + "\",\"ranks\":" + std::to_string(world.size()) + "}");
   }
-  std::unique_ptr<CheckpointWriter> writer;
+  std::unique_ptr<CheckpointWriter>& writer = held.writer;
   if (world.is_root() && !cfg.checkpoint_dir.empty() && !cfg.eval_only && !cfg.benchmark)
     writer = std::make_unique<CheckpointWriter>(cfg.checkpoint_dir, cfg.keep_checkpoints, s.run_id);
   // Every rank has the same options, so all of them take part in the alignment and the write.
@@ -290,9 +303,11 @@ int run(const RunConfig& given, const World& world) {
     // The grid's activation collectives on their own rows (host side; NCCL: device side too).
     if (s.grid->hybrid()) s.grid->group_comm()->set_timeline(timeline.get());
   }
-  Trainer trainer(cfg, {world, *s.comm, *s.backend, *s.model, s.train ? *s.train : *s.test,
+  held.trainer = std::make_unique<Trainer>(
+      cfg, TrainerParts{world, *s.comm, *s.backend, *s.model, s.train ? *s.train : *s.test,
                         s.test.get(), *s.transform, report, writer.get(), s.host_comm.get(),
                         timeline.get(), s.grid.get(), s.run_id});
+  Trainer& trainer = *held.trainer;
   // Rank 0 gathers the timeline and writes it, after the run (also after a stop).
   auto write_timeline = [&] {
     if (cfg.timeline.empty()) return;
@@ -341,6 +356,29 @@ int run(const RunConfig& given, const World& world) {
   write_timeline();
   if (!report.failure().empty()) throw Error(report.failure());  // the last records
   return stopped ? kExitStopped : kExitOk;
+}
+
+// The error boundary of a run. An error that every rank knows of (AgreedError) is printed and
+// each rank leaves with its code, without an abort; `held` is then destroyed as after a normal
+// end (the communicators drain, finalize and are destroyed, all bounded), since every rank
+// takes the same path. Any other error is this rank's alone: it is named, and
+// -- before anything in `held` is destroyed, since those destructors may wait for a peer or for
+// device work that waits for one -- the one abort path runs (abort.hpp, fail_job): with more
+// than one rank every NCCL communicator is revoked and the job aborted (MPI_Abort); with one,
+// the communicators are revoked and aborted, then `held` is freed.
+int run(const RunConfig& cfg, const World& world) {
+  Held held;
+  try {
+    return run_job(cfg, world, held);
+  } catch (const AgreedError& e) {
+    if (*e.what()) std::fprintf(stderr, "%salexnet: error: %s\n", prefix(world).c_str(), e.what());
+    return e.code();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%salexnet: error: %s\n", prefix(world).c_str(), e.what());
+    std::fflush(stderr);
+    fail_job(kExitError, world.size() > 1);  // returns only with one rank
+    return kExitError;
+  }
 }
 
 }  // namespace
@@ -395,15 +433,9 @@ int main(int argc, char** argv) {
     MpiSession mpi(&argc, &argv);
     World world;
     try {
-      return run(cfg, world);
-    } catch (const AgreedError& e) {
-      // Every rank knows (a collective told them): each leaves with the code, nobody aborts.
-      if (*e.what())
-        std::fprintf(stderr, "%salexnet: error: %s\n", prefix(world).c_str(), e.what());
-      return e.code();
+      return run(cfg, world);  // its error boundary aborts, where needed, before destructors
     } catch (const std::exception& e) {
-      // A failure on one rank during training: name it, and take the job down so that no peer
-      // waits forever in a collective.
+      // Thrown outside the boundary (the world's set-up): nothing is held yet that could wait.
       std::fprintf(stderr, "%salexnet: error: %s\n", prefix(world).c_str(), e.what());
       std::fflush(stderr);
       if (world.size() > 1) abort_job(kExitError);  // marked, so peers do not promise a save

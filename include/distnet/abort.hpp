@@ -37,7 +37,43 @@ class LastWords {
 void say_last_words();
 
 // mark_aborting(), say_last_words(), then MPI_Abort(MPI_COMM_WORLD, code) (or _Exit(code) when
-// MPI is not running). Prints nothing: the caller has said why.
+// MPI is not running). Prints nothing: the caller has said why. Safe on any thread (the MPI
+// watchdog's); it does not touch NCCL communicators (not thread-safe), the process ends them.
+// MPI_Abort is called only where MPI allows this thread to call it: the thread that initialised
+// MPI, or any thread under MPI_THREAD_MULTIPLE. Elsewhere (a watchdog thread with FUNNELED or
+// SERIALIZED) the process leaves with _Exit(code) without finalising, and the launcher ends the
+// job (mpirun does; srun with --kill-on-bad-exit=1, as slurm/alexnet.sbatch sets).
 [[noreturn]] void abort_job(int code);
+// Records the thread support MPI_Init_thread provided, on the thread that initialised MPI
+// (world.cpp); abort_job reads it.
+void note_mpi_thread_level(int provided);
+
+// Every NCCL communicator of this process registers how to revoke it (stop its in-flight work,
+// without waiting), how to wait (bounded) until the revoke has taken effect, and how to abort it,
+// so the one abort path can stop all of them before it aborts any (aborting one while another's
+// kernels run deadlocks: NVIDIA/nccl#549, #829). Unregistered by the destructor. Not copyable or
+// movable. Called on the thread that uses the communicator (the main thread) only.
+class CommunicatorKill {
+ public:
+  CommunicatorKill(std::function<void()> revoke, std::function<void()> quiet,
+                   std::function<void()> abort);
+  ~CommunicatorKill();
+  CommunicatorKill(const CommunicatorKill&) = delete;
+  CommunicatorKill& operator=(const CommunicatorKill&) = delete;
+
+ private:
+  int id_;
+};
+// revoke_all: revokes every registered communicator. abort_all: waits until each is quiet, then
+// aborts each. Exceptions are swallowed.
+void revoke_all_communicators();
+void abort_all_communicators();
+
+// The one abort path for an error that not every rank knows of, called on the main thread
+// before any destructor that can block (src/core/bounded_wait.hpp, run_abort): with
+// `multi_rank`, mark, revoke every communicator, last words, MPI_Abort -- no return; otherwise
+// revoke and abort every communicator and return, so that the caller's destructors free only
+// memory no kernel uses. Prints nothing: the caller has said why.
+void fail_job(int code, bool multi_rank);
 
 }  // namespace distnet

@@ -56,6 +56,7 @@ struct RunConfig {
   std::string cpu_conv = "auto";
   std::string math = "tf32";         // CUDA: tf32 or fp32
   std::string cudnn_algo = "find";   // CUDA: find or heuristic
+  bool deterministic = false;        // CUDA: only deterministic cuDNN algorithms (runs repeat)
   double cudnn_workspace_mb = 1024;  // CUDA: largest convolution workspace an algorithm may use
   std::string comm = "auto";         // auto (nccl on GPUs, mpi on CPUs), nccl or mpi
   double bucket_mb = 25.0;
@@ -76,7 +77,7 @@ struct RunConfig {
   double debug_delay_ms = 0;
   // Testing aid (--debug-fault): a NaN in one rank's summed gradient, or a stop request in the
   // middle of a step, at a chosen step (1-based) -- faults at an exact place, not by timing.
-  enum class DebugFault { none, nonfinite, stop_in_step, stop_in_eval };
+  enum class DebugFault { none, nonfinite, stop_in_step, stop_in_eval, error_in_step };
   DebugFault debug_fault = DebugFault::none;
   int debug_fault_rank = 0;
   std::int64_t debug_fault_step = 0;

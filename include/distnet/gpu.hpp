@@ -59,6 +59,9 @@ struct CudaOptions {
   // PyTorch); heuristic: take cuDNN's first suggestion without running anything.
   enum class ConvSearch { find, heuristic };
   ConvSearch conv_search = ConvSearch::find;
+  // Only convolution algorithms cuDNN reports as deterministic (--deterministic): the same run
+  // on the same GPU model, software and rank count gives the same bits (docs/gpus.md).
+  bool deterministic = false;
   std::size_t workspace_limit = std::size_t(1) << 30;  // bytes; algorithms needing more are skipped
   // The longest the host waits for device work (which may wait for a collective) before it
   // reports a hang: --comm-timeout; 0 waits without a bound.
@@ -75,10 +78,15 @@ enum class Wire { fp32, bf16 };
 
 // An NCCL communicator over the ranks of `comm` (every rank calls this; rank 0 creates the unique
 // id and broadcasts it over MPI). Works on device memory of `backend` (a CUDA backend), on its own
-// stream. A collective that has not finished after `timeout_s` seconds (0: never) aborts the NCCL
-// communicator and the job, printing "<who>alexnet: error: NCCL <operation> did not complete ...".
+// stream at the device's greatest priority. A collective that has not finished after `timeout_s`
+// seconds (0: never) takes the job down by the one abort path (abort.hpp: every NCCL
+// communicator revoked, then MPI_Abort), printing "<who>alexnet: error: NCCL <operation> did not
+// complete ...". With `parent` (an NCCL communicator over a superset of `comm`'s ranks, each of
+// which makes its sub-communicator in the same order, as the grid does) the new one is split
+// from it (ncclCommSplit) instead of bootstrapped afresh.
 std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm comm, Backend& backend,
-                                                     double timeout_s, const std::string& who);
+                                                     double timeout_s, const std::string& who,
+                                                     Communicator* parent = nullptr);
 
 // Several NCCL communicators with work in flight on one GPU at once -- the hybrid grid's world,
 // group and same-shard communicators, each on its own stream -- can deadlock unless NCCL orders

@@ -152,6 +152,7 @@ std::unique_ptr<Backend> select_backend(const RunConfig& c, const World& world) 
   o.math = c.math == "fp32" ? gpu::CudaOptions::Math::fp32 : gpu::CudaOptions::Math::tf32;
   o.conv_search = c.cudnn_algo == "heuristic" ? gpu::CudaOptions::ConvSearch::heuristic
                                               : gpu::CudaOptions::ConvSearch::find;
+  o.deterministic = c.deterministic;
   o.workspace_limit = static_cast<std::size_t>(c.cudnn_workspace_mb * 1024 * 1024);
   o.host_wait_timeout_s = c.comm_timeout;
   return gpu::make_cuda_backend(o);
@@ -219,7 +220,9 @@ void make_communicators(const RunConfig& cfg, const World& world, Setup& s) {
     if (s.backend->device().is_cpu() || cfg.comm == "mpi")
       return through_host(with_watchdog(make_mpi_communicator(c), cfg.comm_timeout, prefix(world)),
                           *s.backend);
-    return gpu::make_nccl_communicator(c, *s.backend, cfg.comm_timeout, prefix(world));
+    // The grid's group and shard communicators are split from the world's (made first).
+    return gpu::make_nccl_communicator(c, *s.backend, cfg.comm_timeout, prefix(world),
+                                       s.comm.get());
   };
   if (s.backend->device().is_cpu()) {
     s.comm = with_watchdog(make_mpi_communicator(world.comm()), cfg.comm_timeout, prefix(world));

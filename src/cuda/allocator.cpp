@@ -2,7 +2,10 @@
 
 #include <cuda_runtime.h>
 
+#include <chrono>
+#include <future>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "distnet/cuda_check.hpp"
@@ -98,17 +101,42 @@ void DeviceAllocator::give_back(void* ptr) {
   free_.emplace(it->second, ptr);
 }
 
-void DeviceAllocator::release_cache() {
+void DeviceAllocator::set_wait_timeout(double seconds) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (free_.empty()) return;
-  DeviceGuard guard(device_);
-  cudaDeviceSynchronize();  // a cached block may still be read by queued work
-  for (const auto& [size, ptr] : free_) {
-    cudaFree(ptr);
-    sizes_.erase(ptr);
+  wait_timeout_s_ = seconds;
+}
+
+void DeviceAllocator::release_cache() {
+  std::vector<void*> blocks;
+  double timeout_s = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_.empty()) return;
+    for (const auto& [size, ptr] : free_) {
+      blocks.push_back(ptr);
+      sizes_.erase(ptr);
+    }
+    free_.clear();
+    cached_ = 0;
+    timeout_s = wait_timeout_s_;
   }
-  free_.clear();
-  cached_ = 0;
+  // Neither cudaDeviceSynchronize nor cudaFree has a bound, and the device may be queued behind
+  // a collective that never completes: they run on a helper thread, without the lock, and this
+  // thread waits for it at most timeout_s.
+  const int device = device_;
+  auto task = std::make_shared<std::packaged_task<void()>>([device, blocks] {
+    cudaSetDevice(device);
+    cudaDeviceSynchronize();  // a cached block may still be read by queued work
+    for (void* ptr : blocks) cudaFree(ptr);
+  });
+  std::future<void> finished = task->get_future();
+  std::thread([task] { (*task)(); }).detach();
+  if (timeout_s > 0 &&
+      finished.wait_for(std::chrono::duration<double>(timeout_s)) != std::future_status::ready)
+    throw Error("out of memory on cuda:" + std::to_string(device_) +
+                ", and the device did not become idle within --comm-timeout to free the cache; "
+                "its queue waits for a collective that a peer rank never joined");
+  finished.get();
 }
 
 std::size_t DeviceAllocator::bytes_in_use() const {

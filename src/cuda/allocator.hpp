@@ -36,8 +36,13 @@ class DeviceAllocator {
   std::size_t bytes_cached() const;
   std::size_t peak_in_use() const;
   std::size_t device_mallocs() const;  // cudaMalloc calls so far (tests: none in steady state)
-  // Returns the cached, unused blocks to the driver (waits for the device first).
+  // Returns the cached, unused blocks to the driver. It waits for the device first (a cached
+  // block may still be read by queued work; cudaFree synchronises too), at most the timeout set
+  // below, then Error: the wait and the frees run on a helper thread, which is left behind if the
+  // device never gets there (the process is then on its way out).
   void release_cache();
+  // The bound of release_cache's wait: --comm-timeout (0: none). Set by each CUDA backend.
+  void set_wait_timeout(double seconds);
 
  private:
   explicit DeviceAllocator(int device) : device_(device) {}
@@ -50,6 +55,7 @@ class DeviceAllocator {
   std::multimap<std::size_t, void*> free_;        // cached blocks by size
   std::unordered_map<void*, std::size_t> sizes_;  // every live or cached block
   std::size_t in_use_ = 0, cached_ = 0, peak_ = 0, mallocs_ = 0;
+  double wait_timeout_s_ = 300;
 };
 
 // Page-locked host memory, for staging copies that run asynchronously.

@@ -40,10 +40,10 @@ struct Choice {
 };
 
 // cuDNN's ranked candidates (fastest first) through pick_algorithm's rules (conv_choice.hpp):
-// the first that ran or was suggested without error, is not a tensor-core algorithm under
-// --math fp32, and that cuDNN accepts on a descriptor set to its math type with a workspace
-// within the limit. `workspace_of` returns cuDNN's status for the descriptor and writes the
-// bytes it needs.
+// the first that ran or was suggested without error, has an allowed math type (never FP16
+// down-conversion; no tensor cores under --math fp32), is deterministic under --deterministic, and
+// that cuDNN accepts on a descriptor set to its math type with a workspace within the limit.
+// `workspace_of` returns cuDNN's status for the descriptor and writes the bytes it needs.
 template <typename Algo, typename Perf, typename WorkspaceOf>
 Choice<Algo> choose(const std::vector<Perf>& perf, int count, const Context& ctx,
                     const Conv2dGeom& g, int n, const char* direction, WorkspaceOf workspace_of) {
@@ -55,11 +55,12 @@ Choice<Algo> choose(const std::vector<Perf>& perf, int count, const Context& ctx
                           p.mathType == CUDNN_TENSOR_OP_MATH ? CandidateMath::tensor_op
                           : p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION
                               ? CandidateMath::tensor_op_allow_conversion
-                              : CandidateMath::fma});
+                              : CandidateMath::fma,
+                          p.determinism == CUDNN_DETERMINISTIC});
   }
   ConvDesc last;  // the descriptor of the candidate asked last: the one kept, if any
-  const AlgoPick pick =
-      pick_algorithm(candidates, fp32, ctx.options.workspace_limit, [&](std::size_t i) {
+  const AlgoPick pick = pick_algorithm(
+      candidates, fp32, ctx.options.deterministic, ctx.options.workspace_limit, [&](std::size_t i) {
         const Perf& p = perf[i];
         last = make_conv_desc(g, fp32 ? CUDNN_FMA_MATH : p.mathType);
         WorkspaceAnswer a;
@@ -70,13 +71,15 @@ Choice<Algo> choose(const std::vector<Perf>& perf, int count, const Context& ctx
       });
   if (pick.index >= 0)
     return Choice<Algo>{std::move(last), perf[std::size_t(pick.index)].algo, pick.workspace};
-  throw Error(std::string("cuDNN offers no ") + direction + " convolution algorithm for batch " +
-              std::to_string(n) + ", " + std::to_string(g.c_in) + "x" + std::to_string(g.h_in) +
-              "x" + std::to_string(g.w_in) + " -> " + std::to_string(g.c_out) + " channels, " +
-              std::to_string(g.kernel) + "x" + std::to_string(g.kernel) + " within " +
-              std::to_string(ctx.options.workspace_limit >> 20) + " MiB of workspace" +
-              (fp32 ? " in FP32 math (try --math tf32)" : "") +
-              (pick.rejected.empty() ? "" : " (rejected algorithms: " + pick.rejected + ")"));
+  throw Error(
+      std::string("cuDNN offers no ") + direction + " convolution algorithm for batch " +
+      std::to_string(n) + ", " + std::to_string(g.c_in) + "x" + std::to_string(g.h_in) + "x" +
+      std::to_string(g.w_in) + " -> " + std::to_string(g.c_out) + " channels, " +
+      std::to_string(g.kernel) + "x" + std::to_string(g.kernel) + " within " +
+      std::to_string(ctx.options.workspace_limit >> 20) + " MiB of workspace" +
+      (fp32 ? " in FP32 math (try --math tf32)" : "") +
+      (ctx.options.deterministic ? " among deterministic algorithms (--deterministic)" : "") +
+      (pick.rejected.empty() ? "" : " (rejected algorithms: " + pick.rejected + ")"));
 }
 
 // Searches so far (conv_search_counts()), atomic: backends on other threads may search too.

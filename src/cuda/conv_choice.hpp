@@ -18,6 +18,7 @@ struct AlgoCandidate {
   int algo = 0;
   bool ran = false;  // cuDNN's status for it was success (it ran in Find, or was suggested)
   CandidateMath math = CandidateMath::fma;
+  bool deterministic = true;  // cuDNN reports it CUDNN_DETERMINISTIC
 };
 
 // cuDNN's answer for one candidate's workspace on a descriptor set to the math it would run with.
@@ -34,19 +35,23 @@ struct AlgoPick {
 };
 
 // Walks the candidates (fastest first) and keeps the first that (a) ran or was suggested without
-// error, (b) is not a tensor-core algorithm under --math fp32 (it would round the inputs to
-// TF32), and (c) cuDNN accepts, with a workspace within `limit`, when asked on a descriptor set to
-// its math (`workspace_of(i)`, FMA under fp32) -- heuristics list NOT_SUPPORTED combinations and
-// under-estimate workspaces, so each candidate is checked before it is taken, and a later one is
-// the fallback when the first fails.
+// error, (b) has an allowed math: never tensor cores allowed to convert down (ALLOW_CONVERSION
+// lets cuDNN convert FP32 operands to FP16, far coarser than TF32), and no tensor cores at all
+// under --math fp32 (they would round the inputs to TF32), (b') under --deterministic, is
+// reported deterministic, and (c) cuDNN accepts, with a workspace within `limit`, when asked on a
+// descriptor set to its math (`workspace_of(i)`, FMA under fp32) -- heuristics list NOT_SUPPORTED
+// combinations and under-estimate workspaces, so each candidate is checked before it is taken, and
+// a later one is the fallback when the first fails.
 inline AlgoPick pick_algorithm(const std::vector<AlgoCandidate>& candidates, bool fp32,
-                               std::size_t limit,
+                               bool deterministic, std::size_t limit,
                                const std::function<WorkspaceAnswer(std::size_t)>& workspace_of) {
   AlgoPick pick;
   for (std::size_t i = 0; i < candidates.size(); ++i) {
     const AlgoCandidate& c = candidates[i];
     if (!c.ran) continue;
+    if (c.math == CandidateMath::tensor_op_allow_conversion) continue;
     if (fp32 && c.math != CandidateMath::fma) continue;
+    if (deterministic && !c.deterministic) continue;
     const WorkspaceAnswer w = workspace_of(i);
     if (w.accepted && w.bytes <= limit) {
       pick.index = int(i);

@@ -1,5 +1,6 @@
 #include "cuda_backend.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -24,6 +25,23 @@ std::unique_ptr<Backend> make_cuda_backend(const CudaOptions& options) {
 
 namespace cuda {
 
+namespace {
+
+// Moves `x` to the heap and never frees it: on the way to an abort, freeing page-locked memory
+// (cudaFreeHost) could wait for device work that never ends.
+template <typename T>
+void leak(T& x) {
+  (void)new T(std::move(x));
+}
+
+}  // namespace
+
+Context::~Context() {
+  if (!leak_handles) return;  // the members' destructors destroy the handles
+  cudnn.release();
+  cublas.release();
+}
+
 void* Context::workspace(std::size_t bytes) {
   if (bytes > workspace_.bytes()) workspace_ = DeviceAllocator::of(device).allocate(bytes);
   return workspace_.data();
@@ -34,6 +52,7 @@ CudaBackend::CudaBackend(const gpu::CudaOptions& options) : ctx_(std::make_share
   ctx_->options = options;
   DISTNET_CUDA_CHECK(cudaSetDevice(options.device));
   ctx_->stream = make_stream();
+  DeviceAllocator::of(options.device).set_wait_timeout(options.host_wait_timeout_s);
 
   cudnnHandle_t dnn = nullptr;
   DISTNET_CUDNN_CHECK(cudnnCreate(&dnn));
@@ -56,15 +75,27 @@ CudaBackend::CudaBackend(const gpu::CudaOptions& options) : ctx_(std::make_share
 
 // Nothing queued may outlive the buffers it uses, so the queue is drained first -- with a bound:
 // after a failure the queue may hold work that waits for a collective a dead peer never joins
-// (the communicator, destroyed before the backend, has aborted NCCL's side by then).
+// (the abort path has revoked and aborted NCCL's side by then, see abort.hpp). If the wait gives
+// up, nothing that would wait for the device is destroyed: the cuDNN and cuBLAS handles (their
+// destroy synchronises the device) and the page-locked buffers (cudaFreeHost) are leaked, and
+// the process leaves (it is on its way to an abort or an error exit).
 CudaBackend::~CudaBackend() {
+  bool drained = false;
   try {
-    if (!wait_event_for(record_marker(), ctx_->options.host_wait_timeout_s))
-      std::fprintf(stderr, "alexnet: warning: GPU work still queued at exit after %g s; leaving\n",
+    drained = wait_event_for(record_marker(), ctx_->options.host_wait_timeout_s);
+    if (!drained)
+      std::fprintf(stderr,
+                   "alexnet: warning: GPU work still queued at exit after %g s; leaving it (its "
+                   "handles and page-locked buffers are not freed)\n",
                    ctx_->options.host_wait_timeout_s);
   } catch (const std::exception&) {
-    // A device error at exit: there is nothing left to wait for.
+    // A device error at exit: the queue will not run any more; freeing is safe.
+    drained = true;
   }
+  if (drained) return;
+  ctx_->leak_handles = true;
+  leak(bounce_);
+  for (auto& [staging, p] : pinned_) leak(p.host[0]), leak(p.host[1]);
 }
 
 cudaEvent_t CudaBackend::record_marker() {
@@ -87,23 +118,66 @@ std::string CudaBackend::description() const {
          (ctx_->options.math == gpu::CudaOptions::Math::tf32 ? "tf32" : "fp32") +
          ", conv algorithms by " +
          (ctx_->options.conv_search == gpu::CudaOptions::ConvSearch::find ? "find" : "heuristic") +
-         ")";
+         (ctx_->options.deterministic ? ", deterministic only" : "") + ")";
 }
 
 Buffer CudaBackend::allocate(std::size_t bytes) {
   return DeviceAllocator::of(ctx_->device).allocate(bytes);
 }
 
-void CudaBackend::upload(void* dst, const void* host_src, std::size_t bytes) {
-  if (!bytes) return;
-  DISTNET_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, ctx_->stream));
-  wait_idle("copying to the GPU");
+void* CudaBackend::bounce(std::size_t bytes) {
+  // The buffer's last copy (one whose wait timed out, say) must be done before the host writes
+  // into it, reads it again or frees it -- never while the device may still use it.
+  if (bounce_used_.get() && !wait_event_for(bounce_used_, ctx_->options.host_wait_timeout_s))
+    throw Error(
+        "the page-locked copy buffer was still in use after --comm-timeout; the GPU's queue "
+        "is stuck behind a collective that a peer rank never joined");
+  const std::size_t want = std::min(bytes, kBounceChunk);
+  if (bounce_.bytes() < want) bounce_ = allocate_pinned(want);
+  return bounce_.data();
 }
 
+void CudaBackend::bounce_queued() {
+  if (!bounce_used_.get()) bounce_used_ = make_event();
+  DISTNET_CUDA_CHECK(cudaEventRecord(bounce_used_, ctx_->stream));
+}
+
+// Host memory -> page-locked bounce buffer -> device, a chunk at a time. A copy from pageable
+// memory may synchronise with the stream before it starts (CUDA's "API synchronization
+// behavior"), i.e. wait without a bound for whatever is queued; from page-locked memory it is
+// queued, and the host waits for it with a bound.
+void CudaBackend::upload(void* dst, const void* host_src, std::size_t bytes) {
+  for (std::size_t done = 0; done < bytes;) {
+    const std::size_t n = std::min(bytes - done, kBounceChunk);
+    void* b = bounce(n);  // waits (bounded) for the previous chunk's copy out of it
+    std::memcpy(b, static_cast<const char*>(host_src) + done, n);
+    DISTNET_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst) + done, b, n, cudaMemcpyHostToDevice,
+                                       ctx_->stream));
+    bounce_queued();
+    done += n;
+  }
+  if (bytes) wait_idle("copying to the GPU");
+}
+
+// Device -> page-locked bounce buffer -> host memory, a chunk at a time. cudaMemcpyAsync into
+// pageable memory returns only once the copy is done -- after everything queued before it, which
+// may wait for a collective that never completes; into page-locked memory it is queued, and the
+// wait for it is bounded by --comm-timeout.
 void CudaBackend::download(void* host_dst, const void* src, std::size_t bytes) {
-  if (!bytes) return;
-  DISTNET_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, ctx_->stream));
-  wait_idle("copying from the GPU");
+  for (std::size_t done = 0; done < bytes;) {
+    const std::size_t n = std::min(bytes - done, kBounceChunk);
+    void* b = bounce(n);
+    DISTNET_CUDA_CHECK(cudaMemcpyAsync(b, static_cast<const char*>(src) + done, n,
+                                       cudaMemcpyDeviceToHost, ctx_->stream));
+    bounce_queued();
+    if (!wait_event_for(bounce_used_, ctx_->options.host_wait_timeout_s))
+      throw Error("GPU work did not finish within --comm-timeout " +
+                  std::to_string(int(ctx_->options.host_wait_timeout_s)) +
+                  " s while copying from the GPU; it waits for a collective that a peer rank "
+                  "never joined");
+    std::memcpy(static_cast<char*>(host_dst) + done, b, n);
+    done += n;
+  }
 }
 
 void CudaBackend::fill_zero(void* dst, std::size_t bytes) {
@@ -120,7 +194,8 @@ void CudaBackend::synchronize() {
 }
 
 DeviceClock* CudaBackend::device_clock() {
-  if (!clock_) clock_ = std::make_unique<StreamClock>(ctx_->stream);
+  if (!clock_)
+    clock_ = std::make_unique<StreamClock>(ctx_->stream, ctx_->options.host_wait_timeout_s);
   return clock_.get();
 }
 
@@ -225,7 +300,11 @@ void CudaBackend::dropout_backward(int n, std::int64_t per_sample, float p_drop,
 
 void CudaBackend::softmax_xent(int n, int classes, const float* logits, const std::int32_t* labels,
                                float grad_scale, float* dlogits, double* stats) {
-  launch_softmax_xent(n, classes, logits, labels, grad_scale, dlogits, stats, ctx_->stream);
+  // The blocks' partial sums in a block of the caching allocator: freed right after the launch,
+  // which is safe, as every use of it is ordered on the compute stream (allocator.hpp).
+  Buffer partials = allocate(3 * sizeof(double) * std::size_t(softmax_xent_blocks(n)));
+  launch_softmax_xent(n, classes, logits, labels, grad_scale, dlogits, stats,
+                      static_cast<double*>(partials.data()), ctx_->stream);
 }
 
 void CudaBackend::count_nonfinite(std::int64_t count, const float* x, double* acc) {

@@ -17,6 +17,13 @@ namespace distnet::cuda {
 
 // What every op of one backend shares.
 struct Context {
+  Context() = default;
+  // Destroys the cuDNN and cuBLAS handles -- each destroy synchronises the device -- unless
+  // `leak_handles` is set (the backend's bounded wait at exit failed): then they are given up.
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
   int device = 0;
   gpu::CudaOptions options;
   Stream stream;
@@ -28,6 +35,8 @@ struct Context {
   // Growing happens only while plans are made, i.e. in the first step of each batch size.
   void* workspace(std::size_t bytes);
   std::size_t workspace_bytes() const { return workspace_.bytes(); }
+
+  bool leak_handles = false;
 
   cudnnMathType_t conv_math() const {
     return options.math == gpu::CudaOptions::Math::tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
@@ -91,10 +100,17 @@ class CudaBackend final : public Backend {
 
   cudaEvent_t record_marker();       // an event recorded now on the compute stream
   void wait_idle(const char* what);  // bounded wait for the compute stream (Error on timeout)
+  // The page-locked bounce buffer of upload() and download(), at least min(bytes, kBounceChunk)
+  // long; returned (made, grown) only once its last copy is known to be done (bounded wait).
+  void* bounce(std::size_t bytes);
+  void bounce_queued();  // records bounce_used_ after a copy from or into the buffer
+  static constexpr std::size_t kBounceChunk = std::size_t(64) << 20;
 
   std::shared_ptr<Context> ctx_;
   Event marker_;
   std::map<const Buffer*, Pinned> pinned_;
+  Buffer bounce_;                       // page-locked; see bounce()
+  Event bounce_used_;                   // recorded after its last copy
   std::unique_ptr<StreamClock> clock_;  // of the compute stream, made on first use
 };
 

@@ -9,8 +9,8 @@ namespace {
 
 __global__ void dropout_kernel(int n, std::int64_t per_sample, std::int64_t blocks, float scale,
                                std::uint64_t threshold, DropoutKey key,
-                               const std::uint32_t* __restrict__ ids, const float* __restrict__ in,
-                               float* __restrict__ out) {
+                               const std::uint32_t* __restrict__ ids, const float* in,
+                               float* out) {  // in == out when run in place: not __restrict__
   const std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= static_cast<std::int64_t>(n) * blocks) return;
   // Blocks of the full layer's row: global elements [offset, offset + per_sample) are ours.

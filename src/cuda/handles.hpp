@@ -30,6 +30,9 @@ class Owned {
   void reset() noexcept {
     if (h_) Destroy(std::exchange(h_, H{}));
   }
+  // Gives the handle up without destroying it: on the way to an abort, when destroying it would
+  // wait for device work that may never finish (cudnnDestroy and cublasDestroy synchronise).
+  H release() noexcept { return std::exchange(h_, H{}); }
 
  private:
   H h_{};

@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "core/bounded_wait.hpp"
 #include "distnet/cuda_check.hpp"
 #include "distnet/error.hpp"
 
@@ -18,20 +19,37 @@ namespace distnet::cuda {
 // Polls `event` (spinning first, then sleeping 50 us between queries) until it has happened:
 // true; false when `timeout_s` > 0 seconds passed first. A device error is thrown. `between`,
 // if given, runs after every query that found the event pending (e.g. to check NCCL's error
-// state, throwing to stop the wait).
+// state, throwing to stop the wait). The order of queries and clock readings is
+// core/bounded_wait.hpp's poll_until, tested there with a fake clock.
 template <typename Between>
 bool wait_event_for(cudaEvent_t event, double timeout_s, Between between) {
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int spins = 0;; ++spins) {
+  using Clock = std::chrono::steady_clock;
+  const auto origin = Clock::now();
+  const auto done = [&] {
     const cudaError_t q = cudaEventQuery(event);
     if (q == cudaSuccess) return true;
     if (q != cudaErrorNotReady) DISTNET_CUDA_CHECK(q);
-    between();
-    if (timeout_s > 0 &&
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > timeout_s)
-      return false;
+    return false;
+  };
+  const auto now = [&] { return std::chrono::duration<double>(Clock::now() - origin).count(); };
+  const auto pause = [](long spins) {
     if (spins > 1000) std::this_thread::sleep_for(std::chrono::microseconds(50));
-  }
+  };
+  return poll_until(done, between, now, pause, timeout_s) == WaitEnd::done;
+}
+
+// Polls `done()` (which may throw) as wait_event_for polls an event: true once it says so, false
+// after `timeout_s` > 0 seconds.
+template <typename Done>
+bool wait_until(Done done, double timeout_s) {
+  using Clock = std::chrono::steady_clock;
+  const auto origin = Clock::now();
+  const auto now = [&] { return std::chrono::duration<double>(Clock::now() - origin).count(); };
+  const auto pause = [](long spins) {
+    if (spins > 1000) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  };
+  return poll_until(
+             done, [] {}, now, pause, timeout_s) == WaitEnd::done;
 }
 
 inline bool wait_event_for(cudaEvent_t event, double timeout_s) {

@@ -16,10 +16,13 @@ void launch_dropout(int n, std::int64_t per_sample, float p_drop, const DropoutK
                     const std::uint32_t* sample_ids, const float* in, float* out,
                     cudaStream_t stream);
 
-// Backend::softmax_xent: one block, rows spread over its threads, a fixed-order reduction, so the
-// loss and accuracy sums are the same on every run.
+// Backend::softmax_xent: rows spread over softmax_xent_blocks(n) blocks (up to 1024), each block's
+// sums in `partials` (3 per block, device memory), then added in block order: the loss and
+// accuracy sums are the same on every run.
+int softmax_xent_blocks(int n);
 void launch_softmax_xent(int n, int classes, const float* logits, const std::int32_t* labels,
-                         float grad_scale, float* dlogits, double* stats, cudaStream_t stream);
+                         float grad_scale, float* dlogits, double* stats, double* partials,
+                         cudaStream_t stream);
 
 // Backend::relu_forward/backward over flat buffers (backward reads the output y for the mask).
 void launch_relu_forward(std::int64_t count, const float* x, float* y, cudaStream_t stream);

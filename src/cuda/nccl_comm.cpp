@@ -5,6 +5,7 @@
 // host never blocks on a bucket. The host does wait -- polling, with NCCL's asynchronous error
 // state and --comm-timeout -- for blocking calls and for the previous step's buckets before a new
 // step starts sending: a peer that hangs or dies is noticed within the timeout.
+#include <dlfcn.h>
 #include <mpi.h>
 
 #include <array>
@@ -16,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/bounded_wait.hpp"
 #include "cuda_backend.hpp"
 #include "distnet/abort.hpp"
 #include "distnet/bootstrap.hpp"
@@ -30,59 +32,134 @@ namespace distnet {
 namespace cuda {
 namespace {
 
+// A stream at the device's greatest priority: collectives overlap the backward pass, and a
+// bucket's kernels should not queue behind compute kernels the scheduler already has.
+Stream make_priority_stream() {
+  int least = 0, greatest = 0;
+  DISTNET_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+  cudaStream_t s = nullptr;
+  DISTNET_CUDA_CHECK(cudaStreamCreateWithPriority(&s, cudaStreamNonBlocking, greatest));
+  return Stream(s);
+}
+
+// ncclCommRevoke is new in NCCL 2.28, and a GPU node may bring an older libnccl (a PyTorch
+// wheel's, say): it is looked up at run time in the libnccl already loaded, so the module loads
+// either way. Null without it; the abort path then aborts each communicator without revoking
+// (the order of NCCL before 2.28, which NVIDIA/nccl#549 warns about).
+using RevokeFn = ncclResult_t (*)(ncclComm_t, int);
+RevokeFn nccl_revoke() {
+  static const RevokeFn fn = [] {
+    void* lib = dlopen("libnccl.so.2", RTLD_LAZY | RTLD_NOLOAD);
+    void* sym = dlsym(lib ? lib : RTLD_DEFAULT, "ncclCommRevoke");
+    if (lib) dlclose(lib);  // only drops the reference RTLD_NOLOAD took
+    return reinterpret_cast<RevokeFn>(sym);
+  }();
+  return fn;
+}
+
+// Non-blocking communicators: no NCCL call waits inside NCCL; one that returns ncclInProgress is
+// polled (ncclCommGetAsyncError) by the caller, with a bound. So set-up, finalize and revoke can
+// be bounded by --comm-timeout, and an abort never waits for a peer.
+ncclConfig_t nonblocking_config() {
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  return config;
+}
+
 class NcclCommunicator final : public Communicator {
  public:
-  NcclCommunicator(MPI_Comm comm, CudaBackend& be, double timeout_s, std::string who)
+  // Over the ranks of `comm`. With `parent` (an NCCL communicator over a superset of them, whose
+  // every rank makes its own sub-communicator in the same order, as the grid does), the new one
+  // is split from it (ncclCommSplit: no new bootstrap, resources shared where NCCL can); without,
+  // it is made from a unique id broadcast over MPI.
+  NcclCommunicator(MPI_Comm comm, CudaBackend& be, double timeout_s, std::string who,
+                   NcclCommunicator* parent)
       : be_(be), timeout_s_(timeout_s), who_(std::move(who)) {
     DISTNET_CHECK_MPI(MPI_Comm_dup(comm, &mpi_));
     MPI_Comm_set_errhandler(mpi_, MPI_ERRORS_RETURN);
     MPI_Comm_rank(mpi_, &rank_);
     MPI_Comm_size(mpi_, &size_);
     DISTNET_CUDA_CHECK(cudaSetDevice(be.device().index));
-    // Rank 0's unique id travels with whether making it worked (no usable network interface, a
-    // wrong NCCL_SOCKET_IFNAME: the classic first multi-node error), so a failure there fails
-    // every rank at once instead of leaving them waiting for the id.
-    const std::vector<char> token = broadcast_token(
-        mpi_,
-        [] {
-          ncclUniqueId id{};
-          DISTNET_NCCL_CHECK(ncclGetUniqueId(&id));
-          const char* p = reinterpret_cast<const char*>(&id);
-          return std::vector<char>(p, p + sizeof id);
-        },
-        "NCCL set-up (ncclGetUniqueId)");
-    ncclUniqueId id{};
-    DISTNET_CHECK(token.size() == sizeof id, "NCCL unique id of the wrong size");
-    std::memcpy(&id, token.data(), sizeof id);
-    // Every rank waits in NCCL's bootstrap for all the others; one that failed before joining
-    // would leave them there forever, so the initialisation runs under --comm-timeout. A rank
-    // whose own initialisation fails throws, and main's set-up agreement ends the others.
-    run_with_deadline([&] { DISTNET_NCCL_CHECK(ncclCommInitRank(&comm_, size_, id, rank_)); },
-                      timeout_s_, who_, "NCCL initialisation (ncclCommInitRank)");
-    stream_ = make_stream();
+    ncclConfig_t config = nonblocking_config();
+    if (parent) {
+      // Colour: the parent rank of our communicator's first rank (the same on all its ranks).
+      MPI_Group mine = MPI_GROUP_NULL, theirs = MPI_GROUP_NULL;
+      MPI_Comm_group(mpi_, &mine);
+      MPI_Comm_group(parent->mpi_, &theirs);
+      int zero = 0, color = 0;
+      MPI_Group_translate_ranks(mine, 1, &zero, theirs, &color);
+      MPI_Group_free(&mine);
+      MPI_Group_free(&theirs);
+      DISTNET_CHECK(color >= 0, "NCCL split: a sub-communicator outside its parent");
+      run_with_deadline(
+          [&] {
+            // Collective over the parent; the new communicator's own state says when it is
+            // ready (non-blocking: polled, even after ncclSuccess, which then returns at once).
+            const ncclResult_t rc = ncclCommSplit(parent->comm_, color, rank_, &comm_, &config);
+            settle(rc == ncclSuccess ? ncclInProgress : rc,
+                   "NCCL communicator split (ncclCommSplit)");
+          },
+          timeout_s_, who_, "NCCL communicator split (ncclCommSplit)");
+    } else {
+      // Rank 0's unique id travels with whether making it worked (no usable network interface, a
+      // wrong NCCL_SOCKET_IFNAME: the classic first multi-node error), so a failure there fails
+      // every rank at once instead of leaving them waiting for the id.
+      const std::vector<char> token = broadcast_token(
+          mpi_,
+          [] {
+            ncclUniqueId id{};
+            DISTNET_NCCL_CHECK(ncclGetUniqueId(&id));
+            const char* p = reinterpret_cast<const char*>(&id);
+            return std::vector<char>(p, p + sizeof id);
+          },
+          "NCCL set-up (ncclGetUniqueId)");
+      ncclUniqueId id{};
+      DISTNET_CHECK(token.size() == sizeof id, "NCCL unique id of the wrong size");
+      std::memcpy(&id, token.data(), sizeof id);
+      // Every rank waits in NCCL's bootstrap for all the others; one that failed before joining
+      // would leave them there forever, so the initialisation runs under --comm-timeout. A rank
+      // whose own initialisation fails throws, and main's set-up agreement ends the others.
+      run_with_deadline(
+          [&] {
+            settle(ncclCommInitRankConfig(&comm_, size_, id, rank_, &config),
+                   "NCCL initialisation (ncclCommInitRankConfig)");
+          },
+          timeout_s_, who_, "NCCL initialisation (ncclCommInitRankConfig)");
+    }
+    // From here on the abort path (abort.hpp) can revoke and abort this communicator.
+    kill_ = std::make_unique<CommunicatorKill>([this] { revoke(); },
+                                               [this] {
+                                                 if (comm_) wait_quiet();
+                                               },
+                                               [this] { abort_now(); });
+    stream_ = make_priority_stream();
     ready_ = make_event();
     done_ = make_event();
     result_ = make_event();
   }
 
-  // Never blocks without a bound. Leaving because of an exception (this rank failed, or a peer
-  // did and main is taking the job down), collectives may be queued that a failed peer will never
-  // match: abort the communicator, which ends its kernels. On a normal end, give the queue
-  // --comm-timeout to drain before destroying it, and abort if it does not.
+  // Never blocks without a bound (core/bounded_wait.hpp's shut_down_comm, whose order is
+  // tested there). Leaving because of an exception (this rank failed, or a peer did), collectives
+  // may be queued that a failed peer will never match: revoke and abort -- normally the abort
+  // path has done so already, for every communicator at once. On a normal end: let the queue
+  // drain (polling NCCL's error state: after a network error there is nothing to wait for),
+  // finalize, poll until quiet, destroy; any step that fails or times out ends in revoke + abort.
   ~NcclCommunicator() override {
+    kill_.reset();  // the abort path leaves this one alone from now on
     if (comm_) {
-      bool drained = false;
-      if (std::uncaught_exceptions() == 0) {
-        try {
-          DISTNET_CUDA_CHECK(cudaEventRecord(done_, stream_));
-          drained = wait_event_for(done_, timeout_s_);
-        } catch (const std::exception&) {
-        }
-      }
-      if (drained)
-        ncclCommDestroy(comm_);
-      else
-        ncclCommAbort(comm_);
+      const CommShutdownSteps steps{
+          [&] {
+            DISTNET_CUDA_CHECK(cudaEventRecord(done_, stream_));
+            return wait_event_for(done_, timeout_s_, [&] { throw_async_error("drain"); })
+                       ? WaitEnd::done
+                       : WaitEnd::timed_out;
+          },
+          [&] { check_started(ncclCommFinalize(comm_), "ncclCommFinalize"); },
+          [&] { return wait_quiet(); },
+          [&] { ncclCommDestroy(std::exchange(comm_, nullptr)); },
+          [&] { revoke(); },
+          [&] { abort_now(); }};
+      shut_down_comm(steps, std::uncaught_exceptions() > 0);
     }
     int finalized = 0;
     MPI_Finalized(&finalized);
@@ -99,26 +176,32 @@ class NcclCommunicator final : public Communicator {
     count_bytes(CollectiveOp::allreduce, count * sizeof(float));
     if (count == 0) return;
     after_compute();
-    DISTNET_NCCL_CHECK(ncclAllReduce(data, data, count, ncclFloat, ncclSum, comm_, stream_));
+    settle(ncclAllReduce(data, data, count, ncclFloat, ncclSum, comm_, stream_), "collective");
     finish_blocking("all-reduce of " + std::to_string(count) + " floats");
   }
   void allreduce_sum(double* data, std::size_t count) override {
     count_bytes(CollectiveOp::allreduce, count * sizeof(double));
     if (count == 0) return;
     after_compute();
-    DISTNET_NCCL_CHECK(ncclAllReduce(data, data, count, ncclDouble, ncclSum, comm_, stream_));
+    settle(ncclAllReduce(data, data, count, ncclDouble, ncclSum, comm_, stream_), "collective");
     finish_blocking("all-reduce of " + std::to_string(count) + " doubles");
   }
   void broadcast(void* data, std::size_t bytes, int root) override {
     count_bytes(CollectiveOp::broadcast, bytes);
     if (bytes == 0) return;
     after_compute();
-    DISTNET_NCCL_CHECK(ncclBroadcast(data, data, bytes, ncclChar, root, comm_, stream_));
+    settle(ncclBroadcast(data, data, bytes, ncclChar, root, comm_, stream_), "collective");
     finish_blocking("broadcast of " + std::to_string(bytes) + " bytes");
   }
+  // Bounded: the local queue drains (bounded wait), then a one-element all-reduce whose wait
+  // polls NCCL's error state under --comm-timeout -- not MPI_Barrier, which has no bound.
   void barrier() override {
     be_.synchronize();
-    DISTNET_CHECK_MPI(MPI_Barrier(mpi_));
+    if (!token_.data()) token_ = be_.allocate(sizeof(float));
+    DISTNET_CUDA_CHECK(cudaMemsetAsync(token_.data(), 0, sizeof(float), stream_));
+    settle(ncclAllReduce(token_.data(), token_.data(), 1, ncclFloat, ncclSum, comm_, stream_),
+           "barrier");
+    finish_blocking("barrier");
   }
 
   // Activations of the hybrid grid, ordered as the gradient buckets are: our stream waits for an
@@ -132,7 +215,7 @@ class NcclCommunicator final : public Communicator {
     const std::size_t timed = start_timed();
     const Timeline::DeviceMark begin =
         timeline_ ? timeline_->device_begin(clock_.get()) : Timeline::DeviceMark{};
-    DISTNET_NCCL_CHECK(ncclAllGather(send, recv, count, ncclFloat, comm_, stream_));
+    settle(ncclAllGather(send, recv, count, ncclFloat, comm_, stream_), "collective");
     exchange_span(begin, "all-gather", count * std::size_t(size_));
     end_timed(timed);
     before_compute();
@@ -144,7 +227,7 @@ class NcclCommunicator final : public Communicator {
     const std::size_t timed = start_timed();
     const Timeline::DeviceMark begin =
         timeline_ ? timeline_->device_begin(clock_.get()) : Timeline::DeviceMark{};
-    DISTNET_NCCL_CHECK(ncclReduceScatter(send, recv, count, ncclFloat, ncclSum, comm_, stream_));
+    settle(ncclReduceScatter(send, recv, count, ncclFloat, ncclSum, comm_, stream_), "collective");
     exchange_span(begin, "reduce-scatter", count * std::size_t(size_));
     end_timed(timed);
     before_compute();
@@ -182,7 +265,7 @@ class NcclCommunicator final : public Communicator {
 
   void set_timeline(Timeline* timeline) override {
     timeline_ = timeline && timeline->enabled() ? timeline : nullptr;
-    if (timeline_ && !clock_) clock_ = std::make_unique<StreamClock>(stream_);
+    if (timeline_ && !clock_) clock_ = std::make_unique<StreamClock>(stream_, timeout_s_);
   }
 
   void wait_pending() override {
@@ -195,7 +278,7 @@ class NcclCommunicator final : public Communicator {
  private:
   void allreduce_on_stream(float* data, std::size_t count, Wire wire) {
     if (wire == Wire::fp32) {
-      DISTNET_NCCL_CHECK(ncclAllReduce(data, data, count, ncclFloat, ncclSum, comm_, stream_));
+      settle(ncclAllReduce(data, data, count, ncclFloat, ncclSum, comm_, stream_), "collective");
       return;
     }
     // bf16 on the wire: convert, reduce, convert back, all in order on our stream.
@@ -208,7 +291,7 @@ class NcclCommunicator final : public Communicator {
     }
     auto* w = static_cast<std::uint16_t*>(wire_.data());
     launch_to_bf16(std::int64_t(count), data, w, stream_);
-    DISTNET_NCCL_CHECK(ncclAllReduce(w, w, count, ncclBfloat16, ncclSum, comm_, stream_));
+    settle(ncclAllReduce(w, w, count, ncclBfloat16, ncclSum, comm_, stream_), "collective");
     launch_from_bf16(std::int64_t(count), w, data, stream_);
   }
 
@@ -274,26 +357,78 @@ class NcclCommunicator final : public Communicator {
   }
 
   // Polls `ev` and NCCL's error state until the event has happened, NCCL reports an error
-  // (thrown: main prints it and aborts the job), or --comm-timeout passes (the communicator is
-  // aborted, so its kernels end, and the whole job with it).
+  // (thrown: main's error boundary takes the job down, abort.hpp), or --comm-timeout passes.
   void wait_for(cudaEvent_t ev, const std::string& what) {
-    const bool done = wait_event_for(ev, timeout_s_, [&] {
-      ncclResult_t async = ncclSuccess;
-      DISTNET_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async));
-      if (async != ncclSuccess && async != ncclInProgress) {
-        ncclCommAbort(std::exchange(comm_, nullptr));
-        throw Error("NCCL " + what + " failed: " + ncclGetErrorString(async));
-      }
-    });
-    if (done) return;
+    if (!wait_event_for(ev, timeout_s_, [&] { throw_async_error(what); })) timed_out(what);
+  }
+
+  // NCCL's asynchronous error state, thrown if it holds an error.
+  void throw_async_error(const std::string& what) {
+    ncclResult_t async = ncclSuccess;
+    DISTNET_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async));
+    if (async != ncclSuccess && async != ncclInProgress)
+      throw Error("NCCL " + what + " failed: " + ncclGetErrorString(async) + " (" +
+                  ncclGetLastError(comm_) + ")");
+  }
+
+  // Polls the communicator's state until it is no longer ncclInProgress (a non-blocking call, a
+  // finalize or a revoke has completed): done; an error state is thrown; timed_out after
+  // --comm-timeout.
+  WaitEnd wait_quiet() {
+    const auto quiet = [&] {
+      ncclResult_t state = ncclSuccess;
+      DISTNET_NCCL_CHECK(ncclCommGetAsyncError(comm_, &state));
+      if (state == ncclInProgress) return false;
+      if (state != ncclSuccess)
+        throw Error(std::string("NCCL communicator in error: ") + ncclGetErrorString(state));
+      return true;
+    };
+    return wait_until(quiet, timeout_s_) ? WaitEnd::done : WaitEnd::timed_out;
+  }
+
+  // The result of a non-blocking NCCL call: in progress -- poll until it is not (bounded; a
+  // timeout takes the job down); an error -- thrown.
+  void settle(ncclResult_t rc, const std::string& what) {
+    if (rc == ncclInProgress) {
+      if (wait_quiet() == WaitEnd::timed_out) timed_out(what);
+      return;
+    }
+    if (rc != ncclSuccess)
+      throw Error("NCCL " + what + " failed: " + ncclGetErrorString(rc) + " (" +
+                  ncclGetLastError(comm_) + ")");
+  }
+
+  // A call that starts something polled later (finalize, revoke): only a hard error is thrown.
+  static void check_started(ncclResult_t rc, const char* what) {
+    if (rc != ncclSuccess && rc != ncclInProgress)
+      throw Error(std::string(what) + " failed: " + ncclGetErrorString(rc));
+  }
+
+  // Stops this communicator's in-flight work without waiting (the abort path, for every
+  // communicator before any is aborted).
+  void revoke() {
+    if (!comm_ || revoked_ || !nccl_revoke()) return;
+    revoked_ = true;
+    check_started(nccl_revoke()(comm_, NCCL_REVOKE_DEFAULT), "ncclCommRevoke");
+  }
+
+  // Aborts the communicator (the callers have revoked it and waited, bounded, until quiet).
+  void abort_now() {
+    if (comm_) ncclCommAbort(std::exchange(comm_, nullptr));
+  }
+
+  // A collective that did not complete: name it and take the job down by the one abort path
+  // (every communicator revoked, last words, MPI_Abort) -- no ncclCommAbort first, which could
+  // itself wait for another communicator's kernels.
+  [[noreturn]] void timed_out(const std::string& what) {
     mark_aborting();  // the SIGTERM that follows is not a stop request (abort.hpp)
     std::fprintf(stderr,
                  "%salexnet: error: NCCL %s did not complete within --comm-timeout %g s; a "
                  "peer rank has hung or died -- aborting the job\n",
                  who_.c_str(), what.c_str(), timeout_s_);
     std::fflush(stderr);
-    ncclCommAbort(std::exchange(comm_, nullptr));
-    abort_job(1);
+    fail_job(1, true);
+    abort_job(1);  // not reached
   }
 
   CudaBackend& be_;
@@ -307,7 +442,10 @@ class NcclCommunicator final : public Communicator {
   Event result_;  // an all-gather or reduce-scatter is complete (for the compute stream)
   std::array<Timed, kTimedSlots> timed_;  // recorded on our stream; timed_count_ not yet read
   std::size_t timed_head_ = 0, timed_count_ = 0;
-  Buffer wire_;  // bf16 copy of a bucket
+  Buffer wire_;   // bf16 copy of a bucket
+  Buffer token_;  // barrier()'s one float
+  bool revoked_ = false;
+  std::unique_ptr<CommunicatorKill> kill_;  // registered with the abort path while comm_ lives
   bool pending_ = false;
   Timeline* timeline_ = nullptr;        // device-side bucket spans, with --timeline
   std::unique_ptr<StreamClock> clock_;  // of stream_, made when a timeline is set
@@ -320,10 +458,12 @@ class NcclCommunicator final : public Communicator {
 namespace gpu {
 
 std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm comm, Backend& backend,
-                                                     double timeout_s, const std::string& who) {
+                                                     double timeout_s, const std::string& who,
+                                                     Communicator* parent) {
   auto* be = dynamic_cast<cuda::CudaBackend*>(&backend);
   if (!be) throw UsageError("--comm nccl needs the CUDA backend (--device cuda)");
-  return std::make_unique<cuda::NcclCommunicator>(comm, *be, timeout_s, who);
+  return std::make_unique<cuda::NcclCommunicator>(comm, *be, timeout_s, who,
+                                                  dynamic_cast<cuda::NcclCommunicator*>(parent));
 }
 
 }  // namespace gpu

@@ -8,12 +8,16 @@ namespace {
 
 constexpr int kThreads = 256;
 
+// Rows spread over the whole grid (grid-stride); each block reduces its threads' sums in a fixed
+// order and writes them to partials[3 * block ...]; softmax_xent_sum_kernel adds the blocks' sums
+// in block order. The grid depends on n only, so the result is the same bits on every run.
 __global__ void softmax_xent_kernel(int n, int classes, const float* __restrict__ logits,
                                     const std::int32_t* __restrict__ labels, float grad_scale,
-                                    float* __restrict__ dlogits, double* __restrict__ stats) {
+                                    float* __restrict__ dlogits, double* __restrict__ partials) {
   __shared__ double loss_part[kThreads], correct_part[kThreads], top5_part[kThreads];
   double loss = 0.0, correct = 0.0, top5 = 0.0;
-  for (int i = threadIdx.x; i < n; i += kThreads) {
+  const int stride = static_cast<int>(gridDim.x) * kThreads;
+  for (int i = static_cast<int>(blockIdx.x) * kThreads + threadIdx.x; i < n; i += stride) {
     const float* z = logits + static_cast<std::int64_t>(i) * classes;
     const int label = labels[i];
     const bool valid = label >= 0 && label < classes;  // datasets check labels on reading
@@ -52,19 +56,37 @@ __global__ void softmax_xent_kernel(int n, int classes, const float* __restrict_
     __syncthreads();
   }
   if (threadIdx.x == 0) {
-    stats[0] += loss_part[0];
-    stats[1] += correct_part[0];
-    stats[2] += top5_part[0];
+    partials[3 * blockIdx.x] = loss_part[0];
+    partials[3 * blockIdx.x + 1] = correct_part[0];
+    partials[3 * blockIdx.x + 2] = top5_part[0];
   }
+}
+
+__global__ void softmax_xent_sum_kernel(int blocks, const double* __restrict__ partials,
+                                        double* __restrict__ stats) {
+  if (threadIdx.x >= 3) return;
+  double sum = 0.0;
+  for (int b = 0; b < blocks; ++b) sum += partials[3 * b + threadIdx.x];
+  stats[threadIdx.x] += sum;
 }
 
 }  // namespace
 
+int softmax_xent_blocks(int n) {
+  constexpr int kMaxBlocks = 1024;
+  const int blocks = (n + kThreads - 1) / kThreads;
+  return blocks < 1 ? 1 : (blocks > kMaxBlocks ? kMaxBlocks : blocks);
+}
+
 void launch_softmax_xent(int n, int classes, const float* logits, const std::int32_t* labels,
-                         float grad_scale, float* dlogits, double* stats, cudaStream_t stream) {
+                         float grad_scale, float* dlogits, double* stats, double* partials,
+                         cudaStream_t stream) {
   if (n == 0) return;
-  softmax_xent_kernel<<<1, kThreads, 0, stream>>>(n, classes, logits, labels, grad_scale, dlogits,
-                                                  stats);
+  const int blocks = softmax_xent_blocks(n);
+  softmax_xent_kernel<<<blocks, kThreads, 0, stream>>>(n, classes, logits, labels, grad_scale,
+                                                       dlogits, partials);
+  DISTNET_CUDA_CHECK(cudaGetLastError());
+  softmax_xent_sum_kernel<<<1, 32, 0, stream>>>(blocks, partials, stats);
   DISTNET_CUDA_CHECK(cudaGetLastError());
 }
 

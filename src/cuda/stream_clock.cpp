@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "distnet/error.hpp"
+#include "host_wait.hpp"
 
 namespace distnet::cuda {
 namespace {
@@ -15,15 +16,18 @@ double host_us() {  // Timeline::now_us()'s clock
 
 }  // namespace
 
-StreamClock::StreamClock(cudaStream_t stream, int capacity)
+StreamClock::StreamClock(cudaStream_t stream, double timeout_s, int capacity)
     : stream_(stream), slots_(std::size_t(std::max(capacity, 2))) {
   for (Slot& s : slots_) s.event = make_timing_event();
   // The first mark, taken on an idle stream: the device passes it between the two readings.
-  DISTNET_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  // Both waits bounded: the stream may be queued behind a collective a dead peer never joins.
+  const Event idle = make_event();
+  wait_stream(stream_, idle, timeout_s, "starting the device clock");
   Slot& first = slots_[0];
   const double before = host_us();
   DISTNET_CUDA_CHECK(cudaEventRecord(first.event, stream_));
-  DISTNET_CUDA_CHECK(cudaEventSynchronize(first.event));
+  if (!wait_event_for(first.event, timeout_s))
+    throw Error("the device clock's first mark did not pass within --comm-timeout");
   const double after = host_us();
   first.us = (before + after) / 2;
   next_ = resolved_ = 1;

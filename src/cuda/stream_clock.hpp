@@ -21,8 +21,9 @@ namespace distnet::cuda {
 
 class StreamClock final : public DeviceClock {
  public:
-  // Waits once for the work queued on `stream` so far, to take the first mark.
-  explicit StreamClock(cudaStream_t stream, int capacity = 8192);
+  // Waits once for the work queued on `stream` so far, to take the first mark: at most
+  // `timeout_s` seconds (--comm-timeout; 0: no bound), then Error.
+  StreamClock(cudaStream_t stream, double timeout_s, int capacity = 8192);
   int mark() override;
   bool read(int id, double* us) override;
   void release(int id) override;

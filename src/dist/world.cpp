@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "distnet/abort.hpp"
 #include "distnet/mpi_check.hpp"
 #include "distnet/progress.hpp"
 
@@ -12,12 +13,15 @@ namespace distnet {
 
 MpiSession::MpiSession(int* argc, char*** argv) {
   // The loader's threads never call MPI; a checkpoint writer or watchdog thread may, hence
-  // MULTIPLE when the library offers it. FUNNELED is the least distnet accepts.
+  // MULTIPLE when the library offers it. FUNNELED is the least distnet accepts: then only the
+  // main thread calls MPI, and a watchdog that must abort the job exits the process instead of
+  // calling MPI_Abort (abort.hpp, abort_job; docs/reliability.md).
   DISTNET_CHECK_MPI(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided_));
   if (provided_ < MPI_THREAD_FUNNELED) {
     MPI_Finalize();
     throw Error("the MPI library offers no thread support (MPI_THREAD_FUNNELED or better needed)");
   }
+  note_mpi_thread_level(provided_);
   // Errors come back as return codes, which DISTNET_CHECK_MPI turns into exceptions.
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   // Where each rank has got to, readable by the others without a collective: the watchdog

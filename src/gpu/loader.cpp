@@ -142,8 +142,9 @@ std::unique_ptr<Backend> make_cuda_backend(const CudaOptions& options) {
 }
 
 std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm comm, Backend& backend,
-                                                     double timeout_s, const std::string& who) {
-  return table_for("--comm nccl").make_nccl_communicator(comm, backend, timeout_s, who);
+                                                     double timeout_s, const std::string& who,
+                                                     Communicator* parent) {
+  return table_for("--comm nccl").make_nccl_communicator(comm, backend, timeout_s, who, parent);
 }
 
 }  // namespace distnet::gpu

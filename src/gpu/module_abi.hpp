@@ -27,7 +27,8 @@ struct ModuleTable {
   DeviceInfo (*device_info)(int index);
   std::unique_ptr<Backend> (*make_cuda_backend)(const CudaOptions& options);
   std::unique_ptr<Communicator> (*make_nccl_communicator)(MPI_Comm comm, Backend& backend,
-                                                          double timeout_s, const std::string& who);
+                                                          double timeout_s, const std::string& who,
+                                                          Communicator* parent);
   void (*nvtx_push)(const char* name);  // NVTX ranges (header-only NVTX 3 inside the module)
   void (*nvtx_pop)();
   void (*order_concurrent_communicators)();

@@ -42,8 +42,8 @@ std::unique_ptr<Backend> make_cuda_backend(const CudaOptions&) {
   throw UsageError(std::string("--device cuda: ") + kWhy);
 }
 
-std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm, Backend&, double,
-                                                     const std::string&) {
+std::unique_ptr<Communicator> make_nccl_communicator(MPI_Comm, Backend&, double, const std::string&,
+                                                     Communicator*) {
   throw UsageError(std::string("--comm nccl: ") + kWhy);
 }
 

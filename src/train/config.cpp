@@ -189,6 +189,9 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
       ("cudnn-algo", po::value(&c.cudnn_algo)->default_value(c.cudnn_algo),
        "GPU convolution algorithms: find (time all once per shape, keep the fastest) or "
        "heuristic (cuDNN's first suggestion)")  //
+      ("deterministic", po::bool_switch(&c.deterministic),
+       "GPU runs that must repeat bit for bit: only convolution algorithms cuDNN reports as "
+       "deterministic (CUDNN_DETERMINISTIC), which may be slower (docs/gpus.md)")  //
       ("cudnn-workspace-mb", po::value(&c.cudnn_workspace_mb)->default_value(c.cudnn_workspace_mb),
        "largest convolution workspace an algorithm may use, MiB")  //
       ("comm", po::value(&c.comm)->default_value(c.comm),
@@ -235,7 +238,9 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
       ("debug-fault", po::value(&debug_fault),
        "testing aid: nonfinite:R:S puts a NaN into rank R's summed gradient in step S; "
        "stop-in-step:S makes rank 0 receive a stop request in the middle of step S; "
-       "stop-in-eval:E as the evaluation of epoch E starts (steps and epochs count from 1)");
+       "stop-in-eval:E as the evaluation of epoch E starts; error-in-step:R:S makes rank R fail "
+       "alone (an error no other rank knows of) in the middle of step S, its gradient buckets in "
+       "flight (steps and epochs count from 1)");
 
   po::options_description bench("Benchmark");
   bench.add_options()  //
@@ -337,6 +342,7 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
     static const std::regex nonfinite(R"(^nonfinite:([0-9]+):([0-9]+)$)");
     static const std::regex stop(R"(^stop-in-step:([0-9]+)$)");
     static const std::regex stop_eval(R"(^stop-in-eval:([0-9]+)$)");
+    static const std::regex error_in_step(R"(^error-in-step:([0-9]+):([0-9]+)$)");
     std::smatch m;
     if (std::regex_match(debug_fault, m, nonfinite)) {
       c.debug_fault = RunConfig::DebugFault::nonfinite;
@@ -349,9 +355,14 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
     } else if (std::regex_match(debug_fault, m, stop_eval)) {
       c.debug_fault = RunConfig::DebugFault::stop_in_eval;
       c.debug_fault_step = std::stoll(m[1]);
+    } else if (std::regex_match(debug_fault, m, error_in_step)) {
+      c.debug_fault = RunConfig::DebugFault::error_in_step;
+      c.debug_fault_rank = std::stoi(m[1]);
+      c.debug_fault_step = std::stoll(m[2]);
     } else {
       throw UsageError(
-          "--debug-fault must be nonfinite:R:S, stop-in-step:S or stop-in-eval:E, got '" +
+          "--debug-fault must be nonfinite:R:S, stop-in-step:S, stop-in-eval:E or "
+          "error-in-step:R:S, got '" +
           debug_fault + "'");
     }
   }
@@ -681,8 +692,9 @@ std::string RunConfig::effective_ini() const {
     << "\nlr-min = " << t(lr_min) << "\nwarmup-epochs = " << t(warmup_epochs)
     << "\nlr-scale-by-world = " << (lr_scale_by_world ? "true" : "false") << "\nseed = " << seed
     << "\ndevice = " << device << "\ncpu-conv = " << cpu_conv << "\nmath = " << math
-    << "\ncudnn-algo = " << cudnn_algo << "\ncudnn-workspace-mb = " << t(cudnn_workspace_mb)
-    << "\ncomm = " << comm << "\nbucket-mb = " << t(bucket_mb) << "\noverlap = " << overlap
+    << "\ncudnn-algo = " << cudnn_algo << "\ndeterministic = " << (deterministic ? "true" : "false")
+    << "\ncudnn-workspace-mb = " << t(cudnn_workspace_mb) << "\ncomm = " << comm
+    << "\nbucket-mb = " << t(bucket_mb) << "\noverlap = " << overlap
     << "\ngrad-compression = " << grad_compression << "\nmodel-parallel = " << model_parallel
     << "\nmetrics-file = " << metrics_file << "\nprogress = " << progress
     << "\nprogress-interval = " << t(progress_interval) << "\ntimeline = " << timeline

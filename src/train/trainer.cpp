@@ -341,6 +341,12 @@ Trainer::StepOutcome Trainer::train_step(const data::Batch& b) {
   sync_.begin_step();
   const bool complete = m.backward(
       ctx, n, x, [this](int layer) { sync_.on_layer_done(layer); }, logits ? cancel : cancelled);
+  // --debug-fault error-in-step:R:S: rank R fails alone here, its buckets in flight, the other
+  // ranks waiting for them -- main's error boundary must take the job down (abort.hpp).
+  if (cfg_.debug_fault == RunConfig::DebugFault::error_in_step &&
+      step_ + 1 == cfg_.debug_fault_step && p_.world.rank() == cfg_.debug_fault_rank)
+    throw Error("--debug-fault error-in-step: rank " + std::to_string(p_.world.rank()) +
+                " fails in the middle of step " + std::to_string(step_ + 1));
   {
     Timeline::Scope span(p_.timeline, Timeline::Track::compute, "wait for buckets", "comm");
     sync_.finish();

@@ -303,21 +303,31 @@ TEST(CudaOps, HostWaitsGiveUpAfterTheTimeout) {
     return std::chrono::duration<double>(Clock::now() - t).count();
   };
   DISTNET_CUDA_CHECK(cudaLaunchHostFunc(cb->stream(), block, nullptr));
-  float host[16];
+  // download goes through the backend's page-locked bounce buffer: into pageable memory,
+  // cudaMemcpyAsync would return only after the held-up stream had passed the copy.
+  float host[16] = {};
   auto t0 = Clock::now();
   EXPECT_THROW(be->download(host, b.data(), sizeof host), Error);
   const double download_s = seconds_since(t0);
+  // The bounce buffer is still the target of that copy: an upload waits for it, bounded.
+  t0 = Clock::now();
+  EXPECT_THROW(be->upload(b.data(), host, sizeof host), Error);
+  const double upload_s = seconds_since(t0);
   DISTNET_CUDA_CHECK(cudaLaunchHostFunc(cb->stream(), block, nullptr));
   b = Buffer();
+  // The destructor's drain gives up; cudnnDestroy and cublasDestroy (which synchronise the
+  // device) and cudaFreeHost are then skipped: the handles and the bounce buffer are leaked.
   t0 = Clock::now();
   be.reset();
   const double destroy_s = seconds_since(t0);
   std::printf(
-      "download gave up after %.2f s, the destructor after %.2f s (timeout 1 s, stream held 3 s)\n",
-      download_s, destroy_s);
+      "download gave up after %.2f s, upload after %.2f s, the destructor after %.2f s (timeout "
+      "1 s, stream held 3 s twice)\n",
+      download_s, upload_s, destroy_s);
   EXPECT_LT(download_s, 2.5);
+  EXPECT_LT(upload_s, 2.5);
   EXPECT_LT(destroy_s, 2.5);
-  std::this_thread::sleep_for(std::chrono::seconds(6));  // let the held-up stream drain
+  std::this_thread::sleep_for(std::chrono::seconds(8));  // let the held-up stream drain
 }
 
 TEST(CudaOps, DropoutMasksAreTheCpuMasksBitForBit) {

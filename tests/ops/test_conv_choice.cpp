@@ -34,7 +34,7 @@ WorkspaceAnswer refused() {
 }
 
 AlgoPick pick(const std::vector<AlgoCandidate>& c, bool fp32, std::size_t limit, FakeCudnn& f) {
-  return pick_algorithm(c, fp32, limit, [&f](std::size_t i) { return f(i); });
+  return pick_algorithm(c, fp32, false, limit, [&f](std::size_t i) { return f(i); });
 }
 
 TEST(ConvChoice, FallsBackPastARefusedCandidate) {
@@ -77,6 +77,25 @@ TEST(ConvChoice, NeverTakesTensorCoresUnderFp32) {
   // Under TF32 cuDNN's ranking stands: the tensor-core candidate first.
   FakeCudnn g{{ok(0), ok(0), ok(0)}, {}};
   EXPECT_EQ(pick(c, false, 64 * MiB, g).index, 0);
+}
+
+TEST(ConvChoice, NeverTakesDownConversionEvenUnderTf32) {
+  // ALLOW_CONVERSION lets cuDNN compute in FP16: refused in both math modes, without asking.
+  const std::vector<AlgoCandidate> c = {{1, true, CandidateMath::tensor_op_allow_conversion},
+                                        {1, true, CandidateMath::tensor_op}};
+  FakeCudnn f{{ok(0), ok(0)}, {}};
+  EXPECT_EQ(pick(c, false, 64 * MiB, f).index, 1);
+  EXPECT_EQ(f.asked, (std::vector<std::size_t>{1}));
+}
+
+TEST(ConvChoice, DeterministicTakesOnlyDeterministicCandidates) {
+  const std::vector<AlgoCandidate> c = {{3, true, CandidateMath::fma, false},
+                                        {0, true, CandidateMath::fma, true}};
+  FakeCudnn f{{ok(0), ok(0)}, {}};
+  EXPECT_EQ(pick_algorithm(c, true, true, 64 * MiB, [&f](std::size_t i) { return f(i); }).index, 1);
+  EXPECT_EQ(f.asked, (std::vector<std::size_t>{1}));
+  FakeCudnn g{{ok(0), ok(0)}, {}};  // without it, cuDNN's fastest stands
+  EXPECT_EQ(pick(c, true, 64 * MiB, g).index, 0);
 }
 
 TEST(ConvChoice, NoneFitsNamesEveryRejectedCandidate) {
