@@ -57,7 +57,7 @@ else
   # A CUDA backend must come up (it fails fast, exit 2, where it cannot).
   probe=$("$bin" --device cuda "${common[@]}" --synthetic-train-size 128 2>&1) || {
     if grep -q -- "--device cuda:" <<<"$probe"; then
-      echo "SKIP: no usable GPU: $(grep -o -- '--device cuda:.*' <<<"$probe" | head -1)"
+      echo "SKIP: no usable GPU: $(grep -o -- 'error: --device cuda:.*' <<<"$probe" | head -1)"
       exit 77
     fi
     echo "FAIL: the GPU probe run failed: $probe"
