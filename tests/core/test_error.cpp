@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdio>
 
@@ -37,13 +38,15 @@ TEST(ErrorLayer, MpiCheckCarriesExpressionFileLineAndMpiText) {
 
 TEST(ErrorLayer, Hdf5CheckCarriesTheLibraryMessage) {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // keep HDF5 from printing its own stack
-  const hid_t file =
-      H5Fcreate("/tmp/distnet_test_error.h5", H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  // A name of this process's own: two suites may run side by side.
+  const std::string path =
+      ::testing::TempDir() + "distnet_test_error." + std::to_string(::getpid()) + ".h5";
+  const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   ASSERT_GE(file, 0);
   const std::string m =
       message_of([&] { DISTNET_CHECK_HDF5(H5Gopen2(file, "no-such-group", H5P_DEFAULT)); });
   H5Fclose(file);
-  std::remove("/tmp/distnet_test_error.h5");
+  std::remove(path.c_str());
   EXPECT_NE(m.find("HDF5 call `H5Gopen2("), std::string::npos) << m;
   EXPECT_NE(m.find("test_error.cpp:"), std::string::npos) << m;
   EXPECT_EQ(m.find("negative return value"), std::string::npos) << "no HDF5 text in: " << m;
