@@ -83,6 +83,10 @@ std::unique_ptr<Layer> flatten(const NodeSpec& n, LayerBuild& b) {
   return make_flatten(n.name, b.shape());
 }
 
+std::unique_ptr<Layer> relu(const NodeSpec& n, LayerBuild& b) {
+  return make_relu(n.name, b.shape());
+}
+
 }  // namespace
 
 const std::map<std::string, LayerType>& layer_registry() {
@@ -94,6 +98,7 @@ const std::map<std::string, LayerType>& layer_registry() {
       {"dropout", {{"p"}, dropout}},
       {"batch_norm", {{"act", "eps", "momentum"}, batch_norm}},
       {"flatten", {{}, flatten}},
+      {"relu", {{}, relu}},
   };
   return r;
 }

@@ -68,7 +68,9 @@ layers:
   - conv:       {name: c2, channels: 32, kernel: 3, padding: 1, act: relu}
   - adaptive_avg_pool: {name: gap, size: 1}
   - flatten
-  - dense:      {units: 64, act: relu}
+  - dense:      {units: 64}
+  - batch_norm: {name: bn2}
+  - relu
   - dropout:    {p: 0.25}
   - dense:      {name: out, units: classes}
 YAML

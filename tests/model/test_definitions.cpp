@@ -27,8 +27,9 @@ layers:
   - conv:       {name: c2, channels: 32, kernel: 3, padding: 1, act: relu}
   - adaptive_avg_pool: {name: gap, size: 1}
   - flatten
-  - dense:      {units: 64, act: relu}
+  - dense:      {units: 64}
   - batch_norm: {name: bn2}
+  - relu
   - dropout:    {p: 0.25}
   - dense:      {name: out, units: classes}
 )";
@@ -61,18 +62,18 @@ TEST(Definitions, AUsersNetworkParsesIntoNamedNodes) {
   const ModelSpec s = parse_model_definition(kMyNet, "mynet.yaml");
   EXPECT_EQ(s.name, "mynet");
   EXPECT_EQ(s.input_size, 28);
-  ASSERT_EQ(s.nodes.size(), 10u);
+  ASSERT_EQ(s.nodes.size(), 11u);
   std::vector<std::string> names, inputs;
   for (const auto& n : s.nodes) names.push_back(n.name), inputs.push_back(n.inputs.at(0));
   // Unnamed layers are named after their op, counted per op.
   EXPECT_EQ(names, (std::vector<std::string>{"c1", "bn1", "max_pool1", "c2", "gap", "flatten1",
-                                             "dense1", "bn2", "dropout1", "out"}));
+                                             "dense1", "bn2", "relu1", "dropout1", "out"}));
   EXPECT_EQ(inputs.front(), "input");
   for (std::size_t i = 1; i < names.size(); ++i) EXPECT_EQ(inputs[i], names[i - 1]);
   EXPECT_EQ(s.nodes[0].op, "conv");
   EXPECT_EQ(s.nodes[0].line, 5);
   EXPECT_EQ(s.nodes[0].settings.at("channels"), "16");
-  EXPECT_EQ(s.nodes[9].settings.at("units"), "classes");
+  EXPECT_EQ(s.nodes[10].settings.at("units"), "classes");
 }
 
 TEST(Definitions, AUsersNetworkBuildsAndTrainsFromAFile) {
@@ -81,9 +82,10 @@ TEST(Definitions, AUsersNetworkBuildsAndTrainsFromAFile) {
   std::vector<std::string> shapes;
   for (const auto& l : layers) shapes.push_back(l->output_shape().str());
   EXPECT_EQ(shapes, (std::vector<std::string>{"16x28x28", "16x28x28", "16x14x14", "32x14x14",
-                                              "32x1x1", "32", "64", "64", "64", "10"}));
+                                              "32x1x1", "32", "64", "64", "64", "64", "10"}));
   EXPECT_EQ(layers[2]->kind(), "max_pool 2/2");  // stride defaults to the kernel
-  EXPECT_EQ(layers[8]->kind(), "dropout 0.25");
+  EXPECT_EQ(layers[8]->kind(), "relu");
+  EXPECT_EQ(layers[9]->kind(), "dropout 0.25");
   EXPECT_EQ(default_resize(path), 28);
 
   auto be = make_cpu_backend();
@@ -121,7 +123,7 @@ TEST(Definitions, ANameWithoutAPathFindsTheZoo) {
 TEST(Definitions, UnknownLayersAndSettingsNameTheLine) {
   expect_one_line(parse_error("layers:\n  - conv: {channels: 8, kernel: 3}\n  - convolution: {}\n"),
                   {"bad.yaml:3: unknown layer 'convolution'; expected one of: adaptive_avg_pool, "
-                   "batch_norm, conv, dense, dropout, flatten, max_pool"});
+                   "batch_norm, conv, dense, dropout, flatten, max_pool, relu"});
   expect_one_line(parse_error("layers:\n  - conv: {channels: 8, kernal: 3}\n"),
                   {"bad.yaml:2: unknown setting 'kernal' of conv; expected one of: name, act, "
                    "channels, kernel, padding, stride"});
