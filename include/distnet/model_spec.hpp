@@ -11,8 +11,8 @@
 namespace distnet {
 
 struct NodeSpec {
-  std::string name;                 // unique within the model ("conv1")
-  std::string op;                   // a key of layer_registry() ("conv")
+  std::string name;  // unique within the model ("conv1")
+  std::string op;    // a key of layer_registry() ("conv"), or a block's "add" or "concat"
   std::vector<std::string> inputs;  // the nodes feeding this one; "input" is the model's input
   std::map<std::string, std::string> settings;  // as written: "96", "relu", "classes", "6,6"
   int line = 0;                                 // where the node is written (1-based)

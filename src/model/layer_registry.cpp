@@ -2,6 +2,7 @@
 // are read here, with their defaults and checks, so the parser stays ignorant of layer types.
 #include "distnet/layer_registry.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 
@@ -159,11 +160,18 @@ std::vector<std::unique_ptr<Layer>> build_layers(const ModelSpec& spec, const Mo
   std::vector<std::unique_ptr<Layer>> layers;
   std::string previous = "input";
   for (const NodeSpec& node : spec.nodes) {
-    // Blocks (residual adds, concatenated branches) need a schedule; a sequence needs none.
-    if (node.inputs != std::vector<std::string>{previous})
-      b.fail(node,
-             "only sequences of layers are supported yet (each layer's input is the one "
-             "before it)");
+    // Blocks (residual adds, concatenated branches) need a schedule and their ops; a sequence
+    // needs neither.
+    if (node.inputs != std::vector<std::string>{previous}) {
+      const auto block = std::find_if(spec.nodes.begin(), spec.nodes.end(), [](const NodeSpec& n) {
+        return n.op == "add" || n.op == "concat";
+      });
+      b.fail(block == spec.nodes.end() ? node : *block,
+             "residual and concat blocks are not supported yet; expected a sequence of layers");
+    }
+    previous = node.name;
+  }
+  for (const NodeSpec& node : spec.nodes) {
     const auto type = layer_registry().find(node.op);
     if (type == layer_registry().end()) b.fail(node, "unknown op");
     b.begin(static_cast<std::uint32_t>(layers.size()));
@@ -177,7 +185,6 @@ std::vector<std::unique_ptr<Layer>> build_layers(const ModelSpec& spec, const Mo
     }
     b.end(l->output_shape());
     layers.push_back(std::move(l));
-    previous = node.name;
   }
   return layers;
 }

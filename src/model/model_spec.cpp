@@ -87,17 +87,22 @@ class Parser {
 
   void layers(const YAML::Node& list) {
     if (!list.IsSequence()) fail(list, "expected layers: a list of layers ('- conv: {...}')");
-    std::string previous = "input";
-    for (const auto& item : list) {
-      NodeSpec node = layer(item);
-      node.inputs = {previous};
-      previous = node.name;
-      spec_.nodes.push_back(std::move(node));
-    }
+    sequence(list, "input", "");
   }
 
-  // `- op` or `- op: {setting: value, ...}` (a block mapping works too).
-  NodeSpec layer(const YAML::Node& item) {
+  // Emits the nodes of `list`, the first fed by `input`, each named with `prefix` (a block's
+  // "name."); returns the name of the node whose output ends the list.
+  std::string sequence(const YAML::Node& list, std::string input, const std::string& prefix) {
+    if (!list.IsSequence() || list.size() == 0)
+      fail(list, "expected a list of at least one layer ('- conv: {...}')");
+    for (const auto& entry : list) input = layer_or_block(entry, input, prefix);
+    return input;
+  }
+
+  // `- op` or `- op: {setting: value, ...}` (a block mapping works too); `op` may be a block:
+  // residual, concat or repeat.
+  std::string layer_or_block(const YAML::Node& item, const std::string& input,
+                             const std::string& prefix) {
     NodeSpec node;
     node.line = std::max(0, item.Mark().line) + 1;
     YAML::Node settings;
@@ -110,41 +115,107 @@ class Parser {
     } else {
       fail(item, "expected a layer: '- op' or '- op: {setting: value, ...}'");
     }
+    if (node.op == "residual" || node.op == "concat" || node.op == "repeat")
+      return block(item, settings, node, input, prefix);
     const auto type = layer_registry().find(node.op);
     if (type == layer_registry().end()) {
       std::vector<std::string> ops;
       for (const auto& kv : layer_registry()) ops.push_back(kv.first);
+      ops.insert(ops.end(), {"residual", "concat", "repeat"});
       fail(item, "unknown layer '" + node.op + "'; expected one of: " + joined(ops));
     }
-    if (settings && !settings.IsNull()) {
-      if (!settings.IsMap())
-        fail(settings, "expected the settings of " + node.op + " as a mapping");
-      for (const auto& kv : settings) {
-        const std::string key = scalar(kv.first, "a setting name");
-        const auto& known = type->second.settings;
-        if (key != "name" && std::find(known.begin(), known.end(), key) == known.end()) {
-          std::vector<std::string> all = known;
-          all.insert(all.begin(), "name");
-          fail(kv.first, "unknown setting '" + key + "' of " + node.op + "; expected " +
-                             (all.size() == 1 ? "only name" : "one of: " + joined(all)));
-        }
-        if (node.settings.count(key) || (key == "name" && !node.name.empty()))
-          fail(kv.first, "setting '" + key + "' given twice");
-        const std::string value = value_text(kv.second, key);
-        if (key == "name")
-          node.name = value;
-        else
-          node.settings[key] = value;
-      }
+    std::vector<std::string> known = type->second.settings;
+    known.insert(known.begin(), "name");
+    for (const auto& kv : setting_nodes(settings, node.op, known))
+      node.settings[kv.first] = value_text(kv.second, kv.first);
+    name(item, node, prefix);
+    node.inputs = {input};
+    spec_.nodes.push_back(node);
+    return node.name;
+  }
+
+  // A block's nodes are named "block.layer" ("stage2.1.layer" in a repeat); a residual block's
+  // add and a concat block's concat take the block's own name, so its output is the block.
+  std::string block(const YAML::Node& item, const YAML::Node& settings, NodeSpec node,
+                    const std::string& input, const std::string& prefix) {
+    const std::map<std::string, std::vector<std::string>> keys = {
+        {"residual", {"name", "body", "shortcut", "act"}},
+        {"concat", {"name", "branches"}},
+        {"repeat", {"name", "times", "layers"}}};
+    const auto given = setting_nodes(settings, node.op, keys.at(node.op));
+    const auto need = [&](const std::string& key) {
+      const auto it = given.find(key);
+      if (it == given.end()) fail(item, node.op + " needs '" + key + "'");
+      return it->second;
+    };
+    if (given.count("name")) node.settings["name"] = value_text(given.at("name"), "name");
+    name(item, node, prefix);
+    node.settings.erase("name");
+    const std::string inner = node.name + ".";
+    if (node.op == "repeat") {
+      const int times = positive(need("times"), "times");
+      std::string last = input;
+      for (int i = 1; i <= times; ++i)
+        last = sequence(need("layers"), last, inner + std::to_string(i) + ".");
+      return last;
     }
-    if (node.name.empty()) node.name = node.op + std::to_string(++unnamed_[node.op]);
+    if (node.op == "residual") {
+      const std::string body = sequence(need("body"), input, inner);
+      const std::string shortcut =
+          given.count("shortcut") ? sequence(given.at("shortcut"), input, inner) : input;
+      node.op = "add";
+      node.inputs = {body, shortcut};
+      if (given.count("act")) node.settings["act"] = value_text(given.at("act"), "act");
+    } else {
+      const YAML::Node branches = need("branches");
+      if (!branches.IsSequence() || branches.size() < 2)
+        fail(branches, "expected branches: a list of at least two lists of layers");
+      for (const auto& b : branches) node.inputs.push_back(sequence(b, input, inner));
+    }
+    spec_.nodes.push_back(node);
+    return node.name;
+  }
+
+  // The settings of `op` as key -> value node, each key once and one of `known`.
+  std::map<std::string, YAML::Node> setting_nodes(const YAML::Node& settings, const std::string& op,
+                                                  const std::vector<std::string>& known) const {
+    std::map<std::string, YAML::Node> out;
+    if (!settings || settings.IsNull()) return out;
+    if (!settings.IsMap()) fail(settings, "expected the settings of " + op + " as a mapping");
+    for (const auto& kv : settings) {
+      const std::string key = scalar(kv.first, "a setting name");
+      if (std::find(known.begin(), known.end(), key) == known.end())
+        fail(kv.first, "unknown setting '" + key + "' of " + op + "; expected " +
+                           (known.size() == 1 ? "only name" : "one of: " + joined(known)));
+      if (out.count(key)) fail(kv.first, "setting '" + key + "' given twice");
+      out[key] = kv.second;
+    }
+    return out;
+  }
+
+  // Moves the `name` setting into node.name (or names the node after its op, counted per op
+  // within its block), with the prefix, and checks that it is new.
+  void name(const YAML::Node& item, NodeSpec& node, const std::string& prefix) {
+    const auto it = node.settings.find("name");
+    std::string own;
+    if (it != node.settings.end()) {
+      own = it->second;
+      node.settings.erase(it);
+      if (own.empty() || own.find('.') != std::string::npos)
+        fail(item,
+             "a layer name must be non-empty without '.' (it joins a block's name and "
+             "its layers'), got '" +
+                 own + "'");
+    } else {
+      own = node.op + std::to_string(++unnamed_[prefix + node.op]);
+    }
+    node.name = prefix + own;
     if (node.name == "input") fail(item, "the name 'input' is reserved for the model's input");
     const auto first = lines_.find(node.name);
     if (first != lines_.end())
       fail(item, "duplicate layer name '" + node.name + "' (first at line " +
                      std::to_string(first->second) + "); expected every name once");
     lines_[node.name] = node.line;
-    return node;
   }
 
   // A scalar, or a flow list of scalars kept as "6,6".
@@ -159,7 +230,7 @@ class Parser {
   }
 
   ModelSpec spec_;
-  std::map<std::string, int> unnamed_;  // per op: how many layers were named after it
+  std::map<std::string, int> unnamed_;  // per block and op: how many were named after the op
   std::map<std::string, int> lines_;    // name -> line
 };
 

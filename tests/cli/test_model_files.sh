@@ -81,7 +81,27 @@ grep -q "^model $tmp/mynet.yaml (7,[0-9]* parameters), input 1x28x28" <<<"$out" 
   && grep -q "^epoch 1, loss" <<<"$out" && ls "$tmp"/mine/ckpt-*.h5 >/dev/null 2>&1 \
   && ok "a user's network trains on 2 ranks" || bad "user network: $out"
 
-# 5. Bad definitions: exit 2, one line naming the file and the line.
+# 5. A repeat trains, its checkpoint nests the layers' names, and it resumes.
+cat >"$tmp/rep.yaml" <<'YAML'
+layers:
+  - repeat:
+      name: stage
+      times: 2
+      layers:
+        - conv: {channels: 4, kernel: 3, act: relu}
+  - dense: {units: classes}
+YAML
+rep=(--model "$tmp/rep.yaml" --dataset synthetic --synthetic-shape 1x12x12 --resize 0
+  --synthetic-train-size 32 --synthetic-test-size 16 --batch-size 8 --workers 1 --progress off)
+"$bin" --print-shapes "${rep[@]}" | grep -q "^stage.2.conv1 *conv2d 4@3x3" && ok "a repeat's table" \
+  || bad "repeat table: $("$bin" --print-shapes "${rep[@]}" 2>&1)"
+"$bin" "${rep[@]}" --epochs 1 --checkpoint-dir "$tmp/rep" >"$tmp/rep.log" 2>&1 \
+  && h5ls -r "$tmp/rep/ckpt-epoch0001-step00000004.h5" | grep -q "^/params/stage/2/conv1/weight " \
+  && "$bin" "${rep[@]}" --epochs 2 --checkpoint-dir "$tmp/rep" --resume auto >>"$tmp/rep.log" 2>&1 \
+  && grep -q "^epoch 2, loss" "$tmp/rep.log" && ok "a repeat trains, checkpoints and resumes" \
+  || bad "repeat: $(cat "$tmp/rep.log")"
+
+# 6. Bad definitions: exit 2, one line naming the file and the line.
 expect_error() {  # PATTERN FILE-CONTENT
   printf '%b' "$2" >"$tmp/bad.yaml"
   local out rc

@@ -121,9 +121,10 @@ TEST(Definitions, ANameWithoutAPathFindsTheZoo) {
 }
 
 TEST(Definitions, UnknownLayersAndSettingsNameTheLine) {
-  expect_one_line(parse_error("layers:\n  - conv: {channels: 8, kernel: 3}\n  - convolution: {}\n"),
-                  {"bad.yaml:3: unknown layer 'convolution'; expected one of: adaptive_avg_pool, "
-                   "batch_norm, conv, dense, dropout, flatten, max_pool, relu"});
+  expect_one_line(
+      parse_error("layers:\n  - conv: {channels: 8, kernel: 3}\n  - convolution: {}\n"),
+      {"bad.yaml:3: unknown layer 'convolution'; expected one of: adaptive_avg_pool, "
+       "batch_norm, conv, dense, dropout, flatten, max_pool, relu, residual, concat, repeat"});
   expect_one_line(parse_error("layers:\n  - conv: {channels: 8, kernal: 3}\n"),
                   {"bad.yaml:2: unknown setting 'kernal' of conv; expected one of: name, act, "
                    "channels, kernel, padding, stride"});
@@ -144,7 +145,7 @@ TEST(Definitions, SyntaxAndStructureErrorsNameTheLine) {
   expect_one_line(parse_error(""), {"bad.yaml:1: expected a mapping with 'layers:'"});
   expect_one_line(parse_error("layers: 3\n"), {"bad.yaml:1: expected layers: a list of layers"});
   expect_one_line(parse_error("name: x\nlayers: []\n"),
-                  {"bad.yaml:1: expected 'layers:' with at least one layer"});
+                  {"bad.yaml:2: expected a list of at least one layer"});
   expect_one_line(parse_error("layers:\n  - conv: 3\n"),
                   {"bad.yaml:2: expected the settings of conv as a mapping"});
   expect_one_line(parse_error("layers:\n  - {conv: {}, dense: {}}\n"),
@@ -189,4 +190,89 @@ TEST(Definitions, BadValuesAndEmptyOutputsNameTheLayer) {
                   {"model '" + path + "' does not fit input 1x28x28: " + path +
                    ":2: layer big (conv 40x40) would produce an empty output from input "
                    "1x28x28; the smallest square input it accepts is 40x40 (use a resize)"});
+}
+
+// Blocks parse into a graph of named nodes: a residual block's body and shortcut both start from
+// the block's input and meet in an add named after the block; a concat block's branches meet in
+// a concat; a repeat chains copies of its layers, named by repetition. Building residual and
+// concat blocks waits for the add and concat ops and the schedule (issue 22); the refusal names
+// the block.
+TEST(Definitions, BlocksParseIntoAGraphOfNamedNodes) {
+  const char* text = R"(layers:
+  - conv: {name: stem, channels: 8, kernel: 3, padding: 1}
+  - residual:
+      name: b1
+      body:
+        - conv: {name: c1, channels: 8, kernel: 3, padding: 1}
+        - batch_norm: {name: bn1, act: relu}
+        - conv: {name: c2, channels: 8, kernel: 3, padding: 1}
+      act: relu
+  - residual:
+      name: b2
+      body:
+        - conv: {channels: 16, kernel: 3, stride: 2, padding: 1}
+      shortcut:
+        - conv: {name: proj, channels: 16, kernel: 1, stride: 2}
+  - concat:
+      name: inc
+      branches:
+        - - conv: {channels: 4, kernel: 1}
+        - - conv: {channels: 4, kernel: 1}
+          - conv: {channels: 4, kernel: 3, padding: 1}
+  - repeat:
+      name: stage
+      times: 2
+      layers:
+        - conv: {channels: 8, kernel: 3, padding: 1}
+  - dense: {units: classes}
+)";
+  const ModelSpec s = parse_model_definition(text, "blocks.yaml");
+  std::vector<std::string> got;
+  for (const auto& n : s.nodes) {
+    std::string line = n.name + " " + n.op + " <-";
+    for (const auto& i : n.inputs) line += " " + i;
+    got.push_back(line);
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{
+                     "stem conv <- input", "b1.c1 conv <- stem", "b1.bn1 batch_norm <- b1.c1",
+                     "b1.c2 conv <- b1.bn1", "b1 add <- b1.c2 stem", "b2.conv1 conv <- b1",
+                     "b2.proj conv <- b1", "b2 add <- b2.conv1 b2.proj", "inc.conv1 conv <- b2",
+                     "inc.conv2 conv <- b2", "inc.conv3 conv <- inc.conv2",
+                     "inc concat <- inc.conv1 inc.conv3", "stage.1.conv1 conv <- inc",
+                     "stage.2.conv1 conv <- stage.1.conv1", "dense1 dense <- stage.2.conv1"}));
+  EXPECT_EQ(s.nodes[4].settings.at("act"), "relu");
+  EXPECT_EQ(s.nodes[4].line, 3);
+  expect_one_line(build_error(text), {"bad.yaml:3: layer b1 (add): residual and concat blocks are "
+                                      "not supported yet; expected a sequence of layers"});
+  // A repeat is a sequence: it builds, its layers named by repetition.
+  const auto layers = build_layers(
+      parse_model_definition("layers:\n  - repeat:\n      name: stage\n      times: 2\n"
+                             "      layers:\n        - conv: {channels: 4, kernel: 3}\n"
+                             "  - dense: {units: classes}\n",
+                             "repeat.yaml"),
+      cfg("repeat.yaml"));
+  ASSERT_EQ(layers.size(), 3u);
+  EXPECT_EQ(layers[1]->name(), "stage.2.conv1");
+  EXPECT_EQ(layers[1]->output_shape(), (Shape{4, 24, 24}));
+  EXPECT_EQ(layers[1]->param_specs()[0].name, "stage.2.conv1.weight");
+}
+
+TEST(Definitions, BadBlocksNameTheLine) {
+  expect_one_line(parse_error("layers:\n  - residual: {name: b}\n"),
+                  {"bad.yaml:2: residual needs 'body'"});
+  expect_one_line(parse_error("layers:\n  - residual: {body: [flatten], short: [flatten]}\n"),
+                  {"bad.yaml:2: unknown setting 'short' of residual; expected one of: name, body, "
+                   "shortcut, act"});
+  expect_one_line(parse_error("layers:\n  - concat:\n      branches:\n        - [flatten]\n"),
+                  {"bad.yaml:4: expected branches: a list of at least two lists of layers"});
+  expect_one_line(parse_error("layers:\n  - repeat: {times: 0, layers: [flatten]}\n"),
+                  {"bad.yaml:2: times must be a positive integer, got '0'"});
+  expect_one_line(parse_error("layers:\n  - repeat: {times: 2, layers: []}\n"),
+                  {"bad.yaml:2: expected a list of at least one layer"});
+  expect_one_line(parse_error("layers:\n  - flatten: {name: a.b}\n"),
+                  {"bad.yaml:2: a layer name must be non-empty without '.'"});
+  expect_one_line(
+      parse_error("layers:\n  - residual:\n      name: b\n      body:\n        - flatten: "
+                  "{name: x}\n        - flatten: {name: x}\n"),
+      {"bad.yaml:6: duplicate layer name 'b.x' (first at line 5)"});
 }
