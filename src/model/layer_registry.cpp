@@ -13,8 +13,15 @@ namespace {
 
 using Make = std::function<std::unique_ptr<Layer>(const NodeSpec&, LayerBuild&)>;
 
+// `units` or `channels` may be `classes`: the data's class count.
+int width(const NodeSpec& n, LayerBuild& b, const std::string& key) {
+  const auto it = n.settings.find(key);
+  return it != n.settings.end() && it->second == "classes" ? b.config().classes
+                                                           : b.positive_int(n, key);
+}
+
 std::unique_ptr<Layer> conv(const NodeSpec& n, LayerBuild& b) {
-  const Conv2dSpec s{b.positive_int(n, "channels"), b.positive_int(n, "kernel"),
+  const Conv2dSpec s{width(n, b, "channels"), b.positive_int(n, "kernel"),
                      b.positive_int(n, "stride", 1), b.non_negative_int(n, "padding", 0),
                      b.activation(n)};
   if (b.shape().rank() != 3) b.fail(n, "needs a C x H x W input, got " + b.shape().str());
@@ -47,9 +54,7 @@ std::unique_ptr<Layer> adaptive_avg_pool(const NodeSpec& n, LayerBuild& b) {
 // neurons (src/model/split_dense.cpp); a dropout between them draws its piece of the full row's
 // masks. The layer sequence, and so every index and dropout id, is the same as without the split.
 std::unique_ptr<Layer> dense(const NodeSpec& n, LayerBuild& b) {
-  const auto it = n.settings.find("units");
-  const int units = it != n.settings.end() && it->second == "classes" ? b.config().classes
-                                                                      : b.positive_int(n, "units");
+  const int units = width(n, b, "units");
   const Activation act = b.activation(n);
   const LayerSplit& split = b.split();
   const int k = b.next_dense();
@@ -171,7 +176,16 @@ std::vector<std::unique_ptr<Layer>> build_layers(const ModelSpec& spec, const Mo
     }
     previous = node.name;
   }
+  int dense = 0;
   for (const NodeSpec& node : spec.nodes) {
+    // The hybrid grid's split layers hold neurons [lo, hi) of the group's rows: what runs
+    // between them must work on a shard of a row.
+    if (split.shards > 1 && dense == 1 && node.op != "dense" && node.op != "dropout" &&
+        node.op != "relu")
+      b.fail(node,
+             "--model-parallel splits the first two dense layers by neurons; between them "
+             "only dropout and relu can run on a shard");
+    dense += node.op == "dense";
     const auto type = layer_registry().find(node.op);
     if (type == layer_registry().end()) b.fail(node, "unknown op");
     b.begin(static_cast<std::uint32_t>(layers.size()));
@@ -186,6 +200,15 @@ std::vector<std::unique_ptr<Layer>> build_layers(const ModelSpec& spec, const Mo
     b.end(l->output_shape());
     layers.push_back(std::move(l));
   }
+  if (split.shards > 1 && dense < 2)
+    throw UsageError(spec.source + ": --model-parallel splits the first two dense layers by " +
+                     "neurons; expected a model with two, it has " + std::to_string(dense));
+  // The loss reads one logit per class from the last layer.
+  const Shape& out = layers.back()->output_shape();
+  if (out.numel() != cfg.classes)
+    b.fail(spec.nodes.back(), "gives " + out.str() +
+                                  " outputs per sample; expected one per class (" +
+                                  std::to_string(cfg.classes) + ": units: classes)");
   return layers;
 }
 

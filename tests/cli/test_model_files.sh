@@ -32,6 +32,16 @@ cmp -s "$tmp/tv.txt" "$golden/print-shapes-alexnet-torchvision-3x224x224-1000.tx
 cmp -s "$tmp/nopad.txt" "$golden/print-shapes-alexnet-nopad-cifar10.txt" \
   && ok "alexnet-nopad on CIFAR-10" || bad "$(cat "$tmp/nopad.txt")"
 
+# 1b. d2l's VGG-11 is torchvision's vgg11() (132,863,336 parameters at 3x224x224, 1000 classes);
+#     d2l's NiN gives the shapes the book prints for 1x224x224 (1,992,166 parameters, by hand).
+"$bin" --print-shapes --model vgg11 --dataset synthetic --synthetic-shape 3x224x224 \
+  --synthetic-classes 1000 2>&1 | grep -q "^total parameters: 132,863,336$" && ok "vgg11" \
+  || bad "vgg11: $("$bin" --print-shapes --model vgg11 --dataset synthetic --synthetic-shape 3x224x224 --synthetic-classes 1000 2>&1)"
+nin=$("$bin" --print-shapes --model nin 2>&1)
+[ "$(awk 'NR > 2 && !/^total|^running/ { printf "%s ", $(NF-1) }' <<<"$nin")" \
+  = "96x54x54 96x54x54 96x54x54 96x26x26 256x26x26 256x26x26 256x26x26 256x12x12 384x12x12 384x12x12 384x12x12 384x5x5 384x5x5 10x5x5 10x5x5 10x5x5 10x1x1 10 " ] \
+  && grep -q "^total parameters: 1,992,166$" <<<"$nin" && ok "nin" || bad "nin: $nin"
+
 # 2. A zoo file copied elsewhere is a user's file: the same table but for the name.
 cp "$here/../models/alexnet-bn.yaml" "$tmp/my-alexnet-bn.yaml"
 "$bin" --print-shapes --model "$tmp/my-alexnet-bn.yaml" | tail -n +2 >"$tmp/copy.txt"
@@ -120,7 +130,7 @@ expect_error "^alexnet: error: $tmp/bad.yaml:2: unknown setting 'stides' of conv
 expect_error "^alexnet: error: $tmp/bad.yaml:3: duplicate layer name 'a' \\(first at line 2\\)" \
   'layers:\n  - conv: {name: a, channels: 4, kernel: 3}\n  - dense: {name: a, units: 3}\n'
 expect_error "^alexnet: error: model '$tmp/bad.yaml' does not fit input 1x28x28: $tmp/bad.yaml:2: layer c \\(conv 29x29\\) would produce an empty output" \
-  'layers:\n  - conv: {name: c, channels: 4, kernel: 29}\n'
+  'layers:\n  - conv: {name: c, channels: 4, kernel: 29}\n  - dense: {units: classes}\n'
 expect_error "^alexnet: error: $tmp/bad.yaml:2: layer c \\(conv\\): channels must be a positive integer, got '-4'" \
   'layers:\n  - conv: {name: c, channels: -4, kernel: 3}\n'
 out=$("$bin" --model "$tmp/none.yaml" 2>&1)

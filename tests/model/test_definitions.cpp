@@ -9,6 +9,7 @@
 #include "distnet/layer_registry.hpp"
 #include "distnet/model.hpp"
 #include "distnet/model_spec.hpp"
+#include "unused_group.hpp"
 
 using namespace distnet;
 using testkit::error_of;
@@ -107,8 +108,9 @@ TEST(Definitions, AUsersNetworkBuildsAndTrainsFromAFile) {
 
 TEST(Definitions, ANameWithoutAPathFindsTheZoo) {
   EXPECT_EQ(load_model_spec("lenet").source, "models/lenet.yaml");
-  EXPECT_EQ(zoo_model_names(), (std::vector<std::string>{"alexnet", "alexnet-bn", "alexnet-nopad",
-                                                         "alexnet-torchvision", "lenet"}));
+  EXPECT_EQ(zoo_model_names(),
+            (std::vector<std::string>{"alexnet", "alexnet-bn", "alexnet-nopad",
+                                      "alexnet-torchvision", "lenet", "nin", "vgg11"}));
   EXPECT_EQ(default_resize("lenet"), 28);
   EXPECT_EQ(default_resize("alexnet-torchvision"), 224);
   EXPECT_EQ(default_resize("vgg"), 0);
@@ -185,7 +187,8 @@ TEST(Definitions, BadValuesAndEmptyOutputsNameTheLayer) {
                   {"bad.yaml:3: layer conv1 (conv): needs a C x H x W input, got 784"});
   // A layer that leaves a non-positive size: where, which layer, and the input that would fit.
   const std::string path = write_file(
-      "shrinks.yaml", "layers:\n  - conv: {name: big, channels: 4, kernel: 40}\n  - flatten\n");
+      "shrinks.yaml",
+      "layers:\n  - conv: {name: big, channels: 4, kernel: 40}\n  - dense: {units: classes}\n");
   expect_one_line(error_of([&] { build_layers(cfg(path)); }),
                   {"model '" + path + "' does not fit input 1x28x28: " + path +
                    ":2: layer big (conv 40x40) would produce an empty output from input "
@@ -257,6 +260,19 @@ TEST(Definitions, BlocksParseIntoAGraphOfNamedNodes) {
   EXPECT_EQ(layers[1]->param_specs()[0].name, "stage.2.conv1.weight");
 }
 
+TEST(Definitions, TheLastLayerGivesOneOutputPerClass) {
+  expect_one_line(build_error("layers:\n  - flatten\n  - dense: {units: 3}\n"),
+                  {"bad.yaml:3: layer dense1 (dense): gives 3 outputs per sample; expected one per "
+                   "class (10: units: classes)"});
+  // NiN ends in a convolution with one channel per class, pooled to 1x1.
+  const auto layers =
+      build_layers(parse_model_definition("layers:\n  - conv: {channels: classes, kernel: 3}\n"
+                                          "  - adaptive_avg_pool: {size: 1}\n  - flatten\n",
+                                          "nin.yaml"),
+                   cfg("nin.yaml"));
+  EXPECT_EQ(layers.back()->output_shape(), (Shape{10}));
+}
+
 TEST(Definitions, BadBlocksNameTheLine) {
   expect_one_line(parse_error("layers:\n  - residual: {name: b}\n"),
                   {"bad.yaml:2: residual needs 'body'"});
@@ -275,4 +291,22 @@ TEST(Definitions, BadBlocksNameTheLine) {
       parse_error("layers:\n  - residual:\n      name: b\n      body:\n        - flatten: "
                   "{name: x}\n        - flatten: {name: x}\n"),
       {"bad.yaml:6: duplicate layer name 'b.x' (first at line 5)"});
+}
+
+// --model-parallel splits the first two dense layers; a definition where that cannot work says so.
+TEST(Definitions, ModelParallelSaysWhereItCannotSplit) {
+  testkit::UnusedGroup group(0, 2);
+  const LayerSplit split{&group, 2, 0};
+  const auto error = [&](const std::string& text) {
+    return error_of(
+        [&] { build_layers(parse_model_definition(text, "bad.yaml"), cfg("bad.yaml"), split); });
+  };
+  expect_one_line(error("layers:\n  - dense: {units: 8}\n  - batch_norm\n  - dense: {units: 3}\n"),
+                  {"bad.yaml:3: layer batch_norm1 (batch_norm): --model-parallel splits the first "
+                   "two dense layers by neurons; between them only dropout and relu can run on a "
+                   "shard"});
+  expect_one_line(
+      error("layers:\n  - conv: {channels: 2, kernel: 3}\n  - dense: {units: classes}\n"),
+      {"bad.yaml: --model-parallel splits the first two dense layers by neurons; "
+       "expected a model with two, it has 1"});
 }

@@ -9,6 +9,7 @@
 #include "distnet/model.hpp"
 #include "legacy_zoo.hpp"
 #include "ops/gradcheck.hpp"
+#include "unused_group.hpp"
 
 using namespace distnet;
 
@@ -49,24 +50,6 @@ void expect_same_layers(const ModelConfig& c, const LayerSplit& split = {}) {
   EXPECT_EQ(describe(build_layers(c, split)), describe(legacy::build_layers(c, split)));
 }
 
-// The split layers keep a group communicator; building them calls none of it.
-class UnusedGroup final : public Communicator {
- public:
-  UnusedGroup(int rank, int size) : rank_(rank), size_(size) {}
-  std::string name() const override { return "unused"; }
-  int rank() const override { return rank_; }
-  int size() const override { return size_; }
-  void allreduce_sum(float*, std::size_t) override { ADD_FAILURE() << "called"; }
-  void allreduce_sum(double*, std::size_t) override { ADD_FAILURE() << "called"; }
-  void broadcast(void*, std::size_t, int) override { ADD_FAILURE() << "called"; }
-  void barrier() override { ADD_FAILURE() << "called"; }
-  void allgather(const float*, float*, std::size_t) override { ADD_FAILURE() << "called"; }
-  void reduce_scatter_sum(const float*, float*, std::size_t) override { ADD_FAILURE() << "called"; }
-
- private:
-  int rank_, size_;
-};
-
 bool same_floats(const float* a, const float* b, std::int64_t n) {
   return std::memcmp(a, b, sizeof(float) * static_cast<std::size_t>(n)) == 0;
 }
@@ -93,7 +76,7 @@ TEST(ZooFiles, SplitTheDenseLayersAsBefore) {
     const int side = m == "lenet" ? 28 : 224;
     for (int shards : {2, 3})
       for (int shard = 0; shard < shards; ++shard) {
-        UnusedGroup group(shard, shards);
+        testkit::UnusedGroup group(shard, shards);
         expect_same_layers(cfg(m, Shape{1, side, side}), LayerSplit{&group, shards, shard});
       }
   }
