@@ -69,13 +69,15 @@ void print_shapes(const ModelConfig& cfg) {
   const auto layers = build_layers(cfg);
   std::printf("model %s, input %s, %d classes\n", cfg.name.c_str(), cfg.input.str().c_str(),
               cfg.classes);
-  std::printf("%-10s %-30s %-14s %14s\n", "layer", "kind", "output", "parameters");
+  int width = 10;  // the name column, wider for the long names of a block's layers
+  for (const auto& l : layers) width = std::max(width, static_cast<int>(l->name().size()));
+  std::printf("%-*s %-30s %-14s %14s\n", width, "layer", "kind", "output", "parameters");
   std::int64_t total = 0, state = 0;
   for (const auto& l : layers) {
     std::int64_t n = 0;
     for (const auto& p : l->param_specs()) (p.trainable() ? n : state) += p.shape.numel();
     total += n;
-    std::printf("%-10s %-30s %-14s %14s\n", l->name().c_str(), l->kind().c_str(),
+    std::printf("%-*s %-30s %-14s %14s\n", width, l->name().c_str(), l->kind().c_str(),
                 l->output_shape().str().c_str(), with_commas(n).c_str());
   }
   std::printf("total parameters: %s\n", with_commas(total).c_str());

@@ -121,6 +121,8 @@ std::unique_ptr<Layer> make_dropout(std::string name, const Shape& in, float p_d
 std::unique_ptr<Layer> make_batch_norm(std::string name, const Shape& in, float momentum, float eps,
                                        Activation act);
 std::unique_ptr<Layer> make_flatten(std::string name, const Shape& in);
+// ReLU on its own (conv, dense and batch-norm can also apply it fused: Activation::relu).
+std::unique_ptr<Layer> make_relu(std::string name, const Shape& in);
 
 // The hybrid grid's split of the dense layers (docs/process-grid.md, src/model/split_dense.cpp).
 struct LayerSplit {

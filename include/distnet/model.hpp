@@ -33,13 +33,17 @@ struct ModelConfig {
   float bn_eps = 1e-5f;
 };
 
-// The names build_layers() accepts, for help texts and error messages.
+// The zoo's names (models/*.yaml), for help texts and error messages. ModelConfig::name is one
+// of them or the path of a definition file (docs/models.md).
 const std::vector<std::string>& model_names();
-// The input side a model was designed for: 28 for lenet, 224 for the AlexNets (--resize auto).
+// The input side a model was designed for, its definition's input_size (28 for lenet, 224 for
+// the AlexNets; --resize auto); 0 when it has none or cannot be read.
 int default_resize(const std::string& model);
 
-// Throws UsageError for an unknown name, classes < 1, or an input that some layer would shrink
-// to nothing (the message names the layer and the smallest square input that works).
+// Reads the definition (distnet/model_spec.hpp) and makes its layers. Throws UsageError for an
+// unknown name, a bad definition (naming the file, the line and the layer), classes < 1, or an
+// input that some layer would shrink to nothing (the message names the layer and the smallest
+// square input that works).
 // `split`: the hybrid grid's split of the dense layers (default: none, today's model).
 std::vector<std::unique_ptr<Layer>> build_layers(const ModelConfig& cfg,
                                                  const LayerSplit& split = {});
@@ -63,6 +67,9 @@ class Model {
   // `split` (the hybrid grid, docs/process-grid.md): the dense layers hold this rank's shard, and
   // forward/backward exchange activations with the group. Default: the whole model, as always.
   Model(const ModelConfig& cfg, Backend& be, int max_batch, const LayerSplit& split = {});
+  // The same from layers built elsewhere (the tests compare two builds of one network).
+  Model(const ModelConfig& cfg, std::vector<std::unique_ptr<Layer>> layers, Backend& be,
+        int max_batch, const LayerSplit& split = {});
 
   // Bytes the constructor allocates on the device for `max_batch` (parameters, gradients,
   // momentum, running statistics, every layer's output, two gradient scratch buffers); ops add

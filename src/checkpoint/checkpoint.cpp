@@ -20,15 +20,12 @@
 namespace distnet {
 namespace {
 
-// "conv1.weight" -> "conv1/weight": one HDF5 group per layer.
+// "conv1.weight" -> "conv1/weight": one HDF5 group per layer; a layer inside a block of a
+// definition file nests ("stage.1.conv1.weight" -> "stage/1/conv1/weight").
 std::string h5_name(const std::string& param_name) {
   std::string s = param_name;
   std::replace(s.begin(), s.end(), '.', '/');
   return s;
-}
-
-std::string layer_of(const std::string& param_name) {
-  return param_name.substr(0, param_name.find('.'));
 }
 
 void fsync_path(const std::string& path, bool directory) {
@@ -50,18 +47,22 @@ struct Tensors {
   const float* values;
 };
 
-// One group per layer under `root`, one dataset per tensor.
+// One group per layer under `root` (nested for a block's layers), one dataset per tensor.
 void write_group(hid_t file, const std::string& root, std::initializer_list<Tensors> parts) {
   h5::Id g = h5::create_group(file, root);
   std::vector<std::string> made;
   for (const Tensors& part : parts) {
     for (const ParamEntry& e : *part.entries) {
-      const std::string layer = layer_of(e.spec.name);
-      if (std::find(made.begin(), made.end(), layer) == made.end()) {
-        h5::create_group(g.get(), layer);
-        made.push_back(layer);
+      const std::string path = h5_name(e.spec.name);
+      for (auto slash = path.find('/'); slash != std::string::npos;
+           slash = path.find('/', slash + 1)) {
+        const std::string group = path.substr(0, slash);
+        if (std::find(made.begin(), made.end(), group) == made.end()) {
+          h5::create_group(g.get(), group);
+          made.push_back(group);
+        }
       }
-      h5::write_floats(g.get(), h5_name(e.spec.name), e.spec.shape.dims(), part.values + e.offset);
+      h5::write_floats(g.get(), path, e.spec.shape.dims(), part.values + e.offset);
     }
   }
 }

@@ -256,6 +256,24 @@ class FlattenLayer final : public Layer {
   }
 };
 
+// ReLU as a layer of its own, for definitions that write it apart from the layer before (a
+// residual block's ReLU after its add); conv, dense and batch-norm also apply it fused.
+class ReluLayer final : public Layer {
+ public:
+  ReluLayer(std::string name, const Shape& in) : Layer(std::move(name), in, in) {}
+  std::string kind() const override { return "relu"; }
+  void bind(Backend& be, const std::vector<float*>&, const std::vector<float*>&) override {
+    be_ = &be;
+  }
+  void forward(const StepContext&, int n, const float* x, float* y) override {
+    be_->relu_forward(n * input_shape().numel(), x, y);
+  }
+  void backward(const StepContext&, int n, const float*, const float* y, float* dy,
+                float* dx) override {
+    if (dx) be_->relu_backward(n * input_shape().numel(), y, dy, dx);
+  }
+};
+
 }  // namespace
 
 std::unique_ptr<Layer> make_conv2d(std::string name, const Shape& in, const Conv2dSpec& s) {
@@ -312,6 +330,10 @@ std::unique_ptr<Layer> make_batch_norm(std::string name, const Shape& in, float 
 
 std::unique_ptr<Layer> make_flatten(std::string name, const Shape& in) {
   return std::make_unique<FlattenLayer>(std::move(name), in);
+}
+
+std::unique_ptr<Layer> make_relu(std::string name, const Shape& in) {
+  return std::make_unique<ReluLayer>(std::move(name), in);
 }
 
 }  // namespace distnet

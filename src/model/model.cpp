@@ -69,7 +69,11 @@ void init_tensor(const ParamSpec& spec, const InitConfig& init, std::uint32_t st
 }  // namespace
 
 Model::Model(const ModelConfig& cfg, Backend& be, int max_batch, const LayerSplit& split)
-    : cfg_(cfg), be_(&be), max_batch_(max_batch), split_(split), layers_(build_layers(cfg, split)) {
+    : Model(cfg, build_layers(cfg, split), be, max_batch, split) {}
+
+Model::Model(const ModelConfig& cfg, std::vector<std::unique_ptr<Layer>> layers, Backend& be,
+             int max_batch, const LayerSplit& split)
+    : cfg_(cfg), be_(&be), max_batch_(max_batch), split_(split), layers_(std::move(layers)) {
   DISTNET_CHECK_USAGE(max_batch >= 1,
                       "batch size must be at least 1, got " + std::to_string(max_batch));
   // Backward order: the last layer's parameters first, so buckets fill front to back.

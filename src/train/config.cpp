@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "distnet/error.hpp"
+#include "distnet/model_spec.hpp"
 
 namespace po = boost::program_options;
 
@@ -91,13 +92,15 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
 
   std::string models;  // from the zoo's registry, so the list never drifts
   for (const auto& m : model_names()) models += (models.empty() ? "" : ", ") + m;
-  const std::string model_help = "network: " + models;
+  const std::string model_help = "network: one of the zoo's (" + models +
+                                 ") or the path of a definition file (docs/models.md)";
   po::options_description model("Model");
   model.add_options()                                                             //
       ("model", po::value(&c.model)->default_value(c.model), model_help.c_str())  //
       ("resize", po::value(&resize)->default_value(resize),
        "resize images to N x N (bilinear); 0 keeps the dataset's size; auto: the model's "
-       "natural input (224 for the AlexNets, 28 for lenet); imagefolder: the crop size")          //
+       "natural input (its definition's input_size: 224 for the AlexNets, 28 for lenet; none: "
+       "the dataset's size); imagefolder: the crop size")                                         //
       ("dropout", po::value(&c.dropout)->default_value(c.dropout, "0.5"), "dropout probability")  //
       ("bn-momentum", po::value(&c.bn_momentum)->default_value(c.bn_momentum, "0.9"),
        "batch-norm running statistics: running = m * running + (1 - m) * batch")  //
@@ -492,13 +495,7 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   one_of("progress", c.progress, {"auto", "on", "off"});
   parse_schedule_kind(c.lr_schedule);
   if (c.lr_schedule == "step") need(!c.lr_steps.empty(), "--lr-schedule step needs --lr-steps");
-  bool known_model = false;
-  for (const auto& m : model_names()) known_model |= m == c.model;
-  if (!known_model) {
-    std::string list;
-    for (const auto& m : model_names()) list += (list.empty() ? "" : ", ") + m;
-    throw UsageError("unknown model '" + c.model + "'; expected one of: " + list);
-  }
+  load_model_spec(c.model);  // a zoo name or a definition file that parses
   bool known_data = false;
   for (const auto& d : data::dataset_names()) known_data |= d == c.data.name;
   if (!known_data) {

@@ -57,6 +57,13 @@ TEST(ReluGradient, ThroughConvWithActivation) {
   check_gradients(h, random_vector(h.in_count(), 6), {1e-3, 3e-2, 3e-3});
 }
 
+TEST(ReluGradient, StandaloneLayer) {
+  auto be = cpu();
+  LayerHarness h(make_relu("relu", Shape{2, 3, 3}), 2, *be);
+  EXPECT_EQ(h.layer().output_shape(), (Shape{2, 3, 3}));
+  check_gradients(h, random_vector(h.in_count(), 14), {1e-3, 3e-2, 3e-3});
+}
+
 TEST(MaxPoolGradient, Overlapping3Stride2) {
   auto be = cpu();
   LayerHarness h(make_max_pool("pool", Shape{3, 7, 7}, 3, 2), 2, *be);
