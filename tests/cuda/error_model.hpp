@@ -34,12 +34,24 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "distnet/backend.hpp"
 
 namespace distnet::testkit {
+
+// The CPU reference the GPU results are held to: direct convolution (the tightest rounding), in
+// FP32 or with TF32 emulated (CpuOptions::math).
+inline std::unique_ptr<Backend> cpu_reference(CpuOptions::Math m = CpuOptions::Math::fp32,
+                                              Tf32Rounding r = Tf32Rounding::nearest_away) {
+  CpuOptions o;
+  o.conv = CpuOptions::ConvAlgorithm::direct;
+  o.math = m;
+  o.tf32_rounding = r;
+  return make_cpu_backend(o);
+}
 
 enum class Arith { fp32, tf32 };
 inline const char* arith_name(Arith a) {

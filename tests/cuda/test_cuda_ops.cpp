@@ -83,10 +83,6 @@ class Dev {
   std::size_t n_ = 0;
 };
 
-std::unique_ptr<Backend> cpu_reference() {
-  return make_cpu_backend(CpuOptions{CpuOptions::ConvAlgorithm::direct});
-}
-
 class CudaVsCpu : public ::testing::TestWithParam<Math> {};
 
 TEST_P(CudaVsCpu, Conv2dForwardAndAllGradients) {
@@ -525,10 +521,7 @@ Emulations emulations(Math m, const ModelConfig& mc, int n) {
   Emulations e;
   if (m == Math::tf32) {
     for (Tf32Rounding r : {Tf32Rounding::nearest_away, Tf32Rounding::truncate}) {
-      CpuOptions o{CpuOptions::ConvAlgorithm::direct};
-      o.math = CpuOptions::Math::tf32;
-      o.tf32_rounding = r;
-      e.backends.push_back(make_cpu_backend(o));
+      e.backends.push_back(cpu_reference(CpuOptions::Math::tf32, r));
       e.models.push_back(initialized(mc, *e.backends.back(), n));
     }
   } else {

@@ -19,11 +19,7 @@ namespace {
 
 std::unique_ptr<Backend> cpu(CpuOptions::Math m = CpuOptions::Math::fp32,
                              Tf32Rounding r = Tf32Rounding::nearest_away) {
-  CpuOptions o;
-  o.conv = CpuOptions::ConvAlgorithm::direct;
-  o.math = m;
-  o.tf32_rounding = r;
-  return make_cpu_backend(o);
+  return cpu_reference(m, r);
 }
 
 // AlexNet on a small input: every layer kind of the GPU test (conv 11x11 s4, 5x5 and 3x3

@@ -26,11 +26,7 @@ namespace {
 
 std::unique_ptr<Backend> reference(CpuOptions::Math m = CpuOptions::Math::fp32,
                                    Tf32Rounding r = Tf32Rounding::nearest_away) {
-  CpuOptions o;
-  o.conv = CpuOptions::ConvAlgorithm::direct;
-  o.math = m;
-  o.tf32_rounding = r;
-  return make_cpu_backend(o);
+  return cpu_reference(m, r);
 }
 
 struct ConvCase {
