@@ -147,6 +147,15 @@ class Backend {
   virtual void adaptive_avg_pool_backward(int n, const AdaptivePoolGeom& g, const float* dy,
                                           float* dx) = 0;
 
+  // y = a + b element-wise; y may be a or b (the graph's add, and gradients summed where an
+  // output feeds several layers).
+  virtual void add(std::int64_t count, const float* a, const float* b, float* y) = 0;
+  // `rows` runs of `row_floats` floats, run r from src + r * src_stride to dst + r * dst_stride
+  // (strides in floats; the runs must not overlap): the channel concat and its backward, which
+  // move each sample's block of channels.
+  virtual void copy_rows(std::int64_t rows, std::int64_t row_floats, const float* src,
+                         std::int64_t src_stride, float* dst, std::int64_t dst_stride) = 0;
+
   // In place is allowed (y == x, dx == dy).
   virtual void relu_forward(std::int64_t count, const float* x, float* y) = 0;
   virtual void relu_backward(std::int64_t count, const float* y, const float* dy, float* dx) = 0;

@@ -94,12 +94,31 @@ class Layer {
   }
   virtual bool collective() const { return false; }
 
+  // The model's graph: the layers whose outputs feed this one, as indices into the model's
+  // layers (-1: the model's input). Empty: the layer before it (the input for the first), so a
+  // sequence needs no wiring. Set by build_layers(); the model checks it.
+  const std::vector<int>& inputs() const { return inputs_; }
+  void set_inputs(std::vector<int> inputs) { inputs_ = std::move(inputs); }
+
+  // Layers with several inputs (add, concat) override these; the rest take their one input
+  // through forward() and backward(). dxs[k] is null where no gradient is wanted.
+  virtual std::vector<Shape> input_shapes() const { return {in_}; }
+  virtual void forward_inputs(const StepContext& ctx, int n, const std::vector<const float*>& xs,
+                              float* y) {
+    forward(ctx, n, xs[0], y);
+  }
+  virtual void backward_inputs(const StepContext& ctx, int n, const std::vector<const float*>& xs,
+                               const float* y, float* dy, const std::vector<float*>& dxs) {
+    backward(ctx, n, xs[0], y, dy, dxs[0]);
+  }
+
  protected:
   Backend* be_ = nullptr;
 
  private:
   std::string name_;
   Shape in_, out_;
+  std::vector<int> inputs_;
 };
 
 struct Conv2dSpec {
@@ -123,6 +142,12 @@ std::unique_ptr<Layer> make_batch_norm(std::string name, const Shape& in, float 
 std::unique_ptr<Layer> make_flatten(std::string name, const Shape& in);
 // ReLU on its own (conv, dense and batch-norm can also apply it fused: Activation::relu).
 std::unique_ptr<Layer> make_relu(std::string name, const Shape& in);
+// The graph's joins (src/model/join.cpp). Add: the element-wise sum of inputs of one shape (a
+// residual block), then the activation. Concat: inputs of the same height and width joined along
+// channels, in order (an Inception block). Both throw UsageError naming the layer and the shapes
+// when the inputs do not fit.
+std::unique_ptr<Layer> make_add(std::string name, const std::vector<Shape>& in, Activation act);
+std::unique_ptr<Layer> make_concat(std::string name, const std::vector<Shape>& in);
 
 // The hybrid grid's split of the dense layers (docs/process-grid.md, src/model/split_dense.cpp).
 struct LayerSplit {

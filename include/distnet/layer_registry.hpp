@@ -41,9 +41,11 @@ class LayerBuild {
   int split_width_ = 0;
   std::uint32_t offset_ = 0;  // where the running shape starts within the full layer's row
 
-  // Called by build_layers() around each node.
-  void begin(std::uint32_t index) { index_ = index; }
-  void end(const Shape& out) { shape_ = out; }
+  // Called by build_layers() before each node: its position and its (first) input's shape.
+  void begin(std::uint32_t index, const Shape& input) {
+    index_ = index;
+    shape_ = input;
+  }
 
  private:
   const std::string* setting(const NodeSpec& node, const std::string& key) const;
@@ -62,8 +64,10 @@ struct LayerType {
 
 const std::map<std::string, LayerType>& layer_registry();
 
-// Makes the layers of `spec` for the input and classes in `cfg` (a sequence today: each node's
-// input is the one before it). Throws UsageError naming the file, line and layer.
+// Makes the layers of `spec` for the input and classes in `cfg`, in the order written (each
+// layer's inputs() say which outputs feed it). Throws UsageError naming the file, line and layer:
+// unknown ops and settings, shapes that do not fit (at an add or a concat too), a reference to a
+// layer that is not before it, an output nothing uses.
 std::vector<std::unique_ptr<Layer>> build_layers(const ModelSpec& spec, const ModelConfig& cfg,
                                                  const LayerSplit& split = {});
 

@@ -1,7 +1,10 @@
-// A model: a sequence of layers built from a name and an input shape, with all parameters in one
-// contiguous buffer, all gradients in a second and all optimizer state in a third. Parameters are
-// laid out in backward order (the last layer's first), so every gradient bucket that becomes
-// ready during backward is one contiguous range.
+// A model: a graph of layers built from a definition and an input shape, run as a schedule (the
+// order written: every layer's inputs come before it), with all parameters in one contiguous
+// buffer, all gradients in a second and all optimizer state in a third. Parameters are laid out
+// in backward order (the last layer's first), so every gradient bucket that becomes ready during
+// backward is one contiguous range. Every layer's output is kept for backward; the gradients of
+// the outputs live in a few shared buffers assigned by liveness (two for a sequence), and where
+// an output feeds several layers their gradients for it are summed.
 #pragma once
 
 #include <cstdint>
@@ -80,6 +83,12 @@ class Model {
   const LayerSplit& split() const { return split_; }
   bool is_split() const { return split_.shards > 1; }
   const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
+  // Which outputs feed layer i (indices into layers(); -1: the model's input).
+  const std::vector<int>& inputs(std::size_t layer) const { return in_[layer]; }
+  // Whether a pass is a collective of the ranks (a split model, or layers that exchange data such
+  // as synchronised batch-norm): then every rank runs every pass, also with no rows of its own,
+  // and a stop request is honoured only between steps.
+  bool collective() const { return collective_; }
   int max_batch() const { return max_batch_; }
   Backend& backend() const { return *be_; }
 
@@ -105,7 +114,7 @@ class Model {
   const float* forward(const StepContext& ctx, int n, const float* x,
                        const std::function<bool()>& cancel = {});
   // Where the loss writes d(loss)/d(logits) before backward().
-  float* dlogits() const { return scratch_[0].data<float>(); }
+  float* dlogits() const { return slots_[std::size_t(grad_slot_.back())].data<float>(); }
   // Writes all gradients; with n == 0 (an empty slice) they are zero. `on_layer_done(i)` is
   // called after layer i's parameter gradients are written (buckets use it). Once `cancel`
   // returns true the remaining layers are skipped, but `on_layer_done` is still called for each
@@ -125,16 +134,27 @@ class Model {
   Backend* be_;
   int max_batch_;
   LayerSplit split_;
-  std::vector<int> rows_;                  // per layer: input rows of the last pass
-  std::vector<const std::uint32_t*> ids_;  // per layer: their global sample ids
-  StepContext step_;                       // of the last forward (a split model's backward)
-  StepContext layer_context(const StepContext& step, std::size_t layer) const;
   std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<std::vector<int>> in_;  // per layer: the layers feeding it (-1: the input)
+  bool collective_ = false;
+  // Rows of the last pass and their global sample ids: of the input, and of each layer's output.
+  int input_rows_ = 0;
+  const std::uint32_t* input_ids_ = nullptr;
+  std::vector<int> rows_;
+  std::vector<const std::uint32_t*> ids_;
+  int rows_in(std::size_t layer) const;
+  StepContext step_;  // of the last forward (a collective model's backward)
+  StepContext layer_context(const StepContext& step, std::size_t layer) const;
   std::vector<ParamEntry> params_, state_;
   std::int64_t flat_size_ = 0, state_size_ = 0;
   Tensor param_, grad_, momentum_, state_buf_;
   std::vector<Tensor> acts_;  // output of each layer
-  Tensor scratch_[2];         // ping-pong gradients of activations
+  // Gradients of the outputs: slots_ by liveness; layer i's in grad_slot_[i]; where an output
+  // already has a gradient from a later layer, layer i writes its part to temp_slot_[i][k] and
+  // adds it (-1: written in place).
+  std::vector<Tensor> slots_;
+  std::vector<int> grad_slot_;
+  std::vector<std::vector<int>> temp_slot_;
   LayerTimes* times_ = nullptr;
   Timeline* timeline_ = nullptr;
 };

@@ -277,6 +277,20 @@ void CudaBackend::adaptive_avg_pool_backward(int n, const AdaptivePoolGeom& g, c
   launch_adaptive_avg_pool_backward(n, g, dy, dx, ctx_->stream);
 }
 
+void CudaBackend::add(std::int64_t count, const float* a, const float* b, float* y) {
+  launch_add(count, a, b, y, ctx_->stream);
+}
+
+void CudaBackend::copy_rows(std::int64_t rows, std::int64_t row_floats, const float* src,
+                            std::int64_t src_stride, float* dst, std::int64_t dst_stride) {
+  if (rows == 0 || row_floats == 0) return;
+  constexpr std::size_t f = sizeof(float);
+  DISTNET_CUDA_CHECK(cudaMemcpy2DAsync(
+      dst, f * static_cast<std::size_t>(dst_stride), src, f * static_cast<std::size_t>(src_stride),
+      f * static_cast<std::size_t>(row_floats), static_cast<std::size_t>(rows),
+      cudaMemcpyDeviceToDevice, ctx_->stream));
+}
+
 void CudaBackend::relu_forward(std::int64_t count, const float* x, float* y) {
   launch_relu_forward(count, x, y, ctx_->stream);
 }

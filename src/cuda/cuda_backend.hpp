@@ -73,6 +73,9 @@ class CudaBackend final : public Backend {
                                  float* y) override;
   void adaptive_avg_pool_backward(int n, const AdaptivePoolGeom& g, const float* dy,
                                   float* dx) override;
+  void add(std::int64_t count, const float* a, const float* b, float* y) override;
+  void copy_rows(std::int64_t rows, std::int64_t row_floats, const float* src,
+                 std::int64_t src_stride, float* dst, std::int64_t dst_stride) override;
   void relu_forward(std::int64_t count, const float* x, float* y) override;
   void relu_backward(std::int64_t count, const float* y, const float* dy, float* dx) override;
   void dropout_forward(int n, std::int64_t per_sample, float p_drop, const DropoutKey& key,

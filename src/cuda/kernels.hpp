@@ -24,6 +24,9 @@ void launch_softmax_xent(int n, int classes, const float* logits, const std::int
                          float grad_scale, float* dlogits, double* stats, double* partials,
                          cudaStream_t stream);
 
+// Backend::add: y = a + b over flat buffers (in place allowed).
+void launch_add(std::int64_t count, const float* a, const float* b, float* y, cudaStream_t stream);
+
 // Backend::relu_forward/backward over flat buffers (backward reads the output y for the mask).
 void launch_relu_forward(std::int64_t count, const float* x, float* y, cudaStream_t stream);
 void launch_relu_backward(std::int64_t count, const float* y, const float* dy, float* dx,

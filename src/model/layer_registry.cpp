@@ -163,21 +163,29 @@ std::vector<std::unique_ptr<Layer>> build_layers(const ModelSpec& spec, const Mo
                                                  const LayerSplit& split) {
   LayerBuild b(spec, cfg, split);
   std::vector<std::unique_ptr<Layer>> layers;
-  std::string previous = "input";
-  for (const NodeSpec& node : spec.nodes) {
-    // Blocks (residual adds, concatenated branches) need a schedule and their ops; a sequence
-    // needs neither.
-    if (node.inputs != std::vector<std::string>{previous}) {
-      const auto block = std::find_if(spec.nodes.begin(), spec.nodes.end(), [](const NodeSpec& n) {
-        return n.op == "add" || n.op == "concat";
-      });
-      b.fail(block == spec.nodes.end() ? node : *block,
-             "residual and concat blocks are not supported yet; expected a sequence of layers");
-    }
-    previous = node.name;
-  }
+  std::map<std::string, int> index;  // node name -> layer index
+  std::vector<int> uses;             // per layer: how many layers take its output
   int dense = 0;
   for (const NodeSpec& node : spec.nodes) {
+    // The graph: every input is the model's input or a layer before this one, so the schedule
+    // is the order written and a cycle cannot be expressed.
+    std::vector<int> in;
+    std::vector<Shape> in_shapes;
+    for (const std::string& name : node.inputs) {
+      const auto it = index.find(name);
+      if (name != "input" && it == index.end())
+        b.fail(node, "takes the output of '" + name +
+                         "', which is not a layer before it (a dangling reference or a cycle); "
+                         "expected 'input' or the name of an earlier layer");
+      in.push_back(name == "input" ? -1 : it->second);
+      in_shapes.push_back(name == "input" ? cfg.input
+                                          : layers[std::size_t(it->second)]->output_shape());
+      if (name != "input") ++uses[std::size_t(it->second)];
+    }
+    const bool join = node.op == "add" || node.op == "concat";
+    if (in.empty() || (!join && in.size() != 1))
+      b.fail(node, "takes " + std::to_string(in.size()) + " inputs; expected " +
+                       (join ? "two or more" : "one"));
     // The hybrid grid's split layers hold neurons [lo, hi) of the group's rows: what runs
     // between them must work on a shard of a row.
     if (split.shards > 1 && dense == 1 && node.op != "dense" && node.op != "dropout" &&
@@ -187,19 +195,30 @@ std::vector<std::unique_ptr<Layer>> build_layers(const ModelSpec& spec, const Mo
              "only dropout and relu can run on a shard");
     dense += node.op == "dense";
     const auto type = layer_registry().find(node.op);
-    if (type == layer_registry().end()) b.fail(node, "unknown op");
-    b.begin(static_cast<std::uint32_t>(layers.size()));
+    if (!join && type == layer_registry().end()) b.fail(node, "unknown op");
+    b.begin(static_cast<std::uint32_t>(layers.size()), in_shapes[0]);
     std::unique_ptr<Layer> l;
     try {
-      l = type->second.make(node, b);
+      if (node.op == "add")
+        l = make_add(node.name, in_shapes, b.activation(node));
+      else if (node.op == "concat")
+        l = make_concat(node.name, in_shapes);
+      else
+        l = type->second.make(node, b);
     } catch (const UsageError& e) {
       const std::string what = e.what();
       if (what.rfind(spec.source + ":", 0) == 0) throw;
       throw UsageError(spec.at(node) + ": " + what);  // a layer's own check names the layer
     }
-    b.end(l->output_shape());
+    l->set_inputs(in);
+    index[node.name] = static_cast<int>(layers.size());
     layers.push_back(std::move(l));
+    uses.push_back(0);
   }
+  for (std::size_t i = 0; i + 1 < layers.size(); ++i)
+    if (uses[i] == 0)
+      b.fail(spec.nodes[i],
+             "its output is never used; expected every layer but the last to feed another");
   if (split.shards > 1 && dense < 2)
     throw UsageError(spec.source + ": --model-parallel splits the first two dense layers by " +
                      "neurons; expected a model with two, it has " + std::to_string(dense));

@@ -66,6 +66,74 @@ void init_tensor(const ParamSpec& spec, const InitConfig& init, std::uint32_t st
   }
 }
 
+// Each layer's inputs: its own list, or the layer before it (the input for the first).
+std::vector<std::vector<int>> resolve_inputs(const std::vector<std::unique_ptr<Layer>>& layers) {
+  std::vector<std::vector<int>> in;
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const Layer& l = *layers[i];
+    in.push_back(l.inputs().empty() ? std::vector<int>{static_cast<int>(i) - 1} : l.inputs());
+    DISTNET_CHECK(in.back().size() == l.input_shapes().size(),
+                  "layer " + l.name() + " has " + std::to_string(in.back().size()) +
+                      " inputs wired, expected " + std::to_string(l.input_shapes().size()));
+    for (std::size_t k = 0; k < in.back().size(); ++k) {
+      const int j = in.back()[k];
+      DISTNET_CHECK(j >= -1 && j < static_cast<int>(i),
+                    "layer " + l.name() + " takes the output of layer " + std::to_string(j) +
+                        ", which does not come before it");
+      const Shape& given = j < 0 ? Shape{} : layers[std::size_t(j)]->output_shape();
+      DISTNET_CHECK(j < 0 || given == l.input_shapes()[k],
+                    "layer " + l.name() + " input " + std::to_string(k) + " is " + given.str() +
+                        ", expected " + l.input_shapes()[k].str());
+    }
+  }
+  return in;
+}
+
+// Which buffer holds the gradient of each layer's output during backward. Layers run backward in
+// reverse schedule order; the gradient of output j is born when the last layer that reads j runs
+// backward and dies once layer j has run. A layer whose input already has a gradient (the output
+// feeds several layers) writes its part to a temporary buffer and adds it in.
+struct GradPlan {
+  int slots = 0;
+  std::vector<int> slot;               // per layer
+  std::vector<std::vector<int>> temp;  // per layer and input: -1, or the temporary slot
+};
+
+GradPlan plan_gradients(const std::vector<std::vector<int>>& in) {
+  GradPlan p;
+  const std::size_t n = in.size();
+  p.slot.assign(n, -1);
+  p.temp.resize(n);
+  std::vector<bool> busy;
+  auto take = [&] {
+    for (std::size_t k = 0; k < busy.size(); ++k)
+      if (!busy[k]) {
+        busy[k] = true;
+        return static_cast<int>(k);
+      }
+    busy.push_back(true);
+    return static_cast<int>(busy.size()) - 1;
+  };
+  if (n == 0) return p;
+  p.slot[n - 1] = take();  // d(loss)/d(logits)
+  for (std::size_t i = n; i-- > 0;) {
+    p.temp[i].assign(in[i].size(), -1);
+    for (std::size_t k = 0; k < in[i].size(); ++k) {
+      const int j = in[i][k];
+      if (j < 0) continue;  // no gradient for the model's input
+      if (p.slot[std::size_t(j)] < 0)
+        p.slot[std::size_t(j)] = take();
+      else
+        p.temp[i][k] = take();
+    }
+    for (int t : p.temp[i])
+      if (t >= 0) busy[std::size_t(t)] = false;
+    busy[std::size_t(p.slot[i])] = false;
+  }
+  p.slots = static_cast<int>(busy.size());
+  return p;
+}
+
 }  // namespace
 
 Model::Model(const ModelConfig& cfg, Backend& be, int max_batch, const LayerSplit& split)
@@ -93,19 +161,28 @@ Model::Model(const ModelConfig& cfg, std::vector<std::unique_ptr<Layer>> layers,
   momentum_ = device_tensor(be, Shape{flat_size_});
   state_buf_ = device_tensor(be, Shape{state_size_});
 
+  in_ = resolve_inputs(layers_);
+  collective_ = is_split();
+  for (const auto& l : layers_) collective_ = collective_ || l->collective();
+
   // Rows per layer at the largest batch (a split model's middle layers hold the group's rows).
   std::int64_t widest = cfg.input.numel() * max_batch;
   StepContext most;
   most.rows = most.slice_rows = max_batch;
-  int rows = max_batch;
-  for (const auto& l : layers_) {
-    rows = l->rows_out(most, rows);
-    acts_.push_back(device_tensor(be, l->output_shape().with_batch(rows)));
-    widest = std::max({widest, l->output_shape().numel() * rows});
+  std::vector<int> rows;
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const int j = in_[i][0];
+    const Layer& l = *layers_[i];
+    rows.push_back(l.rows_out(most, j < 0 ? max_batch : rows[std::size_t(j)]));
+    acts_.push_back(device_tensor(be, l.output_shape().with_batch(rows.back())));
+    widest = std::max(widest, l.output_shape().numel() * rows.back());
   }
-  for (auto& s : scratch_) s = device_tensor(be, Shape{widest});
-  rows_.assign(layers_.size() + 1, 0);
-  ids_.assign(layers_.size() + 1, nullptr);
+  const GradPlan plan = plan_gradients(in_);
+  for (int k = 0; k < plan.slots; ++k) slots_.push_back(device_tensor(be, Shape{widest}));
+  grad_slot_ = plan.slot;
+  temp_slot_ = plan.temp;
+  rows_.assign(layers_.size(), 0);
+  ids_.assign(layers_.size(), nullptr);
 
   // Hand each layer pointers into the flat buffers, in its param_specs() order.
   for (std::size_t i = 0; i < layers_.size(); ++i) {
@@ -128,13 +205,15 @@ Model::Model(const ModelConfig& cfg, std::vector<std::unique_ptr<Layer>> layers,
 
 std::int64_t Model::device_bytes(const ModelConfig& cfg, int max_batch) {
   std::int64_t params = 0, state = 0, acts = 0, widest = cfg.input.numel();
-  for (const auto& l : build_layers(cfg)) {
+  const auto layers = build_layers(cfg);
+  for (const auto& l : layers) {
     for (const ParamSpec& s : l->param_specs())
       (s.trainable() ? params : state) += align_up(s.shape.numel());
     acts += l->output_shape().numel();
     widest = std::max(widest, l->output_shape().numel());
   }
-  return std::int64_t(sizeof(float)) * (3 * params + state + max_batch * (acts + 2 * widest));
+  const std::int64_t slots = plan_gradients(resolve_inputs(layers)).slots;
+  return std::int64_t(sizeof(float)) * (3 * params + state + max_batch * (acts + slots * widest));
 }
 
 std::int64_t Model::num_trainable() const {
@@ -172,9 +251,15 @@ void Model::initialize(const InitConfig& init) {
   be_->fill_zero(momentum_data(), sizeof(float) * static_cast<std::size_t>(flat_size_));
 }
 
+int Model::rows_in(std::size_t layer) const {
+  const int j = in_[layer][0];
+  return j < 0 ? input_rows_ : rows_[std::size_t(j)];
+}
+
 StepContext Model::layer_context(const StepContext& step, std::size_t layer) const {
   StepContext c = step;
-  c.sample_ids = ids_[layer];
+  const int j = in_[layer][0];
+  c.sample_ids = j < 0 ? input_ids_ : ids_[std::size_t(j)];
   return c;
 }
 
@@ -184,7 +269,7 @@ const float* Model::forward(const StepContext& ctx, int n, const float* x,
                                                " exceeds the model's capacity of " +
                                                std::to_string(max_batch_));
   if (times_) times_->forward_ms.assign(layers_.size(), 0.0);
-  if (n == 0 && !is_split()) return acts_.back().data<float>();
+  if (n == 0 && !collective_) return acts_.back().data<float>();
   StepContext step = ctx;
   step.rows = n;
   if (step.slice_rows == 0) step.slice_rows = n;
@@ -193,28 +278,34 @@ const float* Model::forward(const StepContext& ctx, int n, const float* x,
                     std::to_string(step.slice_rows) + "; expected between them and " +
                     std::to_string(max_batch_));
   step_ = step;
-  rows_[0] = n;
-  ids_[0] = ctx.sample_ids;
-  const float* in = x;
+  input_rows_ = n;
+  input_ids_ = ctx.sample_ids;
+  std::vector<const float*> xs;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
-    // A split model's passes are collectives of the group: no rank may leave one half-way.
-    if (cancel && !is_split() && cancel()) return nullptr;
+    // A collective model's passes are collectives: no rank may leave one half-way.
+    if (cancel && !collective_ && cancel()) return nullptr;
     float* out = acts_[i].data<float>();
     const auto t0 = std::chrono::steady_clock::now();
     Timeline::Scope span(timeline_, Timeline::Track::compute, "forward ", layers_[i]->name(),
                          "forward");
     Layer& l = *layers_[i];
     const StepContext c = layer_context(step, i);
-    rows_[i + 1] = l.rows_out(c, rows_[i]);
-    if (rows_[i] > 0 || l.collective()) l.forward(c, rows_[i], in, out);
-    ids_[i + 1] = l.ids_out(step, ids_[i]);
+    const int rows = rows_in(i);
+    xs.clear();
+    for (const int j : in_[i]) {
+      xs.push_back(j < 0 ? x : acts_[std::size_t(j)].data<float>());
+      DISTNET_CHECK((j < 0 ? input_rows_ : rows_[std::size_t(j)]) == rows,
+                    "layer " + l.name() + " joins inputs with different numbers of rows");
+    }
+    rows_[i] = l.rows_out(c, rows);
+    if (rows > 0 || l.collective()) l.forward_inputs(c, rows, xs, out);
+    ids_[i] = l.ids_out(step, c.sample_ids);
     if (times_) {
       be_->synchronize();
       times_->forward_ms[i] = ms_since(t0);
     }
-    in = out;
   }
-  return in;
+  return acts_.back().data<float>();
 }
 
 bool Model::backward(const StepContext& ctx, int n, const float* x,
@@ -224,37 +315,52 @@ bool Model::backward(const StepContext& ctx, int n, const float* x,
   if (times_) times_->backward_ms.assign(layers_.size(), 0.0);
   if (n == 0) {
     // An empty slice contributes nothing, but its rank still joins every collective (of a
-    // split model's passes too: those layers run below and overwrite their gradients).
+    // collective model's passes too: those layers run below and overwrite their gradients).
     be_->fill_zero(grad_data(), sizeof(float) * static_cast<std::size_t>(flat_size_));
-    if (!is_split()) {
+    if (!collective_) {
       if (on_layer_done)
         for (int i = last; i >= 0; --i) on_layer_done(i);
       return true;
     }
   }
-  DISTNET_CHECK(!is_split() || (n == step_.rows && rows_[0] == n),
-                "backward of a split model must follow its forward with the same rows");
-  float* dy = scratch_[0].data<float>();
-  float* other = scratch_[1].data<float>();
+  DISTNET_CHECK(!collective_ || (n == step_.rows && input_rows_ == n),
+                "backward of a collective model must follow its forward with the same rows");
+  auto slot = [&](int k) { return slots_[std::size_t(k)].data<float>(); };
+  std::vector<const float*> xs;
+  std::vector<float*> dxs;
   bool complete = true;
   for (int i = last; i >= 0; --i) {
     const auto idx = static_cast<std::size_t>(i);
-    complete = complete && !(cancel && !is_split() && cancel());
+    complete = complete && !(cancel && !collective_ && cancel());
     if (!complete) {  // abandoned: no more compute, but the same collectives as every peer
       if (on_layer_done) on_layer_done(i);
       continue;
     }
-    const float* in = i == 0 ? x : acts_[idx - 1].data<float>();
-    float* dx = i == 0 ? nullptr : other;
+    Layer& l = *layers_[idx];
+    // A split model's layers see their own rows; every other model's, the step's.
+    const StepContext c = is_split() ? layer_context(step_, idx) : ctx;
+    const int rows = is_split() ? rows_in(idx) : n;
+    xs.clear();
+    dxs.clear();
+    for (std::size_t k = 0; k < in_[idx].size(); ++k) {
+      const int j = in_[idx][k];
+      xs.push_back(j < 0 ? x : acts_[std::size_t(j)].data<float>());
+      const int t = temp_slot_[idx][k];
+      dxs.push_back(j < 0 ? nullptr : slot(t >= 0 ? t : grad_slot_[std::size_t(j)]));
+    }
     const auto t0 = std::chrono::steady_clock::now();
     {
-      Timeline::Scope span(timeline_, Timeline::Track::compute, "backward ", layers_[idx]->name(),
-                           "backward");
-      Layer& l = *layers_[idx];
-      if (!is_split()) {
-        l.backward(ctx, n, in, acts_[idx].data<float>(), dy, dx);
-      } else if (rows_[idx] > 0 || l.collective()) {
-        l.backward(layer_context(step_, idx), rows_[idx], in, acts_[idx].data<float>(), dy, dx);
+      Timeline::Scope span(timeline_, Timeline::Track::compute, "backward ", l.name(), "backward");
+      if (rows > 0 || l.collective()) {
+        l.backward_inputs(c, rows, xs, acts_[idx].data<float>(), slot(grad_slot_[idx]), dxs);
+        // Where the input's output already has a gradient from a later layer, add this part.
+        for (std::size_t k = 0; k < in_[idx].size(); ++k) {
+          const int t = temp_slot_[idx][k];
+          if (t < 0) continue;
+          const auto j = std::size_t(in_[idx][k]);
+          float* g = slot(grad_slot_[j]);
+          be_->add(rows * layers_[j]->output_shape().numel(), g, slot(t), g);
+        }
       }
     }
     if (times_) {
@@ -262,7 +368,6 @@ bool Model::backward(const StepContext& ctx, int n, const float* x,
       times_->backward_ms[idx] = ms_since(t0);
     }
     if (on_layer_done) on_layer_done(i);
-    std::swap(dy, other);
   }
   return complete;
 }

@@ -147,6 +147,10 @@ inline std::vector<Check> teacher_forced(Model& ref, Model& mag, Model& cand, Ar
   const DeviceBatch db(dev, b);
   const auto& layers = ref.layers();
   const std::size_t count = layers.size();
+  // Layer by layer, each fed its predecessor's output: sequences only (graphs: part 2 below).
+  for (std::size_t i = 0; i < count; ++i)
+    DISTNET_CHECK(ref.inputs(i) == std::vector<int>{int(i) - 1},
+                  "teacher_forced checks sequences; layer " + layers[i]->name() + " is a join");
   auto numel = [n](const Shape& s) { return std::size_t(n) * std::size_t(s.numel()); };
 
   // The reference pass, keeping every layer's input, output and output gradient.

@@ -197,9 +197,8 @@ TEST(Definitions, BadValuesAndEmptyOutputsNameTheLayer) {
 
 // Blocks parse into a graph of named nodes: a residual block's body and shortcut both start from
 // the block's input and meet in an add named after the block; a concat block's branches meet in
-// a concat; a repeat chains copies of its layers, named by repetition. Building residual and
-// concat blocks waits for the add and concat ops and the schedule (issue 22); the refusal names
-// the block.
+// a concat; a repeat chains copies of its layers, named by repetition. The built layers keep the
+// wiring as indices.
 TEST(Definitions, BlocksParseIntoAGraphOfNamedNodes) {
   const char* text = R"(layers:
   - conv: {name: stem, channels: 8, kernel: 3, padding: 1}
@@ -245,8 +244,14 @@ TEST(Definitions, BlocksParseIntoAGraphOfNamedNodes) {
                      "stage.2.conv1 conv <- stage.1.conv1", "dense1 dense <- stage.2.conv1"}));
   EXPECT_EQ(s.nodes[4].settings.at("act"), "relu");
   EXPECT_EQ(s.nodes[4].line, 3);
-  expect_one_line(build_error(text), {"bad.yaml:3: layer b1 (add): residual and concat blocks are "
-                                      "not supported yet; expected a sequence of layers"});
+  const auto graph = build_layers(s, cfg("blocks.yaml"));
+  ASSERT_EQ(graph.size(), s.nodes.size());
+  EXPECT_EQ(graph[4]->kind(), "add 2 +relu");
+  EXPECT_EQ(graph[4]->inputs(), (std::vector<int>{3, 0}));
+  EXPECT_EQ(graph[11]->kind(), "concat 2");
+  EXPECT_EQ(graph[11]->inputs(), (std::vector<int>{8, 10}));
+  EXPECT_EQ(graph[11]->output_shape(), (Shape{8, 14, 14}));
+  EXPECT_EQ(graph[0]->inputs(), (std::vector<int>{-1}));
   // A repeat is a sequence: it builds, its layers named by repetition.
   const auto layers = build_layers(
       parse_model_definition("layers:\n  - repeat:\n      name: stage\n      times: 2\n"
@@ -291,6 +296,39 @@ TEST(Definitions, BadBlocksNameTheLine) {
       parse_error("layers:\n  - residual:\n      name: b\n      body:\n        - flatten: "
                   "{name: x}\n        - flatten: {name: x}\n"),
       {"bad.yaml:6: duplicate layer name 'b.x' (first at line 5)"});
+}
+
+// A graph that cannot be built names the layer: shapes that do not match at an add or a concat,
+// an output nothing reads, an input that is not an earlier layer (a dangling reference or a
+// cycle; the block syntax cannot write either, a spec made by a program can).
+TEST(Definitions, BadGraphsNameTheLayer) {
+  expect_one_line(
+      build_error("layers:\n  - residual:\n      name: b\n      body:\n        - conv: "
+                  "{channels: 4, kernel: 3, padding: 1}\n  - dense: {units: classes}\n"),
+      {"bad.yaml:2: layer b (add) joins inputs of shapes 4x28x28, 1x28x28; expected one shape"});
+  expect_one_line(
+      build_error("layers:\n  - concat:\n      name: j\n      branches:\n        - [conv: "
+                  "{channels: 4, kernel: 3}]\n        - [conv: {channels: 4, kernel: 1}]\n"
+                  "  - dense: {units: classes}\n"),
+      {"bad.yaml:2: layer j (concat) joins inputs of shapes 4x26x26, 4x28x28; expected C x H x W "
+       "inputs of one height and width"});
+  ModelSpec spec = parse_model_definition(
+      "layers:\n  - conv: {name: a, channels: 4, kernel: 1}\n  - conv: {name: b, channels: 4, "
+      "kernel: 1}\n  - dense: {name: out, units: classes}\n",
+      "graph.yaml");
+  ModelSpec dangling = spec;
+  dangling.nodes[1].inputs = {"out"};
+  expect_one_line(error_of([&] { build_layers(dangling, cfg("graph.yaml")); }),
+                  {"graph.yaml:3: layer b (conv): takes the output of 'out', which is not a layer "
+                   "before it (a dangling reference or a cycle)"});
+  ModelSpec unused = spec;
+  unused.nodes[2].inputs = {"a"};
+  expect_one_line(error_of([&] { build_layers(unused, cfg("graph.yaml")); }),
+                  {"graph.yaml:3: layer b (conv): its output is never used"});
+  ModelSpec two = spec;
+  two.nodes[1].inputs = {"a", "input"};
+  expect_one_line(error_of([&] { build_layers(two, cfg("graph.yaml")); }),
+                  {"graph.yaml:3: layer b (conv): takes 2 inputs; expected one"});
 }
 
 // --model-parallel splits the first two dense layers; a definition where that cannot work says so.

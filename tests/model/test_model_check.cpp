@@ -144,6 +144,13 @@ class DroppedConvBiasGradient final : public Backend {
                                   float* dx) override {
     in_->adaptive_avg_pool_backward(n, g, dy, dx);
   }
+  void add(std::int64_t c, const float* a, const float* b, float* y) override {
+    in_->add(c, a, b, y);
+  }
+  void copy_rows(std::int64_t r, std::int64_t f, const float* s, std::int64_t ss, float* d,
+                 std::int64_t ds) override {
+    in_->copy_rows(r, f, s, ss, d, ds);
+  }
   void relu_forward(std::int64_t c, const float* x, float* y) override {
     in_->relu_forward(c, x, y);
   }
