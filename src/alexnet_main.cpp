@@ -72,13 +72,25 @@ void print_shapes(const ModelConfig& cfg) {
   int width = 10;  // the name column, wider for the long names of a block's layers
   for (const auto& l : layers) width = std::max(width, static_cast<int>(l->name().size()));
   std::printf("%-*s %-30s %-14s %14s\n", width, "layer", "kind", "output", "parameters");
+  // A graph: after each layer that does not simply take the one before it, where its inputs
+  // come from.
+  auto from = [&](std::size_t i) {
+    const auto& in = layers[i]->inputs();
+    if (in.empty() || in == std::vector<int>{static_cast<int>(i) - 1}) return std::string();
+    std::string s = "  <- ";
+    for (std::size_t k = 0; k < in.size(); ++k)
+      s +=
+          (k ? ", " : "") + (in[k] < 0 ? std::string("input") : layers[std::size_t(in[k])]->name());
+    return s;
+  };
   std::int64_t total = 0, state = 0;
-  for (const auto& l : layers) {
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const auto& l = layers[i];
     std::int64_t n = 0;
     for (const auto& p : l->param_specs()) (p.trainable() ? n : state) += p.shape.numel();
     total += n;
-    std::printf("%-*s %-30s %-14s %14s\n", width, l->name().c_str(), l->kind().c_str(),
-                l->output_shape().str().c_str(), with_commas(n).c_str());
+    std::printf("%-*s %-30s %-14s %14s%s\n", width, l->name().c_str(), l->kind().c_str(),
+                l->output_shape().str().c_str(), with_commas(n).c_str(), from(i).c_str());
   }
   std::printf("total parameters: %s\n", with_commas(total).c_str());
   if (state) std::printf("running statistics (not trained): %s\n", with_commas(state).c_str());

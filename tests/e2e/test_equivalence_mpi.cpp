@@ -98,6 +98,24 @@ TEST(Equivalence, OneTwoAndThreeRanksGiveTheSameParameters) {
   }
 }
 
+// A graph (residual blocks, a concat of three branches, dropout): the same invariant, with the
+// empty slice of a partial batch on the third rank.
+TEST(Equivalence, AGraphModelOnOneTwoAndThreeRanks) {
+  RunConfig cfg = small_alexnet(32);
+  cfg.model = DISTNET_TEST_MODELS "/graph-small.yaml";
+  cfg.data.synthetic_shape = Shape{1, 16, 16};
+  const Outcome one = run_on_first(1, cfg, 4 * 32 + 2, 20);  // 5 steps, the last of 2 samples
+  for (int k : {2, 3}) {
+    const Outcome many = run_on_first(k, cfg, 4 * 32 + 2, 20);
+    if (world_rank() != 0) continue;
+    EXPECT_EQ(many.history[0].steps, 5);
+    const double err = max_relative_difference(many.params, one.params);
+    std::printf("graph, %d ranks vs 1: max relative parameter difference %.3g\n", k, err);
+    EXPECT_LT(err, 1e-5);
+    EXPECT_NEAR(many.history[0].loss, one.history[0].loss, 1e-5 * one.history[0].loss);
+  }
+}
+
 // 130 samples in batches of 128: the second batch holds 2 samples, so with 3 ranks the last
 // rank's slice is empty. Nobody hangs and the result is that of one process.
 TEST(Equivalence, PartialBatchSmallerThanTheWorld) {
