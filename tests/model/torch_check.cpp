@@ -1,0 +1,182 @@
+// One training step of a distnet model on given weights and a given batch, for the comparison
+// with PyTorch (tests/model/test_torch_equivalence.py). Under mpiexec the batch is split along the
+// batch axis as the trainer splits it (slices differing by at most one); the loss is the sum over
+// every rank's samples divided by the global batch, gradients are summed over ranks, then one SGD
+// step. Rank 0 writes the gathered logits, the loss and every tensor after the step.
+//
+//   distnet_torch_check --model NAME|FILE --in DIR --out DIR [--sync-bn] [--lr X]
+//     DIR/tensors.txt: one line per tensor, "name d0 d1 ...", its floats in that order in
+//     DIR/tensors.bin (little-endian float32). The tensors: every parameter and running statistic
+//     of the model by its distnet name, "input" (N x C x H x W) and "labels" (N, as floats).
+#include <mpi.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "distnet/comm.hpp"
+#include "distnet/grid.hpp"
+#include "distnet/model.hpp"
+
+using namespace distnet;
+
+namespace {
+
+struct Host {
+  Shape shape;
+  std::vector<float> data;
+};
+
+std::map<std::string, Host> read_tensors(const std::string& dir) {
+  std::ifstream index(dir + "/tensors.txt"), bin(dir + "/tensors.bin", std::ios::binary);
+  DISTNET_CHECK(index && bin, "cannot read " + dir + "/tensors.txt and tensors.bin");
+  std::map<std::string, Host> out;
+  std::string line;
+  while (std::getline(index, line)) {
+    std::istringstream words(line);
+    std::string name;
+    words >> name;
+    std::vector<std::int64_t> dims;
+    for (std::int64_t d; words >> d;) dims.push_back(d);
+    Host h{Shape(dims), {}};
+    h.data.resize(std::size_t(h.shape.numel()));
+    bin.read(reinterpret_cast<char*>(h.data.data()), std::streamsize(4 * h.data.size()));
+    DISTNET_CHECK(bin.good(), "tensors.bin ends before " + name);
+    out[name] = std::move(h);
+  }
+  return out;
+}
+
+void write_tensors(const std::string& dir, const std::vector<std::pair<std::string, Host>>& list) {
+  std::ofstream index(dir + "/tensors.txt"), bin(dir + "/tensors.bin", std::ios::binary);
+  for (const auto& [name, h] : list) {
+    index << name;
+    for (auto d : h.shape.dims()) index << " " << d;
+    index << "\n";
+    bin.write(reinterpret_cast<const char*>(h.data.data()), std::streamsize(4 * h.data.size()));
+  }
+  DISTNET_CHECK(index.good() && bin.good(), "cannot write the tensors to " + dir);
+}
+
+int run(int argc, char** argv) {
+  std::string model, in, out;
+  bool sync_bn = false;
+  float lr = 0.1f;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&] {
+      DISTNET_CHECK(i + 1 < argc, a + " needs a value");
+      return std::string(argv[++i]);
+    };
+    if (a == "--model")
+      model = next();
+    else if (a == "--in")
+      in = next();
+    else if (a == "--out")
+      out = next();
+    else if (a == "--lr")
+      lr = std::stof(next());
+    else if (a == "--sync-bn")
+      sync_bn = true;
+    else
+      DISTNET_CHECK(false, "unknown argument " + a);
+  }
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  auto comm = make_mpi_communicator(MPI_COMM_WORLD);
+  auto be = make_cpu_backend({CpuOptions::ConvAlgorithm::direct});
+
+  auto tensors = read_tensors(in);
+  const Host& x = tensors.at("input");
+  const Host& y = tensors.at("labels");
+  const int n_all = int(x.shape[0]);
+  ModelConfig mc;
+  mc.name = model;
+  mc.input = Shape{x.shape[1], x.shape[2], x.shape[3]};
+  mc.classes = int(tensors.at("classes").data.at(0));
+  (void)sync_bn;  // synchronised batch-norm: wired when the option exists
+  const Range slice = split_range(n_all, size, rank);
+  const int n = int(slice.end - slice.begin);
+  Model m(mc, *be, std::max(1, n));
+
+  // Every tensor by name, shape checked.
+  auto load = [&](const std::vector<ParamEntry>& list, float* base) {
+    for (const ParamEntry& e : list) {
+      const auto it = tensors.find(e.spec.name);
+      DISTNET_CHECK(it != tensors.end(), "no tensor " + e.spec.name + " in " + in);
+      DISTNET_CHECK(
+          it->second.shape == e.spec.shape,
+          e.spec.name + " is " + it->second.shape.str() + ", expected " + e.spec.shape.str());
+      std::memcpy(base + e.offset, it->second.data.data(), 4 * it->second.data.size());
+    }
+  };
+  load(m.params(), m.param_data());
+  load(m.state(), m.state_data());
+
+  const std::int64_t per = mc.input.numel();
+  std::vector<std::uint32_t> ids;
+  std::vector<std::int32_t> labels;
+  for (int i = 0; i < n; ++i) {
+    ids.push_back(std::uint32_t(slice.begin + i));
+    labels.push_back(std::int32_t(y.data[std::size_t(slice.begin + i)]));
+  }
+  const float* xs = x.data.data() + slice.begin * per;
+  const StepContext ctx{true, 7, 0, ids.data()};
+  const float* logits = m.forward(ctx, n, xs);
+  double stats[3] = {0, 0, 0};
+  if (n > 0)
+    be->softmax_xent(n, mc.classes, logits, labels.data(), 1.0f / float(n_all), m.dlogits(), stats);
+  DISTNET_CHECK(m.backward(ctx, n, xs), "backward was abandoned");
+  comm->allreduce_sum(stats, 3);
+  comm->allreduce_sum(m.grad_data(), std::size_t(m.flat_size()));
+  const std::vector<float> grads(m.grad_data(), m.grad_data() + m.flat_size());
+  be->sgd_update(m.flat_size(), m.param_data(), m.grad_data(), m.momentum_data(), {lr, 0.0f, 0.0f});
+
+  // Logits of every sample, in order, on rank 0.
+  std::vector<int> counts(static_cast<std::size_t>(size)), displs(counts);
+  for (int r = 0; r < size; ++r) {
+    const Range s = split_range(n_all, size, r);
+    counts[std::size_t(r)] = int((s.end - s.begin) * mc.classes);
+    displs[std::size_t(r)] = int(s.begin * mc.classes);
+  }
+  Host all{Shape{n_all, mc.classes}, std::vector<float>(std::size_t(n_all * mc.classes))};
+  MPI_Gatherv(n > 0 ? logits : nullptr, n * mc.classes, MPI_FLOAT, all.data.data(), counts.data(),
+              displs.data(), MPI_FLOAT, 0, MPI_COMM_WORLD);
+  if (rank == 0) {
+    std::vector<std::pair<std::string, Host>> list{{"logits", all},
+                                                   {"loss", {Shape{1}, {float(stats[0] / n_all)}}}};
+    auto save = [&](const std::vector<ParamEntry>& entries, const float* base,
+                    const std::string& prefix) {
+      for (const ParamEntry& e : entries)
+        list.push_back(
+            {prefix + e.spec.name,
+             {e.spec.shape,
+              std::vector<float>(base + e.offset, base + e.offset + e.spec.shape.numel())}});
+    };
+    save(m.params(), m.param_data(), "");
+    save(m.params(), grads.data(), "grad:");
+    save(m.state(), m.state_data(), "");
+    write_tensors(out, list);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  int rc = 1;
+  try {
+    rc = run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "distnet_torch_check: error: %s\n", e.what());
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  MPI_Finalize();
+  return rc;
+}
