@@ -14,7 +14,7 @@ using namespace distnet;
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
   ModelConfig cfg;
-  cfg.input = Shape{3, 32, 32};
+  cfg.input = Shape{3, 224, 224};
   try {
     build_layers(parse_model_definition(text, "fuzz.yaml"), cfg);
   } catch (const UsageError&) {

@@ -46,7 +46,7 @@ TEST(DefinitionMutations, EveryMutantBuildsOrIsRefusedInOneLine) {
       std::string text = f.text;
       for (std::uint32_t k = 0; k <= i % 3; ++k) text = mutate(text, i * 4 + k);
       ModelConfig cfg;
-      cfg.input = Shape{3, 32, 32};
+      cfg.input = Shape{3, 224, 224};
       try {
         build_layers(parse_model_definition(text, "mutant.yaml"), cfg);
         ++built;
