@@ -70,8 +70,12 @@ void print_shapes(const ModelConfig& cfg) {
   std::printf("model %s, input %s, %d classes\n", cfg.name.c_str(), cfg.input.str().c_str(),
               cfg.classes);
   int width = 10;  // the name column, wider for the long names of a block's layers
-  for (const auto& l : layers) width = std::max(width, static_cast<int>(l->name().size()));
-  std::printf("%-*s %-30s %-14s %14s\n", width, "layer", "kind", "output", "parameters");
+  int kinds = 30;  // the kind column, wider for a grouped convolution without a bias and the like
+  for (const auto& l : layers) {
+    width = std::max(width, static_cast<int>(l->name().size()));
+    kinds = std::max(kinds, static_cast<int>(l->kind().size()));
+  }
+  std::printf("%-*s %-*s %-14s %14s\n", width, "layer", kinds, "kind", "output", "parameters");
   // A graph: after each layer that does not simply take the one before it, where its inputs
   // come from.
   auto from = [&](std::size_t i) {
@@ -89,7 +93,7 @@ void print_shapes(const ModelConfig& cfg) {
     std::int64_t n = 0;
     for (const auto& p : l->param_specs()) (p.trainable() ? n : state) += p.shape.numel();
     total += n;
-    std::printf("%-*s %-30s %-14s %14s%s\n", width, l->name().c_str(), l->kind().c_str(),
+    std::printf("%-*s %-*s %-14s %14s%s\n", width, l->name().c_str(), kinds, l->kind().c_str(),
                 l->output_shape().str().c_str(), with_commas(n).c_str(), from(i).c_str());
   }
   std::printf("total parameters: %s\n", with_commas(total).c_str());

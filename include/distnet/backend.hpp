@@ -17,23 +17,33 @@
 
 namespace distnet {
 
+// groups: the input and output channels are split into `groups` equal parts, output part i seeing
+// only input part i (PyTorch's Conv2d groups; depthwise when groups == c_in). bias: whether the
+// op adds a bias (torchvision's ResNets have none before a batch norm).
 struct Conv2dGeom {
   int c_in = 0, h_in = 0, w_in = 0;
   int c_out = 0, kernel = 0, stride = 1, pad = 0;
+  int groups = 1;
+  bool bias = true;
   int h_out() const { return (h_in + 2 * pad - kernel) / stride + 1; }
   int w_out() const { return (w_in + 2 * pad - kernel) / stride + 1; }
+  int c_in_per_group() const { return c_in / groups; }
 };
 
+// Pooling windows of kernel x kernel at `stride`, over an input padded by `pad` on every side;
+// the output size rounds down, as PyTorch's default (ceil_mode=False). Padding never wins a
+// maximum. pad <= kernel / 2 (PyTorch's rule), so every window holds an input position.
 struct PoolGeom {
-  int c = 0, h_in = 0, w_in = 0, kernel = 0, stride = 1;
-  int h_out() const { return (h_in - kernel) / stride + 1; }
-  int w_out() const { return (w_in - kernel) / stride + 1; }
+  int c = 0, h_in = 0, w_in = 0, kernel = 0, stride = 1, pad = 0;
+  int h_out() const { return (h_in + 2 * pad - kernel) / stride + 1; }
+  int w_out() const { return (w_in + 2 * pad - kernel) / stride + 1; }
 };
 
 class Conv2dOp {
  public:
   virtual ~Conv2dOp() = default;
-  // y = conv(x, w) + b.  x: n x c_in x h_in x w_in, w: c_out x c_in x k x k (OIHW), b: c_out.
+  // y = conv(x, w) + b.  x: n x c_in x h_in x w_in, w: c_out x (c_in / groups) x k x k (OIHW),
+  // b: c_out. Without a bias (Conv2dGeom::bias false) b must be null, and backward's db too.
   virtual void forward(int n, const float* x, const float* w, const float* b, float* y) = 0;
   // dx may be null (no gradient wanted for the input, e.g. the first layer).
   virtual void backward(int n, const float* x, const float* w, const float* dy, float* dx,
@@ -52,6 +62,18 @@ class MaxPoolOp {
   virtual void forward(int n, const float* x, float* y, bool training) = 0;
   // Uses the positions of the last training forward() with the same n.
   virtual void backward(int n, const float* dy, float* dx) = 0;
+};
+
+// Average pooling: each output is its window's sum divided by kernel^2 when count_padding
+// (padding counts as zeros: PyTorch's count_include_pad=True, its default), else by the number of
+// input positions in the window.
+class AvgPoolOp {
+ public:
+  virtual ~AvgPoolOp() = default;
+  virtual void forward(int n, const float* x, float* y) = 0;
+  // x, y: the forward's input and output (cuDNN's interface takes them; the gradient of an
+  // average does not depend on them). Overwrites dx.
+  virtual void backward(int n, const float* x, const float* y, const float* dy, float* dx) = 0;
 };
 
 class DenseOp {
@@ -136,6 +158,7 @@ class Backend {
 
   virtual std::unique_ptr<Conv2dOp> make_conv2d(const Conv2dGeom& g) = 0;
   virtual std::unique_ptr<MaxPoolOp> make_max_pool(const PoolGeom& g) = 0;
+  virtual std::unique_ptr<AvgPoolOp> make_avg_pool(const PoolGeom& g, bool count_padding) = 0;
   virtual std::unique_ptr<DenseOp> make_dense(int in, int out) = 0;
   virtual std::unique_ptr<BatchNormOp> make_batch_norm(int channels, int spatial, float eps) = 0;
 

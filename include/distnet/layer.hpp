@@ -124,10 +124,17 @@ class Layer {
 struct Conv2dSpec {
   int c_out = 0, kernel = 0, stride = 1, pad = 0;
   Activation act = Activation::none;
+  bool bias = true;  // false: no bias parameter at all (a batch norm follows)
+  int groups = 1;    // must divide the input and output channels
 };
 
 std::unique_ptr<Layer> make_conv2d(std::string name, const Shape& in, const Conv2dSpec& s);
-std::unique_ptr<Layer> make_max_pool(std::string name, const Shape& in, int kernel, int stride);
+// Pooling over kernel x kernel windows at `stride`, the input padded by `pad` <= kernel / 2.
+std::unique_ptr<Layer> make_max_pool(std::string name, const Shape& in, int kernel, int stride,
+                                     int pad = 0);
+// count_padding: padded positions count in the divisor (PyTorch's count_include_pad=True).
+std::unique_ptr<Layer> make_avg_pool(std::string name, const Shape& in, int kernel, int stride,
+                                     int pad = 0, bool count_padding = true);
 // Average pooling to a fixed out_h x out_w whatever the input size (torchvision's
 // AdaptiveAvgPool2d).
 std::unique_ptr<Layer> make_adaptive_avg_pool(std::string name, const Shape& in, int out_h,

@@ -33,6 +33,7 @@ class LayerBuild {
   int positive_int(const NodeSpec& node, const std::string& key, int fallback = 0) const;
   int non_negative_int(const NodeSpec& node, const std::string& key, int fallback) const;
   float real(const NodeSpec& node, const std::string& key, float fallback) const;
+  bool boolean(const NodeSpec& node, const std::string& key, bool fallback) const;  // true|false
   Activation activation(const NodeSpec& node) const;
   [[noreturn]] void fail(const NodeSpec& node, const std::string& what) const;
 

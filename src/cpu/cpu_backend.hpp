@@ -54,6 +54,7 @@ class CpuBackend final : public Backend {
 
   std::unique_ptr<Conv2dOp> make_conv2d(const Conv2dGeom& g) override;
   std::unique_ptr<MaxPoolOp> make_max_pool(const PoolGeom& g) override;
+  std::unique_ptr<AvgPoolOp> make_avg_pool(const PoolGeom& g, bool count_padding) override;
   std::unique_ptr<DenseOp> make_dense(int in, int out) override;
   std::unique_ptr<BatchNormOp> make_batch_norm(int channels, int spatial, float eps) override;
 

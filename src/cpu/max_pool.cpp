@@ -1,5 +1,7 @@
 // Max-pooling on oneDNN, plain NCHW. Training forward keeps oneDNN's workspace (the argmax
-// positions) per batch size, which backward consumes.
+// positions) per batch size, which backward consumes. oneDNN pads a max pool with -inf, so
+// padding never wins; the right/bottom padding equals the left/top, which with oneDNN's
+// rounded-down output size is PyTorch's floor rule.
 #include "cpu_backend.hpp"
 
 namespace distnet::cpu {
@@ -52,7 +54,7 @@ class CpuMaxPool final : public MaxPoolOp {
     const auto& e = ctx_->engine;
     const auto src = md({n, g_.c, g_.h_in, g_.w_in}, tag::nchw);
     const auto dst = md({n, g_.c, g_.h_out(), g_.w_out()}, tag::nchw);
-    const memory::dims k{g_.kernel, g_.kernel}, s{g_.stride, g_.stride}, pad{0, 0};
+    const memory::dims k{g_.kernel, g_.kernel}, s{g_.stride, g_.stride}, pad{g_.pad, g_.pad};
     dnnl::pooling_forward::primitive_desc train_pd(
         {dnnl::prop_kind::forward_training, dnnl::algorithm::pooling_max, src, dst, s, k, pad, pad},
         e);

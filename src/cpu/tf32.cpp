@@ -46,12 +46,14 @@ class Tf32Conv2d final : public Conv2dOp {
     const std::size_t ny = std::size_t(n) * g_.c_out * g_.h_out() * g_.w_out();
     op_->backward(n, rounded(x, x_count(n), r_, x_), rounded(w, w_count(), r_, w_),
                   rounded(dy, ny, r_, dy_), dx, dw, db);
-    bias_gradient(n, g_.c_out, std::int64_t(g_.h_out()) * g_.w_out(), dy, db);
+    if (db) bias_gradient(n, g_.c_out, std::int64_t(g_.h_out()) * g_.w_out(), dy, db);
   }
 
  private:
   std::size_t x_count(int n) const { return std::size_t(n) * g_.c_in * g_.h_in * g_.w_in; }
-  std::size_t w_count() const { return std::size_t(g_.c_out) * g_.c_in * g_.kernel * g_.kernel; }
+  std::size_t w_count() const {
+    return std::size_t(g_.c_out) * g_.c_in_per_group() * g_.kernel * g_.kernel;
+  }
 
   std::unique_ptr<Conv2dOp> op_;
   Conv2dGeom g_;

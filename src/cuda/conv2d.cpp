@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "conv_choice.hpp"
@@ -26,6 +27,9 @@ ConvDesc make_conv_desc(const Conv2dGeom& g, cudnnMathType_t math) {
   // CROSS_CORRELATION: the weights are applied unflipped, as in every DL framework.
   DISTNET_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d, g.pad, g.pad, g.stride, g.stride, 1, 1,
                                                       CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+  // Every descriptor of the op carries the group count (the search's and each direction's), so
+  // the algorithms are chosen, and run, for the grouped convolution.
+  DISTNET_CUDNN_CHECK(cudnnSetConvolutionGroupCount(d, g.groups));
   DISTNET_CUDNN_CHECK(cudnnSetConvolutionMathType(d, math));
   return owned;
 }
@@ -75,7 +79,8 @@ Choice<Algo> choose(const std::vector<Perf>& perf, int count, const Context& ctx
       std::string("cuDNN offers no ") + direction + " convolution algorithm for batch " +
       std::to_string(n) + ", " + std::to_string(g.c_in) + "x" + std::to_string(g.h_in) + "x" +
       std::to_string(g.w_in) + " -> " + std::to_string(g.c_out) + " channels, " +
-      std::to_string(g.kernel) + "x" + std::to_string(g.kernel) + " within " +
+      std::to_string(g.kernel) + "x" + std::to_string(g.kernel) +
+      (g.groups > 1 ? " in " + std::to_string(g.groups) + " groups" : "") + " within " +
       std::to_string(ctx.options.workspace_limit >> 20) + " MiB of workspace" +
       (fp32 ? " in FP32 math (try --math tf32)" : "") +
       (ctx.options.deterministic ? " among deterministic algorithms (--deterministic)" : "") +
@@ -119,11 +124,13 @@ class CudaConv2d final : public Conv2dOp {
     cudnnFilterDescriptor_t w = nullptr;
     DISTNET_CUDNN_CHECK(cudnnCreateFilterDescriptor(&w));
     w_ = FilterDesc(w);
+    // (c_out, c_in / groups, k, k): cuDNN's grouped filter is PyTorch's and the CPU's OIHW.
     DISTNET_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, g.c_out,
-                                                   g.c_in, g.kernel, g.kernel));
+                                                   g.c_in_per_group(), g.kernel, g.kernel));
   }
 
   void forward(int n, const float* x, const float* w, const float* b, float* y) override {
+    DISTNET_CHECK((b != nullptr) == g_.bias, bias_mismatch("forward", "b"));
     if (n == 0) return;
     ConvPlan& p = plan(n);
     if (!p.fwd) p.fwd = choose_forward(p, n, x, w, y);
@@ -131,17 +138,20 @@ class CudaConv2d final : public Conv2dOp {
     DISTNET_CUDNN_CHECK(cudnnConvolutionForward(ctx_->cudnn, &one, p.x, x, w_, w, p.fwd->conv,
                                                 p.fwd->algo, ctx_->workspace(p.fwd->workspace),
                                                 p.fwd->workspace, &zero, p.y, y));
-    DISTNET_CUDNN_CHECK(cudnnAddTensor(ctx_->cudnn, &one, bias_, b, &one, p.y, y));
+    if (g_.bias) DISTNET_CUDNN_CHECK(cudnnAddTensor(ctx_->cudnn, &one, bias_, b, &one, p.y, y));
   }
 
   void backward(int n, const float* x, const float* w, const float* dy, float* dx, float* dw,
                 float* db) override {
+    DISTNET_CHECK((db != nullptr) == g_.bias, bias_mismatch("backward", "db"));
     if (n == 0) return;
     ConvPlan& p = plan(n);
     if (!p.bwd_filter) p.bwd_filter = choose_backward_filter(p, n, x, dy, dw);
     if (dx && !p.bwd_data) p.bwd_data = choose_backward_data(p, n, w, dy, dx);
     const float one = 1.0f, zero = 0.0f;
-    DISTNET_CUDNN_CHECK(cudnnConvolutionBackwardBias(ctx_->cudnn, &one, p.y, dy, &zero, bias_, db));
+    if (g_.bias)
+      DISTNET_CUDNN_CHECK(
+          cudnnConvolutionBackwardBias(ctx_->cudnn, &one, p.y, dy, &zero, bias_, db));
     DISTNET_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
         ctx_->cudnn, &one, p.x, x, p.y, dy, p.bwd_filter->conv, p.bwd_filter->algo,
         ctx_->workspace(p.bwd_filter->workspace), p.bwd_filter->workspace, &zero, w_, dw));
@@ -163,6 +173,11 @@ class CudaConv2d final : public Conv2dOp {
   }
 
   bool find() const { return ctx_->options.conv_search == gpu::CudaOptions::ConvSearch::find; }
+
+  std::string bias_mismatch(const char* pass, const char* arg) const {
+    return std::string("conv2d ") + pass + ": " + arg + " must be " +
+           (g_.bias ? "given (the op has a bias)" : "null (the op has no bias)");
+  }
 
   // The descriptor the search runs on: the search's math (tensor cores allowed with tf32).
   ConvDesc search_desc() const { return make_conv_desc(g_, ctx_->conv_math()); }

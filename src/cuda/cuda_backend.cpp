@@ -260,6 +260,9 @@ std::unique_ptr<Conv2dOp> CudaBackend::make_conv2d(const Conv2dGeom& g) {
 std::unique_ptr<MaxPoolOp> CudaBackend::make_max_pool(const PoolGeom& g) {
   return make_max_pool_op(ctx_, g);
 }
+std::unique_ptr<AvgPoolOp> CudaBackend::make_avg_pool(const PoolGeom& g, bool count_padding) {
+  return make_avg_pool_op(ctx_, g, count_padding);
+}
 std::unique_ptr<DenseOp> CudaBackend::make_dense(int in, int out) {
   return make_dense_op(ctx_, in, out);
 }

@@ -17,9 +17,10 @@ class CudaMaxPool final : public MaxPoolOp {
     cudnnPoolingDescriptor_t d = nullptr;
     DISTNET_CUDNN_CHECK(cudnnCreatePoolingDescriptor(&d));
     pool_ = PoolDesc(d);
+    // Padded positions never win a cuDNN max (they are not part of the input).
     DISTNET_CUDNN_CHECK(cudnnSetPooling2dDescriptor(d, CUDNN_POOLING_MAX_DETERMINISTIC,
-                                                    CUDNN_NOT_PROPAGATE_NAN, g.kernel, g.kernel, 0,
-                                                    0, g.stride, g.stride));
+                                                    CUDNN_NOT_PROPAGATE_NAN, g.kernel, g.kernel,
+                                                    g.pad, g.pad, g.stride, g.stride));
   }
 
   void forward(int n, const float* x, float* y, bool training) override {

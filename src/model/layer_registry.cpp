@@ -21,17 +21,33 @@ int width(const NodeSpec& n, LayerBuild& b, const std::string& key) {
 }
 
 std::unique_ptr<Layer> conv(const NodeSpec& n, LayerBuild& b) {
-  const Conv2dSpec s{width(n, b, "channels"), b.positive_int(n, "kernel"),
-                     b.positive_int(n, "stride", 1), b.non_negative_int(n, "padding", 0),
-                     b.activation(n)};
+  const Conv2dSpec s{width(n, b, "channels"),
+                     b.positive_int(n, "kernel"),
+                     b.positive_int(n, "stride", 1),
+                     b.non_negative_int(n, "padding", 0),
+                     b.activation(n),
+                     b.boolean(n, "bias", true),
+                     b.positive_int(n, "groups", 1)};
   if (b.shape().rank() != 3) b.fail(n, "needs a C x H x W input, got " + b.shape().str());
   return make_conv2d(n.name, b.shape(), s);
 }
 
+// Padding beyond half the kernel is refused by the layer (PyTorch's rule), naming it.
 std::unique_ptr<Layer> max_pool(const NodeSpec& n, LayerBuild& b) {
   const int kernel = b.positive_int(n, "kernel");
+  const int stride = b.positive_int(n, "stride", kernel);
+  const int padding = b.non_negative_int(n, "padding", 0);
   if (b.shape().rank() != 3) b.fail(n, "needs a C x H x W input, got " + b.shape().str());
-  return make_max_pool(n.name, b.shape(), kernel, b.positive_int(n, "stride", kernel));
+  return make_max_pool(n.name, b.shape(), kernel, stride, padding);
+}
+
+std::unique_ptr<Layer> avg_pool(const NodeSpec& n, LayerBuild& b) {
+  const int kernel = b.positive_int(n, "kernel");
+  const int stride = b.positive_int(n, "stride", kernel);
+  const int padding = b.non_negative_int(n, "padding", 0);
+  const bool count_padding = b.boolean(n, "count_padding", true);
+  if (b.shape().rank() != 3) b.fail(n, "needs a C x H x W input, got " + b.shape().str());
+  return make_avg_pool(n.name, b.shape(), kernel, stride, padding, count_padding);
 }
 
 // `size: 6` or `size: [6, 6]` (height, width).
@@ -97,8 +113,9 @@ std::unique_ptr<Layer> relu(const NodeSpec& n, LayerBuild& b) {
 
 const std::map<std::string, LayerType>& layer_registry() {
   static const std::map<std::string, LayerType> r = {
-      {"conv", {{"act", "channels", "kernel", "padding", "stride"}, conv}},
-      {"max_pool", {{"kernel", "stride"}, max_pool}},
+      {"conv", {{"act", "bias", "channels", "groups", "kernel", "padding", "stride"}, conv}},
+      {"max_pool", {{"kernel", "padding", "stride"}, max_pool}},
+      {"avg_pool", {{"count_padding", "kernel", "padding", "stride"}, avg_pool}},
       {"adaptive_avg_pool", {{"size"}, adaptive_avg_pool}},
       {"dense", {{"act", "units"}, dense}},
       {"dropout", {{"p"}, dropout}},
@@ -150,6 +167,14 @@ float LayerBuild::real(const NodeSpec& node, const std::string& key, float fallb
   if (v->empty() || *end != '\0' || errno != 0)
     fail(node, key + " must be a number, got '" + *v + "'");
   return x;
+}
+
+bool LayerBuild::boolean(const NodeSpec& node, const std::string& key, bool fallback) const {
+  const std::string* v = setting(node, key);
+  if (!v) return fallback;
+  if (*v == "true") return true;
+  if (*v == "false") return false;
+  fail(node, key + " must be true or false, got '" + *v + "'");
 }
 
 Activation LayerBuild::activation(const NodeSpec& node) const {

@@ -21,28 +21,59 @@ std::string act_suffix(Activation a) {
   return a == Activation::relu ? " +relu" : "";
 }
 
+// "3/2", and " p1" only with padding (the zoo's tables predate it).
+std::string pool_text(const PoolGeom& g) {
+  return std::to_string(g.kernel) + "/" + std::to_string(g.stride) +
+         (g.pad > 0 ? " p" + std::to_string(g.pad) : "");
+}
+
+// A pooling layer's geometry, checked: padding at most half the kernel (PyTorch's rule: every
+// window then holds an input position) and a non-empty output.
+PoolGeom pool_geom(const std::string& op, const std::string& name, const Shape& in, int kernel,
+                   int stride, int pad) {
+  DISTNET_CHECK(in.rank() == 3, op + " " + name + " needs a C x H x W input, got " + in.str());
+  DISTNET_CHECK_USAGE(pad >= 0 && pad <= kernel / 2,
+                      "layer " + name + " (" + op + "): padding must be at most half the kernel (" +
+                          std::to_string(kernel / 2) + " for kernel " + std::to_string(kernel) +
+                          "), got " + std::to_string(pad));
+  PoolGeom g;
+  g.c = static_cast<int>(in[0]), g.h_in = static_cast<int>(in[1]), g.w_in = static_cast<int>(in[2]);
+  g.kernel = kernel, g.stride = stride, g.pad = pad;
+  const Shape out{g.c, g.h_in + 2 * pad < kernel ? 0 : g.h_out(),
+                  g.w_in + 2 * pad < kernel ? 0 : g.w_out()};
+  check_output(name, in, out, "pool " + pool_text(g));
+  return g;
+}
+
 class Conv2dLayer final : public Layer {
  public:
   Conv2dLayer(std::string name, const Shape& in, const Conv2dSpec& s, const Conv2dGeom& g)
       : Layer(std::move(name), in, Shape{s.c_out, g.h_out(), g.w_out()}), s_(s), g_(g) {}
 
+  // Groups and a missing bias show only where they are set, so the zoo's tables stay as they were.
   std::string kind() const override {
     return "conv2d " + std::to_string(s_.c_out) + "@" + std::to_string(s_.kernel) + "x" +
            std::to_string(s_.kernel) + " s" + std::to_string(s_.stride) + " p" +
-           std::to_string(s_.pad) + act_suffix(s_.act);
+           std::to_string(s_.pad) + (g_.groups > 1 ? " g" + std::to_string(g_.groups) : "") +
+           (g_.bias ? "" : " nobias") + act_suffix(s_.act);
   }
 
+  // Fans as PyTorch and MXNet count them for a grouped weight: in = (c_in / groups) k^2 (what
+  // one output sees), out = c_out k^2 (the weight's first dimension).
   std::vector<ParamSpec> param_specs() const override {
     const std::int64_t k2 = static_cast<std::int64_t>(g_.kernel) * g_.kernel;
-    return {{name() + ".weight", Shape{g_.c_out, g_.c_in, g_.kernel, g_.kernel}, ParamRole::weight,
-             g_.c_in * k2, g_.c_out * k2},
-            {name() + ".bias", Shape{g_.c_out}, ParamRole::bias}};
+    std::vector<ParamSpec> specs{{name() + ".weight",
+                                  Shape{g_.c_out, g_.c_in_per_group(), g_.kernel, g_.kernel},
+                                  ParamRole::weight, g_.c_in_per_group() * k2, g_.c_out * k2}};
+    if (g_.bias) specs.push_back({name() + ".bias", Shape{g_.c_out}, ParamRole::bias});
+    return specs;
   }
 
   void bind(Backend& be, const std::vector<float*>& p, const std::vector<float*>& g) override {
     be_ = &be;
     op_ = be.make_conv2d(g_);
-    w_ = p[0], b_ = p[1], dw_ = g[0], db_ = g[1];
+    w_ = p[0], dw_ = g[0];
+    if (g_.bias) b_ = p[1], db_ = g[1];
   }
 
   void forward(const StepContext&, int n, const float* x, float* y) override {
@@ -68,9 +99,7 @@ class MaxPoolLayer final : public Layer {
   MaxPoolLayer(std::string name, const Shape& in, const PoolGeom& g)
       : Layer(std::move(name), in, Shape{g.c, g.h_out(), g.w_out()}), g_(g) {}
 
-  std::string kind() const override {
-    return "max_pool " + std::to_string(g_.kernel) + "/" + std::to_string(g_.stride);
-  }
+  std::string kind() const override { return "max_pool " + pool_text(g_); }
   void bind(Backend& be, const std::vector<float*>&, const std::vector<float*>&) override {
     be_ = &be;
     op_ = be.make_max_pool(g_);
@@ -86,6 +115,35 @@ class MaxPoolLayer final : public Layer {
  private:
   PoolGeom g_;
   std::unique_ptr<MaxPoolOp> op_;
+};
+
+class AvgPoolLayer final : public Layer {
+ public:
+  AvgPoolLayer(std::string name, const Shape& in, const PoolGeom& g, bool count_padding)
+      : Layer(std::move(name), in, Shape{g.c, g.h_out(), g.w_out()}),
+        g_(g),
+        count_padding_(count_padding) {}
+
+  // "excl-pad" where padding exists and is left out of the divisor.
+  std::string kind() const override {
+    return "avg_pool " + pool_text(g_) + (g_.pad > 0 && !count_padding_ ? " excl-pad" : "");
+  }
+  void bind(Backend& be, const std::vector<float*>&, const std::vector<float*>&) override {
+    be_ = &be;
+    op_ = be.make_avg_pool(g_, count_padding_);
+  }
+  void forward(const StepContext&, int n, const float* x, float* y) override {
+    op_->forward(n, x, y);
+  }
+  void backward(const StepContext&, int n, const float* x, const float* y, float* dy,
+                float* dx) override {
+    if (dx) op_->backward(n, x, y, dy, dx);
+  }
+
+ private:
+  PoolGeom g_;
+  bool count_padding_;
+  std::unique_ptr<AvgPoolOp> op_;
 };
 
 // torchvision's AdaptiveAvgPool2d: a fixed output size whatever the input's. At AlexNet's 224x224
@@ -282,20 +340,27 @@ std::unique_ptr<Layer> make_conv2d(std::string name, const Shape& in, const Conv
   g.c_in = static_cast<int>(in[0]), g.h_in = static_cast<int>(in[1]),
   g.w_in = static_cast<int>(in[2]);
   g.c_out = s.c_out, g.kernel = s.kernel, g.stride = s.stride, g.pad = s.pad;
+  g.groups = s.groups, g.bias = s.bias;
+  DISTNET_CHECK_USAGE(s.groups >= 1 && g.c_in % s.groups == 0 && s.c_out % s.groups == 0,
+                      "layer " + name + " (conv): groups must divide the input's " +
+                          std::to_string(g.c_in) + " channels and the " + std::to_string(s.c_out) +
+                          " output channels, got " + std::to_string(s.groups));
   const Shape out{s.c_out, g.h_in + 2 * s.pad < s.kernel ? 0 : g.h_out(),
                   g.w_in + 2 * s.pad < s.kernel ? 0 : g.w_out()};
   check_output(name, in, out, "conv " + std::to_string(s.kernel) + "x" + std::to_string(s.kernel));
   return std::make_unique<Conv2dLayer>(std::move(name), in, s, g);
 }
 
-std::unique_ptr<Layer> make_max_pool(std::string name, const Shape& in, int kernel, int stride) {
-  DISTNET_CHECK(in.rank() == 3, "max_pool " + name + " needs a C x H x W input, got " + in.str());
-  PoolGeom g;
-  g.c = static_cast<int>(in[0]), g.h_in = static_cast<int>(in[1]), g.w_in = static_cast<int>(in[2]);
-  g.kernel = kernel, g.stride = stride;
-  const Shape out{g.c, g.h_in < kernel ? 0 : g.h_out(), g.w_in < kernel ? 0 : g.w_out()};
-  check_output(name, in, out, "pool " + std::to_string(kernel) + "/" + std::to_string(stride));
+std::unique_ptr<Layer> make_max_pool(std::string name, const Shape& in, int kernel, int stride,
+                                     int pad) {
+  const PoolGeom g = pool_geom("max_pool", name, in, kernel, stride, pad);
   return std::make_unique<MaxPoolLayer>(std::move(name), in, g);
+}
+
+std::unique_ptr<Layer> make_avg_pool(std::string name, const Shape& in, int kernel, int stride,
+                                     int pad, bool count_padding) {
+  const PoolGeom g = pool_geom("avg_pool", name, in, kernel, stride, pad);
+  return std::make_unique<AvgPoolLayer>(std::move(name), in, g, count_padding);
 }
 
 std::unique_ptr<Layer> make_adaptive_avg_pool(std::string name, const Shape& in, int out_h,

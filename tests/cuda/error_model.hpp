@@ -184,11 +184,13 @@ inline void expect_fp32_op_close(const std::string& what, const std::vector<floa
 struct ConvTerms {
   std::int64_t y, dx, dw, db;
 };
+// A grouped convolution's output sees c_in / groups input channels, its input c_out / groups
+// output channels.
 inline ConvTerms conv_terms(const Conv2dGeom& g, int n) {
   const std::int64_t taps = (g.kernel + g.stride - 1) / g.stride;
   const std::int64_t out_plane = std::int64_t(n) * g.h_out() * g.w_out();
-  return {std::int64_t(g.c_in) * g.kernel * g.kernel, std::int64_t(g.c_out) * taps * taps,
-          out_plane, out_plane};
+  return {std::int64_t(g.c_in / g.groups) * g.kernel * g.kernel,
+          std::int64_t(g.c_out / g.groups) * taps * taps, out_plane, out_plane};
 }
 inline ConvTerms dense_terms(int in, int out, int n) {
   return {in, out, n, n};
@@ -206,10 +208,12 @@ inline ProductResults run_conv(Backend& cpu, const Conv2dGeom& g, int n,
   r.y.resize(std::size_t(n) * g.c_out * g.h_out() * g.w_out());
   r.dx.resize(x.size());
   r.dw.resize(w.size());
-  r.db.resize(b.size());
+  r.db.resize(g.bias ? b.size() : 0);
   auto op = cpu.make_conv2d(g);
-  op->forward(n, x.data(), w.data(), b.data(), r.y.data());
-  op->backward(n, x.data(), w.data(), dy.data(), r.dx.data(), r.dw.data(), r.db.data());
+  // Without a bias (g.bias false) the op takes null for b and db; r.db stays empty.
+  op->forward(n, x.data(), w.data(), g.bias ? b.data() : nullptr, r.y.data());
+  op->backward(n, x.data(), w.data(), dy.data(), r.dx.data(), r.dw.data(),
+               g.bias ? r.db.data() : nullptr);
   return r;
 }
 

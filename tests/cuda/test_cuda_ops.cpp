@@ -119,27 +119,102 @@ TEST_P(CudaVsCpu, Conv2dForwardAndAllGradients) {
   }
 }
 
+// torchvision's ResNet convolutions (no bias: a batch norm follows) and grouped ones: cuDNN with
+// the bias add and its gradient skipped, and the group count on every convolution descriptor.
+TEST_P(CudaVsCpu, Conv2dWithoutBiasAndInGroups) {
+  SKIP_WITHOUT_GPU();
+  const Math m = GetParam();
+  auto cpu = cpu_reference();
+  auto gpu = gpu_backend(m);
+  const Conv2dGeom geoms[] = {{3, 35, 35, 16, 7, 2, 3, 1, false},
+                              {16, 9, 9, 24, 1, 2, 0, 1, false},
+                              {16, 9, 9, 24, 3, 1, 1, 4, true},
+                              {12, 10, 10, 12, 3, 2, 1, 12, false}};
+  for (const Conv2dGeom& g : geoms) {
+    const int n = 3;
+    const auto x = testkit::random_vector(std::size_t(n) * g.c_in * g.h_in * g.w_in, 1);
+    const auto w =
+        testkit::random_vector(std::size_t(g.c_out) * g.c_in_per_group() * g.kernel * g.kernel, 2);
+    const auto b = testkit::random_vector(std::size_t(g.c_out), 3);
+    const std::size_t ny = std::size_t(n) * g.c_out * g.h_out() * g.w_out();
+    const auto dy = testkit::random_vector(ny, 4);
+    const ProductResults r = run_conv(*cpu, g, n, x, w, b, dy);
+    const ProductResults mag = run_conv(*cpu, g, n, abs_of(x), abs_of(w), abs_of(b), abs_of(dy));
+
+    Dev gx(*gpu, x), gw(*gpu, w), gb(*gpu, b), gy(*gpu, ny), gdy(*gpu, dy), gdx(*gpu, x.size()),
+        gdw(*gpu, w.size()), gdb(*gpu, b.size());
+    auto op = gpu->make_conv2d(g);
+    op->forward(n, gx.p(), gw.p(), g.bias ? gb.p() : nullptr, gy.p());
+    op->backward(n, gx.p(), gw.p(), gdy.p(), gdx.p(), gdw.p(), g.bias ? gdb.p() : nullptr);
+    std::printf("conv %dx%d s%d p%d, %d -> %d channels in %d groups, %s:\n", g.kernel, g.kernel,
+                g.stride, g.pad, g.c_in, g.c_out, g.groups, g.bias ? "bias" : "no bias");
+    const ConvTerms k = conv_terms(g, n);
+    const bool tx = transforms_possible(g);
+    expect_product_close("forward y", arith(m), k.y, gy.get(), r.y, mag.y, tx);
+    expect_product_close("input gradient dx", arith(m), k.dx, gdx.get(), r.dx, mag.dx, tx);
+    expect_product_close("weight gradient dw", arith(m), k.dw, gdw.get(), r.dw, mag.dw, tx);
+    if (g.bias) expect_sum_close("bias gradient db", k.db, gdb.get(), r.db, mag.db);
+    // A bias-less op never touches a bias: the buffer for one keeps its values.
+    if (!g.bias) EXPECT_EQ(gdb.get(), std::vector<float>(b.size(), 0.0f));
+  }
+}
+
 TEST_P(CudaVsCpu, MaxPoolForwardAndBackward) {
   SKIP_WITHOUT_GPU();
   const Math m = GetParam();
   auto cpu = cpu_reference();
   auto gpu = gpu_backend(m);
-  const PoolGeom g{5, 13, 13, 3, 2};
-  const int n = 4;
-  const auto x = testkit::random_vector(std::size_t(n) * g.c * g.h_in * g.w_in, 5);
-  const std::size_t ny = std::size_t(n) * g.c * g.h_out() * g.w_out();
-  const auto dy = testkit::random_vector(ny, 6);
-  std::vector<float> y(ny), dx(x.size());
-  auto cop = cpu->make_max_pool(g);
-  cop->forward(n, x.data(), y.data(), true);
-  cop->backward(n, dy.data(), dx.data());
-  Dev gx(*gpu, x), gy(*gpu, ny), gdy(*gpu, dy), gdx(*gpu, x.size());
-  auto op = gpu->make_max_pool(g);
-  op->forward(n, gx.p(), gy.p(), true);
-  op->backward(n, gdy.p(), gdx.p());
-  std::printf("max_pool 3/2:\n");
-  expect_fp32_op_close("forward y", gy.get(), y);
-  expect_fp32_op_close("input gradient dx", gdx.get(), dx);
+  // AlexNet's 3/2, ResNet's stem pool 3/2 p1 and GoogLeNet's 3/1 p1. The inputs lie in [-3, -1]:
+  // a padded position that took part would win (as 0) every window at the border.
+  for (const PoolGeom g :
+       {PoolGeom{5, 13, 13, 3, 2}, PoolGeom{4, 12, 11, 3, 2, 1}, PoolGeom{3, 9, 9, 3, 1, 1}}) {
+    const int n = 4;
+    auto x = testkit::random_vector(std::size_t(n) * g.c * g.h_in * g.w_in, 5);
+    if (g.pad > 0)
+      for (auto& v : x) v -= 2.0f;
+    const std::size_t ny = std::size_t(n) * g.c * g.h_out() * g.w_out();
+    const auto dy = testkit::random_vector(ny, 6);
+    std::vector<float> y(ny), dx(x.size());
+    auto cop = cpu->make_max_pool(g);
+    cop->forward(n, x.data(), y.data(), true);
+    cop->backward(n, dy.data(), dx.data());
+    Dev gx(*gpu, x), gy(*gpu, ny), gdy(*gpu, dy), gdx(*gpu, x.size());
+    auto op = gpu->make_max_pool(g);
+    op->forward(n, gx.p(), gy.p(), true);
+    op->backward(n, gdy.p(), gdx.p());
+    std::printf("max_pool %d/%d p%d on %dx%d:\n", g.kernel, g.stride, g.pad, g.h_in, g.w_in);
+    expect_fp32_op_close("forward y", gy.get(), y);
+    expect_fp32_op_close("input gradient dx", gdx.get(), dx);
+  }
+}
+
+TEST_P(CudaVsCpu, AvgPoolForwardAndBackward) {
+  SKIP_WITHOUT_GPU();
+  const Math m = GetParam();
+  auto cpu = cpu_reference();
+  auto gpu = gpu_backend(m);
+  // d2l's 2/2 transition, GoogLeNet's 3/1 p1 and Inception v1's 5/3 aux pool, with the padding
+  // counted in the divisor (PyTorch's default) and left out.
+  for (const bool count : {true, false})
+    for (const PoolGeom g :
+         {PoolGeom{6, 12, 12, 2, 2}, PoolGeom{4, 9, 10, 3, 1, 1}, PoolGeom{3, 14, 14, 5, 3, 2}}) {
+      const int n = 3;
+      const auto x = testkit::random_vector(std::size_t(n) * g.c * g.h_in * g.w_in, 33);
+      const std::size_t ny = std::size_t(n) * g.c * g.h_out() * g.w_out();
+      const auto dy = testkit::random_vector(ny, 34);
+      std::vector<float> y(ny), dx(x.size());
+      auto cop = cpu->make_avg_pool(g, count);
+      cop->forward(n, x.data(), y.data());
+      cop->backward(n, x.data(), y.data(), dy.data(), dx.data());
+      Dev gx(*gpu, x), gy(*gpu, ny), gdy(*gpu, dy), gdx(*gpu, x.size());
+      auto op = gpu->make_avg_pool(g, count);
+      op->forward(n, gx.p(), gy.p());
+      op->backward(n, gx.p(), gy.p(), gdy.p(), gdx.p());
+      std::printf("avg_pool %d/%d p%d on %dx%d, padding %s:\n", g.kernel, g.stride, g.pad, g.h_in,
+                  g.w_in, count ? "counted" : "left out");
+      expect_fp32_op_close("forward y", gy.get(), y);
+      expect_fp32_op_close("input gradient dx", gdx.get(), dx);
+    }
 }
 
 TEST_P(CudaVsCpu, AdaptiveAvgPoolForwardAndBackward) {

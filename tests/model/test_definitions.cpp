@@ -2,6 +2,8 @@
 // definition gets one line naming the file, the line or layer, and what was expected.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 
@@ -9,6 +11,7 @@
 #include "distnet/layer_registry.hpp"
 #include "distnet/model.hpp"
 #include "distnet/model_spec.hpp"
+#include "ops/gradcheck.hpp"
 #include "unused_group.hpp"
 
 using namespace distnet;
@@ -106,6 +109,119 @@ TEST(Definitions, AUsersNetworkBuildsAndTrainsFromAFile) {
   EXPECT_GT(stats[0], 0.0);
 }
 
+// The pieces d2l's GoogLeNet and the ResNet-18s (d2l's, torchvision's) need besides their
+// blocks: convolutions without a bias or in groups, padded max pooling, average pooling with the
+// padding counted or not. They build from a file, show their settings, count their parameters
+// (a bias-less convolution has its weight only) and train a step.
+TEST(Definitions, ResNetAndGoogLeNetLayersBuildAndTrain) {
+  const std::string path = write_file("pieces.yaml", R"(layers:
+  - conv:       {name: stem, channels: 8, kernel: 7, stride: 2, padding: 3, bias: false}
+  - batch_norm: {name: bn, act: relu}
+  - max_pool:   {name: pool, kernel: 3, stride: 2, padding: 1}
+  - max_pool:   {name: keep, kernel: 3, stride: 1, padding: 1}
+  - avg_pool:   {name: avg, kernel: 3, stride: 1, padding: 1}
+  - avg_pool:   {name: avgx, kernel: 3, stride: 1, padding: 1, count_padding: false}
+  - conv:       {name: grouped, channels: 16, kernel: 3, padding: 1, groups: 4, bias: false}
+  - conv:       {name: biased, channels: 16, kernel: 1, bias: true, act: relu}
+  - avg_pool:   {name: down, kernel: 2}
+  - flatten
+  - dense:      {units: classes}
+)");
+  const ModelConfig c = cfg(path, Shape{3, 32, 32});
+  const auto layers = build_layers(c);
+  std::vector<std::string> got;
+  for (const auto& l : layers) got.push_back(l->kind() + " " + l->output_shape().str());
+  EXPECT_EQ(got, (std::vector<std::string>{
+                     "conv2d 8@7x7 s2 p3 nobias 8x16x16", "batch_norm +relu 8x16x16",
+                     "max_pool 3/2 p1 8x8x8", "max_pool 3/1 p1 8x8x8", "avg_pool 3/1 p1 8x8x8",
+                     "avg_pool 3/1 p1 excl-pad 8x8x8", "conv2d 16@3x3 s1 p1 g4 nobias 16x8x8",
+                     "conv2d 16@1x1 s1 p0 +relu 16x8x8", "avg_pool 2/2 16x4x4", "flatten 256",
+                     "dense 256->10 10"}));
+  const auto stem = layers[0]->param_specs();
+  ASSERT_EQ(stem.size(), 1u);
+  EXPECT_EQ(stem[0].name, "stem.weight");
+  const auto grouped = layers[6]->param_specs();
+  ASSERT_EQ(grouped.size(), 1u);
+  EXPECT_EQ(grouped[0].shape, (Shape{16, 2, 3, 3}));  // (c_out, c_in / groups, k, k)
+  EXPECT_EQ(grouped[0].fan_in, 2 * 9);
+  EXPECT_EQ(grouped[0].fan_out, 16 * 9);
+  EXPECT_EQ(layers[7]->param_specs().size(), 2u);
+
+  auto be = make_cpu_backend();
+  Model m(c, *be, 2);
+  m.initialize({});
+  EXPECT_EQ(m.num_trainable(), 8 * 3 * 49 + 2 * 8 + 16 * 2 * 9 + (16 * 16 + 16) + (256 * 10 + 10));
+  std::vector<std::string> names;
+  for (const ParamEntry& e : m.params()) names.push_back(e.spec.name);
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"biased.bias", "biased.weight", "bn.beta", "bn.gamma",
+                                             "dense1.bias", "dense1.weight", "grouped.weight",
+                                             "stem.weight"}));
+  const auto x = testkit::random_vector(2 * 3 * 32 * 32, 3);
+  const std::vector<std::uint32_t> ids{0, 1};
+  const std::vector<std::int32_t> labels{2, 7};
+  const StepContext ctx{true, 1, 0, ids.data()};
+  const float* logits = m.forward(ctx, 2, x.data());
+  double stats[3] = {0, 0, 0};
+  be->softmax_xent(2, 10, logits, labels.data(), 0.5f, m.dlogits(), stats);
+  EXPECT_TRUE(m.backward(ctx, 2, x.data()));
+  EXPECT_TRUE(std::isfinite(stats[0]));
+  // Every weight got a gradient (the stem's reaches it through every new layer).
+  for (const ParamEntry& e : m.params()) {
+    if (e.spec.role != ParamRole::weight) continue;
+    const float* g = m.grad_data() + e.offset;
+    double sum = 0;
+    for (std::int64_t i = 0; i < e.spec.shape.numel(); ++i) sum += std::abs(g[i]);
+    EXPECT_GT(sum, 0.0) << e.spec.name;
+  }
+}
+
+TEST(Definitions, BadPoolingAndConvolutionSettingsNameTheLayer) {
+  expect_one_line(build_error("layers:\n  - max_pool: {kernel: 3, stride: 2, padding: 2}\n"),
+                  {"bad.yaml:2: layer max_pool1 (max_pool): padding must be at most half the "
+                   "kernel (1 for kernel 3), got 2"});
+  expect_one_line(build_error("layers:\n  - avg_pool: {name: a, kernel: 2, padding: 2}\n"),
+                  {"bad.yaml:2: layer a (avg_pool): padding must be at most half the kernel (1 "
+                   "for kernel 2), got 2"});
+  expect_one_line(build_error("layers:\n  - max_pool: {kernel: 3, padding: -1}\n"),
+                  {"bad.yaml:2: layer max_pool1 (max_pool): padding must be an integer >= 0, got "
+                   "'-1'"});
+  expect_one_line(build_error("layers:\n  - avg_pool: {kernel: 0}\n"),
+                  {"bad.yaml:2: layer avg_pool1 (avg_pool): kernel must be a positive integer, "
+                   "got '0'"});
+  expect_one_line(build_error("layers:\n  - avg_pool: {stride: 2}\n"),
+                  {"bad.yaml:2: layer avg_pool1 (avg_pool): needs a setting 'kernel' (a positive "
+                   "integer)"});
+  expect_one_line(
+      build_error("layers:\n  - avg_pool: {kernel: 3, padding: 1, count_padding: no}\n"),
+      {"bad.yaml:2: layer avg_pool1 (avg_pool): count_padding must be true or false, got 'no'"});
+  expect_one_line(build_error("layers:\n  - conv: {name: c, channels: 4, kernel: 3, bias: 0}\n"),
+                  {"bad.yaml:2: layer c (conv): bias must be true or false, got '0'"});
+  expect_one_line(build_error("layers:\n  - conv: {name: c, channels: 4, kernel: 3, groups: 0}\n"),
+                  {"bad.yaml:2: layer c (conv): groups must be a positive integer, got '0'"});
+  expect_one_line(
+      build_error("layers:\n  - conv: {name: c, channels: 6, kernel: 3, groups: 2}\n",
+                  Shape{3, 28, 28}),
+      {"bad.yaml:2: layer c (conv): groups must divide the input's 3 channels and the 6 output "
+       "channels, got 2"});
+  expect_one_line(
+      build_error("layers:\n  - conv: {name: c, channels: 6, kernel: 3, groups: 4}\n",
+                  Shape{4, 28, 28}),
+      {"bad.yaml:2: layer c (conv): groups must divide the input's 4 channels and the 6 output "
+       "channels, got 4"});
+  expect_one_line(parse_error("layers:\n  - avg_pool: {kernel: 2, count_pad: true}\n"),
+                  {"bad.yaml:2: unknown setting 'count_pad' of avg_pool; expected one of: name, "
+                   "count_padding, kernel, padding, stride"});
+  // A non-positive output size, padding included: 1 + 2 - 4 < 0.
+  expect_one_line(
+      build_error("layers:\n  - max_pool: {name: p, kernel: 4, padding: 1}\n", Shape{1, 1, 1}),
+      {"bad.yaml:2: layer p (pool 4/4 p1) would produce an empty output from input "
+       "1x1x1"});
+  expect_one_line(build_error("layers:\n  - avg_pool: {name: p, kernel: 5}\n", Shape{1, 4, 4}),
+                  {"bad.yaml:2: layer p (pool 5/5) would produce an empty output from input "
+                   "1x4x4"});
+}
+
 TEST(Definitions, ANameWithoutAPathFindsTheZoo) {
   EXPECT_EQ(load_model_spec("lenet").source, "models/lenet.yaml");
   EXPECT_EQ(zoo_model_names(),
@@ -126,10 +242,11 @@ TEST(Definitions, UnknownLayersAndSettingsNameTheLine) {
   expect_one_line(
       parse_error("layers:\n  - conv: {channels: 8, kernel: 3}\n  - convolution: {}\n"),
       {"bad.yaml:3: unknown layer 'convolution'; expected one of: adaptive_avg_pool, "
-       "batch_norm, conv, dense, dropout, flatten, max_pool, relu, residual, concat, repeat"});
+       "avg_pool, batch_norm, conv, dense, dropout, flatten, max_pool, relu, residual, concat, "
+       "repeat"});
   expect_one_line(parse_error("layers:\n  - conv: {channels: 8, kernal: 3}\n"),
                   {"bad.yaml:2: unknown setting 'kernal' of conv; expected one of: name, act, "
-                   "channels, kernel, padding, stride"});
+                   "bias, channels, groups, kernel, padding, stride"});
   expect_one_line(parse_error("layers:\n  - flatten: {size: 3}\n"),
                   {"bad.yaml:2: unknown setting 'size' of flatten; expected only name"});
   expect_one_line(parse_error("name: x\nlayer:\n  - flatten\n"),

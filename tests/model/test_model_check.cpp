@@ -121,7 +121,7 @@ class DroppedConvBiasGradient final : public Backend {
       void backward(int n, const float* x, const float* w, const float* dy, float* dx, float* dw,
                     float* db) override {
         op->backward(n, x, w, dy, dx, dw, db);
-        std::fill(db, db + c_out, 0.0f);
+        if (db) std::fill(db, db + c_out, 0.0f);
       }
     };
     auto o = std::make_unique<Op>();
@@ -131,6 +131,9 @@ class DroppedConvBiasGradient final : public Backend {
   }
   std::unique_ptr<MaxPoolOp> make_max_pool(const PoolGeom& g) override {
     return in_->make_max_pool(g);
+  }
+  std::unique_ptr<AvgPoolOp> make_avg_pool(const PoolGeom& g, bool count_padding) override {
+    return in_->make_avg_pool(g, count_padding);
   }
   std::unique_ptr<DenseOp> make_dense(int i, int o) override { return in_->make_dense(i, o); }
   std::unique_ptr<BatchNormOp> make_batch_norm(int c, int s, float e) override {

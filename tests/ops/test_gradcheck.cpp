@@ -30,6 +30,8 @@ std::vector<float> spaced_values(std::int64_t n, std::uint32_t stream) {
 
 struct ConvCase {
   int c_in, h, w, c_out, k, stride, pad;
+  bool bias = true;
+  int groups = 1;
 };
 
 class Conv2dGradient : public ::testing::TestWithParam<ConvCase> {};
@@ -38,16 +40,26 @@ TEST_P(Conv2dGradient, InputWeightAndBias) {
   const ConvCase c = GetParam();
   auto be = cpu();
   LayerHarness h(make_conv2d("conv", Shape{c.c_in, c.h, c.w},
-                             {c.c_out, c.k, c.stride, c.pad, Activation::none}),
+                             {c.c_out, c.k, c.stride, c.pad, Activation::none, c.bias, c.groups}),
                  2, *be, 1);
+  // Without a bias the layer has the weight only, (c_out, c_in / groups, k, k).
+  const auto specs = h.layer().param_specs();
+  ASSERT_EQ(specs.size(), c.bias ? 2u : 1u);
+  EXPECT_EQ(specs[0].shape, (Shape{c.c_out, c.c_in / c.groups, c.k, c.k}));
   check_gradients(h, random_vector(h.in_count(), 5));
 }
 
-INSTANTIATE_TEST_SUITE_P(Geometries, Conv2dGradient,
-                         ::testing::Values(ConvCase{3, 7, 7, 4, 3, 1, 1},    // 3x3 p1 (conv3-5)
-                                           ConvCase{2, 9, 9, 3, 5, 1, 2},    // 5x5 p2 (conv2)
-                                           ConvCase{1, 15, 15, 4, 5, 4, 0},  // strided (conv1)
-                                           ConvCase{3, 6, 6, 2, 3, 2, 1}));  // stride 2, padded
+INSTANTIATE_TEST_SUITE_P(
+    Geometries, Conv2dGradient,
+    ::testing::Values(ConvCase{3, 7, 7, 4, 3, 1, 1},           // 3x3 p1 (conv3-5)
+                      ConvCase{2, 9, 9, 3, 5, 1, 2},           // 5x5 p2 (conv2)
+                      ConvCase{1, 15, 15, 4, 5, 4, 0},         // strided (conv1)
+                      ConvCase{3, 6, 6, 2, 3, 2, 1},           // stride 2, padded
+                      ConvCase{3, 9, 9, 4, 7, 2, 3, false},    // ResNet's stem: 7x7 s2 p3, no bias
+                      ConvCase{4, 6, 6, 6, 1, 2, 0, false},    // ResNet's 1x1 s2 projection
+                      ConvCase{4, 7, 7, 6, 3, 1, 1, true, 2},  // two groups
+                      ConvCase{3, 6, 6, 3, 3, 2, 1, false, 3}  // depthwise, no bias
+                      ));
 
 TEST(ReluGradient, ThroughConvWithActivation) {
   auto be = cpu();
@@ -75,6 +87,51 @@ TEST(MaxPoolGradient, NonOverlapping2Stride2) {
   LayerHarness h(make_max_pool("pool", Shape{2, 6, 6}, 2, 2), 2, *be);
   check_gradients(h, spaced_values(h.in_count(), 8), {1e-3, 1e-2, 1e-3});
 }
+
+// Padded max pooling as in ResNet's stem (3/2 p1) and GoogLeNet's inception branch (3/1 p1); the
+// values are negative throughout, so a padded position that took part would win every border
+// window (and its gradient would go nowhere).
+TEST(MaxPoolGradient, PaddedStride2) {
+  auto be = cpu();
+  LayerHarness h(make_max_pool("pool", Shape{2, 7, 7}, 3, 2, 1), 2, *be);
+  EXPECT_EQ(h.layer().output_shape(), (Shape{2, 4, 4}));
+  auto x = spaced_values(h.in_count(), 15);
+  for (auto& v : x) v -= 3.0f;
+  check_gradients(h, x, {1e-3, 1e-2, 1e-3});
+}
+
+TEST(MaxPoolGradient, PaddedStride1KeepsTheSize) {
+  auto be = cpu();
+  LayerHarness h(make_max_pool("pool", Shape{2, 6, 5}, 3, 1, 1), 2, *be);
+  EXPECT_EQ(h.layer().output_shape(), (Shape{2, 6, 5}));
+  auto x = spaced_values(h.in_count(), 16);
+  for (auto& v : x) v -= 3.0f;
+  check_gradients(h, x, {1e-3, 1e-2, 1e-3});
+}
+
+struct AvgPoolCase {
+  int c, h, w, k, stride, pad;
+  bool count_padding;
+};
+
+class AvgPoolGradient : public ::testing::TestWithParam<AvgPoolCase> {};
+
+TEST_P(AvgPoolGradient, Input) {
+  const AvgPoolCase c = GetParam();
+  auto be = cpu();
+  LayerHarness h(make_avg_pool("avg", Shape{c.c, c.h, c.w}, c.k, c.stride, c.pad, c.count_padding),
+                 2, *be);
+  check_gradients(h, random_vector(h.in_count(), 17));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Geometries, AvgPoolGradient,
+    ::testing::Values(AvgPoolCase{3, 6, 6, 2, 2, 0, true},   // 2/2: d2l's transition layers
+                      AvgPoolCase{2, 7, 7, 3, 2, 0, true},   // overlapping windows
+                      AvgPoolCase{2, 7, 6, 3, 1, 1, true},   // 3/1 p1, padding counted
+                      AvgPoolCase{2, 7, 6, 3, 1, 1, false},  // 3/1 p1, padding left out
+                      AvgPoolCase{2, 8, 8, 5, 3, 2, false}   // 5/3 p2 (Inception v1's aux head)
+                      ));
 
 TEST(AdaptiveAvgPoolGradient, OverlappingCells) {
   auto be = cpu();  // 7x5 to 3x2: rows [0,3) [2,5) [4,7), columns [0,3) [2,5) -- cells share pixels
