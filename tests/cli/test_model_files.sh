@@ -111,6 +111,38 @@ rep=(--model "$tmp/rep.yaml" --dataset synthetic --synthetic-shape 1x12x12 --res
   && grep -q "^epoch 2, loss" "$tmp/rep.log" && ok "a repeat trains, checkpoints and resumes" \
   || bad "repeat: $(cat "$tmp/rep.log")"
 
+# 5b. The README's residual network, as written there, trains on 2 ranks with --sync-bn,
+#     checkpoints its tensors by block and resumes.
+awk '/^# mini-resnet.yaml$/ { on = 1 } on && /^```$/ { exit } on { print }' "$here/../README.md" \
+  >"$tmp/mini-resnet.yaml"
+grep -q "^  - residual:" "$tmp/mini-resnet.yaml" || bad "no residual network in the README"
+mini=(--model "$tmp/mini-resnet.yaml" --dataset synthetic --train-limit 64 --test-limit 32
+  --batch-size 16 --workers 1 --progress off --sync-bn --checkpoint-dir "$tmp/mini")
+"$bin" --print-shapes --model "$tmp/mini-resnet.yaml" >"$tmp/mini.txt" 2>&1
+grep -q "^res1  *add 2 +relu  *32x28x28  *0  <- res1.bn2, stem_bn$" "$tmp/mini.txt" \
+  && grep -q "^mix  *concat 2  *64x14x14 .*<- mix.a, mix.b$" "$tmp/mini.txt" \
+  && ok "the README's network: its table" || bad "README network table: $(cat "$tmp/mini.txt")"
+if "${mpi[@]}" -n 2 "$bin" "${mini[@]}" --epochs 1 >"$tmp/mini.log" 2>&1 \
+  && h5ls -r "$tmp/mini/ckpt-epoch0001-step00000004.h5" | grep -q "^/params/res1/conv1/weight " \
+  && "${mpi[@]}" -n 2 "$bin" "${mini[@]}" --epochs 2 --resume auto >>"$tmp/mini.log" 2>&1 \
+  && grep -q "^epoch 2, loss" "$tmp/mini.log"; then
+  ok "the README's network trains on 2 ranks with --sync-bn, checkpoints and resumes"
+else
+  bad "README network: $(cat "$tmp/mini.log")"
+fi
+
+# 5c. The zoo's graphs have the parameter counts of their PyTorch definitions
+#     (tools/torch_models.py; torchvision's own count for resnet18-torchvision).
+count() { "$bin" --print-shapes "$@" 2>&1 | sed -n 's/^total parameters: //p'; }
+[ "$(count --model resnet18)" = 11,178,378 ] && ok "resnet18: 11,178,378 parameters" \
+  || bad "resnet18: $(count --model resnet18)"
+[ "$(count --model googlenet)" = 5,977,530 ] && ok "googlenet: 5,977,530 parameters" \
+  || bad "googlenet: $(count --model googlenet)"
+tv=$(count --model resnet18-torchvision --dataset synthetic --synthetic-shape 3x224x224 \
+  --synthetic-classes 1000)
+[ "$tv" = 11,689,512 ] && ok "resnet18-torchvision: 11,689,512 parameters" \
+  || bad "resnet18-torchvision: $tv"
+
 # 6. Bad definitions: exit 2, one line naming the file and the line.
 expect_error() {  # PATTERN FILE-CONTENT
   printf '%b' "$2" >"$tmp/bad.yaml"
@@ -133,6 +165,8 @@ expect_error "^alexnet: error: model '$tmp/bad.yaml' does not fit input 1x28x28:
   'layers:\n  - conv: {name: c, channels: 4, kernel: 29}\n  - dense: {units: classes}\n'
 expect_error "^alexnet: error: $tmp/bad.yaml:2: layer c \\(conv\\): channels must be a positive integer, got '-4'" \
   'layers:\n  - conv: {name: c, channels: -4, kernel: 3}\n'
+expect_error "^alexnet: error: $tmp/bad.yaml:3: layer b \\(add\\) joins inputs of shapes 8x28x28, 4x28x28; expected one shape" \
+  'layers:\n  - conv: {channels: 4, kernel: 3, padding: 1}\n  - residual:\n      name: b\n      body: [conv: {channels: 8, kernel: 3, padding: 1}]\n  - dense: {units: classes}\n'
 out=$("$bin" --model "$tmp/none.yaml" 2>&1)
 [ $? -eq 2 ] && grep -q "^alexnet: error: cannot read the model definition '$tmp/none.yaml': No such file" <<<"$out" \
   && ok "a missing file" || bad "missing file: $out"
