@@ -687,6 +687,64 @@ TEST_P(CudaVsCpu, ShortTrainingRunTracksTheCpu) {
   }
 }
 
+// The graph's joins: an FP32 add and strided copies have one right answer, so the GPU's results
+// are the CPU's bit for bit (in place too, as the model's gradient sums use it).
+TEST_P(CudaVsCpu, AddAndCopyRowsAreExact) {
+  SKIP_WITHOUT_GPU();
+  auto cpu = cpu_reference();
+  auto gpu = gpu_backend(GetParam());
+  const std::size_t count = 3 * 1000 + 7;
+  auto a = testkit::random_vector(std::int64_t(count), 61),
+       b = testkit::random_vector(std::int64_t(count), 62);
+  std::vector<float> want(count);
+  cpu->add(std::int64_t(count), a.data(), b.data(), want.data());
+  Dev ga(*gpu, a), gb(*gpu, b), gy(*gpu, count);
+  gpu->add(std::int64_t(count), ga.p(), gb.p(), gy.p());
+  EXPECT_EQ(gy.get(), want);
+  gpu->add(std::int64_t(count), ga.p(), gb.p(), ga.p());  // in place
+  EXPECT_EQ(ga.get(), want);
+  // Three samples of a 5-channel block into channels [2, 7) of a 9-channel output, and back.
+  const std::int64_t rows = 3, block = 5 * 16, out = 9 * 16, at = 2 * 16;
+  const auto src = testkit::random_vector(rows * block, 63);
+  std::vector<float> cat(std::size_t(rows * out), -1.0f), back(std::size_t(rows * block));
+  cpu->copy_rows(rows, block, src.data(), block, cat.data() + at, out);
+  cpu->copy_rows(rows, block, cat.data() + at, out, back.data(), block);
+  EXPECT_EQ(back, src);
+  Dev gsrc(*gpu, src), gcat(*gpu, std::vector<float>(std::size_t(rows * out), -1.0f)),
+      gback(*gpu, std::size_t(rows * block));
+  gpu->copy_rows(rows, block, gsrc.p(), block, gcat.p() + at, out);
+  gpu->copy_rows(rows, block, gcat.p() + at, out, gback.p(), block);
+  EXPECT_EQ(gcat.get(), cat);
+  EXPECT_EQ(gback.get(), src);
+}
+
+// Graphs end to end: d2l's ResNet-18 (residual adds, batch-norm) and GoogLeNet (four-branch
+// concats) at their 96x96 input, logits and loss within the CPU emulations' spread.
+TEST_P(CudaVsCpu, WholeGraphsLogitsAndLossEndToEnd) {
+  SKIP_WITHOUT_GPU();
+  const Math m = GetParam();
+  for (const char* name : {"resnet18", "googlenet"}) {
+    auto cpu = cpu_reference();
+    auto gpu = gpu_backend(m);
+    ModelConfig mc;
+    mc.name = name;
+    mc.input = Shape{1, 96, 96};
+    const int n = 4;
+    auto ref = initialized(mc, *cpu, n), cand = initialized(mc, *gpu, n);
+    Emulations e = emulations(m, mc, n);
+    const Batch b = make_batch(mc, n, 25);
+    const Outputs r = outputs(*ref, b);
+    std::vector<Outputs> spread;
+    for (auto& model : e.models) spread.push_back(outputs(*model, b));
+    const EndToEnd bound = spread_of(spread, r);
+    const EndToEnd f = end_to_end(outputs(*cand, b), r);
+    std::printf("%s end to end, %s: logits %.3g (bound %.3g), loss %.3g (bound %.3g)\n", name,
+                math_name(m), f.logits, bound.logits, f.loss, bound.loss);
+    EXPECT_LE(f.logits, bound.logits) << name;
+    EXPECT_LE(f.loss, bound.loss) << name;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Math, CudaVsCpu, ::testing::Values(Math::fp32, Math::tf32),
                          [](const auto& info) { return std::string(math_name(info.param)); });
 
