@@ -68,6 +68,8 @@ class CudaBackend final : public Backend {
   std::unique_ptr<MaxPoolOp> make_max_pool(const PoolGeom& g) override;
   std::unique_ptr<DenseOp> make_dense(int in, int out) override;
   std::unique_ptr<BatchNormOp> make_batch_norm(int channels, int spatial, float eps) override;
+  std::unique_ptr<SyncBatchNormOp> make_sync_batch_norm(int channels, int spatial,
+                                                        float eps) override;
 
   void adaptive_avg_pool_forward(int n, const AdaptivePoolGeom& g, const float* x,
                                  float* y) override;
@@ -114,11 +116,14 @@ class CudaBackend final : public Backend {
   std::unique_ptr<StreamClock> clock_;  // of the compute stream, made on first use
 };
 
-// Op factories, one per file (conv2d.cpp, max_pool.cpp, dense.cpp, batch_norm.cpp).
+// Op factories, one per file (conv2d.cpp, max_pool.cpp, dense.cpp, batch_norm.cpp,
+// sync_batch_norm.cpp).
 std::unique_ptr<Conv2dOp> make_conv2d_op(std::shared_ptr<Context> ctx, const Conv2dGeom& g);
 std::unique_ptr<MaxPoolOp> make_max_pool_op(std::shared_ptr<Context> ctx, const PoolGeom& g);
 std::unique_ptr<DenseOp> make_dense_op(std::shared_ptr<Context> ctx, int in, int out);
 std::unique_ptr<BatchNormOp> make_batch_norm_op(std::shared_ptr<Context> ctx, int channels,
                                                 int spatial, float eps);
+std::unique_ptr<SyncBatchNormOp> make_sync_batch_norm_op(std::shared_ptr<Context> ctx, int channels,
+                                                         int spatial, float eps);
 
 }  // namespace distnet::cuda

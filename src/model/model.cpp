@@ -106,6 +106,8 @@ Model::Model(const ModelConfig& cfg, std::vector<std::unique_ptr<Layer>> layers,
   for (auto& s : scratch_) s = device_tensor(be, Shape{widest});
   rows_.assign(layers_.size() + 1, 0);
   ids_.assign(layers_.size() + 1, nullptr);
+  collective_ = std::any_of(layers_.begin(), layers_.end(),
+                            [](const std::unique_ptr<Layer>& l) { return l->collective(); });
 
   // Hand each layer pointers into the flat buffers, in its param_specs() order.
   for (std::size_t i = 0; i < layers_.size(); ++i) {
@@ -184,7 +186,7 @@ const float* Model::forward(const StepContext& ctx, int n, const float* x,
                                                " exceeds the model's capacity of " +
                                                std::to_string(max_batch_));
   if (times_) times_->forward_ms.assign(layers_.size(), 0.0);
-  if (n == 0 && !is_split()) return acts_.back().data<float>();
+  if (n == 0 && !collective_) return acts_.back().data<float>();
   StepContext step = ctx;
   step.rows = n;
   if (step.slice_rows == 0) step.slice_rows = n;
@@ -197,8 +199,9 @@ const float* Model::forward(const StepContext& ctx, int n, const float* x,
   ids_[0] = ctx.sample_ids;
   const float* in = x;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
-    // A split model's passes are collectives of the group: no rank may leave one half-way.
-    if (cancel && !is_split() && cancel()) return nullptr;
+    // A collective model's passes (a split model's group, --sync-bn's ranks): no rank may leave
+    // one half-way.
+    if (cancel && !collective_ && cancel()) return nullptr;
     float* out = acts_[i].data<float>();
     const auto t0 = std::chrono::steady_clock::now();
     Timeline::Scope span(timeline_, Timeline::Track::compute, "forward ", layers_[i]->name(),
@@ -224,22 +227,22 @@ bool Model::backward(const StepContext& ctx, int n, const float* x,
   if (times_) times_->backward_ms.assign(layers_.size(), 0.0);
   if (n == 0) {
     // An empty slice contributes nothing, but its rank still joins every collective (of a
-    // split model's passes too: those layers run below and overwrite their gradients).
+    // collective model's passes too: those layers run below and overwrite their gradients).
     be_->fill_zero(grad_data(), sizeof(float) * static_cast<std::size_t>(flat_size_));
-    if (!is_split()) {
+    if (!collective_) {
       if (on_layer_done)
         for (int i = last; i >= 0; --i) on_layer_done(i);
       return true;
     }
   }
-  DISTNET_CHECK(!is_split() || (n == step_.rows && rows_[0] == n),
-                "backward of a split model must follow its forward with the same rows");
+  DISTNET_CHECK(!collective_ || (n == step_.rows && rows_[0] == n),
+                "backward of a collective model must follow its forward with the same rows");
   float* dy = scratch_[0].data<float>();
   float* other = scratch_[1].data<float>();
   bool complete = true;
   for (int i = last; i >= 0; --i) {
     const auto idx = static_cast<std::size_t>(i);
-    complete = complete && !(cancel && !is_split() && cancel());
+    complete = complete && !(cancel && !collective_ && cancel());
     if (!complete) {  // abandoned: no more compute, but the same collectives as every peer
       if (on_layer_done) on_layer_done(i);
       continue;
@@ -251,7 +254,7 @@ bool Model::backward(const StepContext& ctx, int n, const float* x,
       Timeline::Scope span(timeline_, Timeline::Track::compute, "backward ", layers_[idx]->name(),
                            "backward");
       Layer& l = *layers_[idx];
-      if (!is_split()) {
+      if (!collective_) {
         l.backward(ctx, n, in, acts_[idx].data<float>(), dy, dx);
       } else if (rows_[idx] > 0 || l.collective()) {
         l.backward(layer_context(step_, idx), rows_[idx], in, acts_[idx].data<float>(), dy, dx);
