@@ -139,6 +139,10 @@ void print_start(const RunConfig& cfg, const World& world, const Setup& s, Repor
               (m.is_split() ? " parameters on rank 0, with its shards" : " parameters") +
               "), input " + m.config().input.str() + ", " + std::to_string(m.config().classes) +
               " classes");
+  if (cfg.sync_bn && !cfg.eval_only && !m.state().empty())
+    report.line("batch-norm: statistics of the global batch, summed over all " +
+                std::to_string(world.size()) + (world.size() == 1 ? " rank" : " ranks") +
+                " in every training pass (--sync-bn)");
   report.line("data " + (s.train ? s.train->description() : std::string("(no training split)")) +
               (s.test ? "; test " + s.test->description() : "") + "; global batch " +
               std::to_string(b) + " split " +

@@ -100,6 +100,39 @@ class BatchNormOp {
                         float* dgamma, float* dbeta) = 0;
 };
 
+// Batch normalisation with the statistics of a batch spread over ranks (--sync-bn; the layer is
+// src/model/sync_batch_norm.cpp). The op sees this rank's n rows only; between its calls the
+// caller sums each `sums`-like buffer over the ranks, in place on this device, so that every rank
+// normalises with the mean and biased variance of the whole global batch, computed in two passes
+// (the mean first, then the squared deviations from it) exactly as one process with the whole
+// batch computes them, up to the order of summation. Local sums are accumulated in double.
+// Every call accepts n == 0 (an empty slice contributes zeros and still takes part). Sizes are
+// in floats; c = channels.
+class SyncBatchNormOp {
+ public:
+  virtual ~SyncBatchNormOp() = default;
+  // Forward pass 1: sums[ch] = sum of channel ch over this rank's n x spatial values, sums[c] = n.
+  virtual void sum(int n, const float* x, float* sums) = 0;  // c + 1 floats
+  // Forward pass 2, `sums` summed over ranks: with mean = sums[ch] / (sums[c] * spatial),
+  // squares[ch] = sum of (x - mean)^2 over this rank's values of channel ch.
+  virtual void sum_squares(int n, const float* x, const float* sums, float* squares) = 0;  // c
+  // `squares` summed over ranks too: var = squares / (sums[c] * spatial) (biased);
+  // y = gamma (x - mean) / sqrt(var + eps) + beta; keeps mean, 1 / sqrt(var + eps) and the count
+  // for backward; running = momentum * running + (1 - momentum) * batch, the same on every rank.
+  virtual void normalize(int n, const float* x, const float* gamma, const float* beta,
+                         const float* sums, const float* squares, float* y, float* running_mean,
+                         float* running_var, float momentum) = 0;
+  // Backward pass 1, with x_hat = (x - mean) / sqrt(var + eps) of the last normalize():
+  // grad_sums[ch] = sum of dy, grad_sums[c + ch] = sum of dy * x_hat over this rank's values;
+  // dbeta and dgamma get the same two (this rank's share: the gradient all-reduce sums them).
+  virtual void grad_sums(int n, const float* x, const float* dy, float* grad_sums, float* dgamma,
+                         float* dbeta) = 0;  // 2c floats
+  // `grad_sums` summed over ranks, m = the global count of values per channel:
+  // dx = gamma / sqrt(var + eps) * (dy - grad_sums[ch] / m - x_hat * grad_sums[c + ch] / m).
+  virtual void grad_input(int n, const float* x, const float* gamma, const float* dy,
+                          const float* grad_sums, float* dx) = 0;
+};
+
 // Identifies one dropout layer's masks in one step; see philox.hpp for the counter layout.
 // element_offset: where this tensor's row starts within the full layer's row, when the layer is
 // split by neurons across ranks (the hybrid grid), so element e draws the full layer's mask for
@@ -161,6 +194,8 @@ class Backend {
   virtual std::unique_ptr<AvgPoolOp> make_avg_pool(const PoolGeom& g, bool count_padding) = 0;
   virtual std::unique_ptr<DenseOp> make_dense(int in, int out) = 0;
   virtual std::unique_ptr<BatchNormOp> make_batch_norm(int channels, int spatial, float eps) = 0;
+  virtual std::unique_ptr<SyncBatchNormOp> make_sync_batch_norm(int channels, int spatial,
+                                                                float eps) = 0;
 
   // Adaptive average pooling, as PyTorch's AdaptiveAvgPool2d: output cell (i, j) of a plane is
   // the mean of input rows [floor(i h / oh), ceil((i + 1) h / oh)) and the columns likewise, so

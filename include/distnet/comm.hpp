@@ -59,6 +59,14 @@ class Communicator {
   // `send` holds size() * count floats; rank r's `recv` (count floats) ends with the sum over all
   // ranks of their send[r * count, (r + 1) * count). `recv` must not overlap `send`.
   virtual void reduce_scatter_sum(const float* send, float* recv, std::size_t count) = 0;
+  // A sum over ranks inside a forward or backward pass (--sync-bn's batch-norm statistics): in
+  // place, `count` floats on the backend's device that are final once the work already queued on
+  // the backend has run; backend work queued after the call reads the sums. Ordered with the
+  // backend's work, not with the host, as allgather and reduce_scatter_sum are: NCCL queues it on
+  // its stream behind an event of the compute stream and makes the compute stream wait for it
+  // (the host does not wait). Communicators whose collectives return complete (MPI, MPI through
+  // host memory) simply call allreduce_sum. Counted as an all-reduce.
+  virtual void allreduce_sum_in_pass(float* data, std::size_t count) { allreduce_sum(data, count); }
   // The bytes this rank sent since the last reset (the convention above). Wrappers forward to
   // the communicator they wrap, so each byte is counted once.
   virtual CommBytes bytes_sent() const { return counted_; }

@@ -28,6 +28,7 @@ struct RunConfig {
   bool data_dir_given = false;  // --data-dir likewise
   float dropout = 0.5f;
   float bn_momentum = 0.9f;
+  bool sync_bn = false;  // batch-norm statistics of the global batch (all ranks), not per rank
   std::string init = "xavier";
   float init_magnitude = 2.24f, init_sigma = 0.01f;
 

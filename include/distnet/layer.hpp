@@ -146,6 +146,13 @@ std::unique_ptr<Layer> make_dropout(std::string name, const Shape& in, float p_d
                                     std::uint32_t layer_id, std::uint32_t element_offset = 0);
 std::unique_ptr<Layer> make_batch_norm(std::string name, const Shape& in, float momentum, float eps,
                                        Activation act);
+// --sync-bn: batch-norm whose training statistics are those of the global batch, summed over
+// `ranks` (the data-parallel world; not owned) in every forward and backward pass, so that N
+// ranks take the step of one process with the whole batch (src/model/sync_batch_norm.cpp). The
+// same parameters and state as make_batch_norm's; inference uses the running statistics alone.
+// A collective layer: every rank runs it in every training pass, also with no rows.
+std::unique_ptr<Layer> make_sync_batch_norm(std::string name, const Shape& in, float momentum,
+                                            float eps, Activation act, Communicator* ranks);
 std::unique_ptr<Layer> make_flatten(std::string name, const Shape& in);
 // ReLU on its own (conv, dense and batch-norm can also apply it fused: Activation::relu).
 std::unique_ptr<Layer> make_relu(std::string name, const Shape& in);

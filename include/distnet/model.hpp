@@ -34,6 +34,11 @@ struct ModelConfig {
   float dropout = 0.5f;
   float bn_momentum = 0.9f;  // weight of the old running value (Gluon's convention)
   float bn_eps = 1e-5f;
+  // --sync-bn: batch-norm layers train with the statistics of the global batch, summed over
+  // `sync_bn_ranks` (the data-parallel world's communicator, not owned; needed by the Model,
+  // not by build_layers alone). Off: each rank's own slice (docs/training.md).
+  bool sync_bn = false;
+  Communicator* sync_bn_ranks = nullptr;
 };
 
 // The zoo's names (models/*.yaml), for help texts and error messages. ModelConfig::name is one
@@ -110,7 +115,8 @@ class Model {
   // null when `cancel` returned true between two layers (a stop request: the step is abandoned).
   // A split model is a collective of its group: every rank of it calls forward and backward,
   // also with n == 0, with the same ctx.slice_rows (>= every rank's n); `cancel` is not consulted
-  // inside its passes (a stop is handled at the step boundary).
+  // inside its passes (a stop is handled at the step boundary). The same holds for any model with
+  // a collective layer (--sync-bn), over the ranks of that layer's communicator.
   const float* forward(const StepContext& ctx, int n, const float* x,
                        const std::function<bool()>& cancel = {});
   // Where the loss writes d(loss)/d(logits) before backward().

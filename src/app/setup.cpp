@@ -112,6 +112,7 @@ ModelConfig model_config(const RunConfig& c, const Shape& image, int classes) {
   m.classes = classes;
   m.dropout = c.dropout;
   m.bn_momentum = c.bn_momentum;
+  m.sync_bn = c.sync_bn;
   return m;
 }
 
@@ -253,7 +254,8 @@ Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
     s.test = data::open_dataset(d, data::Split::test);
   }
   const data::Dataset& shape_of = s.train ? *s.train : *s.test;
-  const ModelConfig mc = model_config(cfg, shape_of.image_shape(), shape_of.classes());
+  ModelConfig mc = model_config(cfg, shape_of.image_shape(), shape_of.classes());
+  mc.sync_bn_ranks = s.comm.get();  // --sync-bn: the data-parallel world (the grid's too)
   s.transform = std::make_unique<data::ImageTransform>(
       shape_of.image_shape(), data::TransformSpec{int(mc.input[1]), cfg.norm_mean, cfg.norm_std});
   const std::int64_t per_rank = (cfg.batch + world.size() - 1) / world.size();
@@ -270,6 +272,12 @@ Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
   init.normal_sigma = cfg.init_sigma;
   init.seed = cfg.seed;
   s.model->initialize(init);
+  // Only batch-norm layers keep running statistics.
+  if (cfg.sync_bn && s.model->state().empty() && world.is_root())
+    std::fprintf(stderr,
+                 "alexnet: warning: --sync-bn: model %s has no batch-norm layer; the option "
+                 "changes nothing\n",
+                 mc.name.c_str());
   // Checkpoint files are read on rank 0 only; the trainer broadcasts what it loaded.
   if (world.is_root()) {
     // Output files are checked before any work (the metrics file is appended to, never cut).

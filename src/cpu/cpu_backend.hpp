@@ -57,6 +57,8 @@ class CpuBackend final : public Backend {
   std::unique_ptr<AvgPoolOp> make_avg_pool(const PoolGeom& g, bool count_padding) override;
   std::unique_ptr<DenseOp> make_dense(int in, int out) override;
   std::unique_ptr<BatchNormOp> make_batch_norm(int channels, int spatial, float eps) override;
+  std::unique_ptr<SyncBatchNormOp> make_sync_batch_norm(int channels, int spatial,
+                                                        float eps) override;
 
   void adaptive_avg_pool_forward(int n, const AdaptivePoolGeom& g, const float* x,
                                  float* y) override;

@@ -269,6 +269,10 @@ std::unique_ptr<DenseOp> CudaBackend::make_dense(int in, int out) {
 std::unique_ptr<BatchNormOp> CudaBackend::make_batch_norm(int channels, int spatial, float eps) {
   return make_batch_norm_op(ctx_, channels, spatial, eps);
 }
+std::unique_ptr<SyncBatchNormOp> CudaBackend::make_sync_batch_norm(int channels, int spatial,
+                                                                   float eps) {
+  return make_sync_batch_norm_op(ctx_, channels, spatial, eps);
+}
 
 void CudaBackend::adaptive_avg_pool_forward(int n, const AdaptivePoolGeom& g, const float* x,
                                             float* y) {

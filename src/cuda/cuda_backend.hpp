@@ -69,6 +69,8 @@ class CudaBackend final : public Backend {
   std::unique_ptr<AvgPoolOp> make_avg_pool(const PoolGeom& g, bool count_padding) override;
   std::unique_ptr<DenseOp> make_dense(int in, int out) override;
   std::unique_ptr<BatchNormOp> make_batch_norm(int channels, int spatial, float eps) override;
+  std::unique_ptr<SyncBatchNormOp> make_sync_batch_norm(int channels, int spatial,
+                                                        float eps) override;
 
   void adaptive_avg_pool_forward(int n, const AdaptivePoolGeom& g, const float* x,
                                  float* y) override;
@@ -119,7 +121,7 @@ class CudaBackend final : public Backend {
 };
 
 // Op factories, one per file (conv2d.cpp, max_pool.cpp, avg_pool.cpp, dense.cpp,
-// batch_norm.cpp).
+// batch_norm.cpp, sync_batch_norm.cpp).
 std::unique_ptr<Conv2dOp> make_conv2d_op(std::shared_ptr<Context> ctx, const Conv2dGeom& g);
 std::unique_ptr<MaxPoolOp> make_max_pool_op(std::shared_ptr<Context> ctx, const PoolGeom& g);
 std::unique_ptr<AvgPoolOp> make_avg_pool_op(std::shared_ptr<Context> ctx, const PoolGeom& g,
@@ -127,5 +129,7 @@ std::unique_ptr<AvgPoolOp> make_avg_pool_op(std::shared_ptr<Context> ctx, const 
 std::unique_ptr<DenseOp> make_dense_op(std::shared_ptr<Context> ctx, int in, int out);
 std::unique_ptr<BatchNormOp> make_batch_norm_op(std::shared_ptr<Context> ctx, int channels,
                                                 int spatial, float eps);
+std::unique_ptr<SyncBatchNormOp> make_sync_batch_norm_op(std::shared_ptr<Context> ctx, int channels,
+                                                         int spatial, float eps);
 
 }  // namespace distnet::cuda

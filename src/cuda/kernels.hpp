@@ -60,6 +60,24 @@ void launch_bn_running_update(int channels, const float* mean, const float* inv_
                               float momentum, float* running_mean, float* running_var,
                               cudaStream_t stream);
 
+// Batch-norm over the ranks' samples (SyncBatchNormOp, --sync-bn): the per-channel sums run one
+// block per channel, in double, added in a fixed order. `saved` (2c + 1 floats) holds the mean,
+// 1 / sqrt(var + eps) and the global sample count, written by normalize and read by backward.
+void launch_sync_bn_sum(int n, int channels, int spatial, const float* x, float* sums,
+                        cudaStream_t stream);
+void launch_sync_bn_sum_squares(int n, int channels, int spatial, const float* x, const float* sums,
+                                float* squares, cudaStream_t stream);
+void launch_sync_bn_normalize(int n, int channels, int spatial, float eps, float momentum,
+                              const float* x, const float* gamma, const float* beta,
+                              const float* sums, const float* squares, float* saved, float* y,
+                              float* running_mean, float* running_var, cudaStream_t stream);
+void launch_sync_bn_grad_sums(int n, int channels, int spatial, const float* x, const float* dy,
+                              const float* saved, float* grad_sums, float* dgamma, float* dbeta,
+                              cudaStream_t stream);
+void launch_sync_bn_grad_input(int n, int channels, int spatial, const float* x, const float* gamma,
+                               const float* dy, const float* saved, const float* grad_sums,
+                               float* dx, cudaStream_t stream);
+
 // bfloat16 wire format for gradient buckets (see distnet/bf16.hpp for the rounding).
 void launch_to_bf16(std::int64_t count, const float* in, std::uint16_t* out, cudaStream_t stream);
 void launch_from_bf16(std::int64_t count, const std::uint16_t* in, float* out, cudaStream_t stream);

@@ -232,6 +232,16 @@ class NcclCommunicator final : public Communicator {
     end_timed(timed);
     before_compute();
   }
+  // --sync-bn's statistics, ordered like the activation exchange above (no host wait). On the
+  // communicator's one stream it queues behind any gradient bucket already started, in the same
+  // order on every rank.
+  void allreduce_sum_in_pass(float* data, std::size_t count) override {
+    count_bytes(CollectiveOp::allreduce, count * sizeof(float));
+    if (count == 0) return;
+    after_compute();
+    settle(ncclAllReduce(data, data, count, ncclFloat, ncclSum, comm_, stream_), "collective");
+    before_compute();
+  }
   double exchange_seconds() override {
     read_timed();
     return Communicator::exchange_seconds();

@@ -98,6 +98,9 @@ std::unique_ptr<Layer> batch_norm(const NodeSpec& n, LayerBuild& b) {
     b.fail(n, "momentum must be in [0, 1], got " + n.settings.at("momentum"));
   if (n.settings.count("eps") && !(eps > 0.0f))
     b.fail(n, "eps must be positive, got " + n.settings.at("eps"));
+  if (b.config().sync_bn)
+    return make_sync_batch_norm(n.name, b.shape(), momentum, eps, b.activation(n),
+                                b.config().sync_bn_ranks);
   return make_batch_norm(n.name, b.shape(), momentum, eps, b.activation(n));
 }
 

@@ -282,7 +282,8 @@ const float* Model::forward(const StepContext& ctx, int n, const float* x,
   input_ids_ = ctx.sample_ids;
   std::vector<const float*> xs;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
-    // A collective model's passes are collectives: no rank may leave one half-way.
+    // A collective model's passes (a split model's group, --sync-bn's ranks): no rank may leave
+    // one half-way.
     if (cancel && !collective_ && cancel()) return nullptr;
     float* out = acts_[i].data<float>();
     const auto t0 = std::chrono::steady_clock::now();

@@ -104,6 +104,11 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
       ("dropout", po::value(&c.dropout)->default_value(c.dropout, "0.5"), "dropout probability")  //
       ("bn-momentum", po::value(&c.bn_momentum)->default_value(c.bn_momentum, "0.9"),
        "batch-norm running statistics: running = m * running + (1 - m) * batch")  //
+      ("sync-bn", po::bool_switch(&c.sync_bn),
+       "batch-norm in training normalises with the statistics of the whole global batch, "
+       "summed over all ranks (as PyTorch's SyncBatchNorm), instead of each rank's own slice: "
+       "N ranks then take the step of one process; costs three small all-reduces per "
+       "batch-norm layer and step (docs/training.md#batch-norm-across-ranks)")  //
       ("init", po::value(&c.init)->default_value(c.init),
        "weight initialiser: xavier or normal")  //
       ("init-magnitude", po::value(&c.init_magnitude)->default_value(c.init_magnitude, "2.24"),
@@ -552,6 +557,7 @@ void check_resume_settings(const RunConfig& c, const std::string& checkpoint_ini
                                    "resize",
                                    "dropout",
                                    "bn-momentum",
+                                   "sync-bn",
                                    "dataset",
                                    "train-limit",
                                    "drop-last",
@@ -671,9 +677,9 @@ std::string RunConfig::effective_ini() const {
   };
   auto t = [](auto v) { return shortest(v); };
   o << "model = " << model << "\nresize = " << resize << "\ndropout = " << t(dropout)
-    << "\nbn-momentum = " << t(bn_momentum) << "\ninit = " << init
-    << "\ninit-magnitude = " << t(init_magnitude) << "\ninit-sigma = " << t(init_sigma)
-    << "\ndataset = " << data.name
+    << "\nbn-momentum = " << t(bn_momentum) << "\nsync-bn = " << (sync_bn ? "true" : "false")
+    << "\ninit = " << init << "\ninit-magnitude = " << t(init_magnitude)
+    << "\ninit-sigma = " << t(init_sigma) << "\ndataset = " << data.name
     << "\ndata-dir = " << (data.dir.empty() ? data::default_data_dir(data.name) : data.dir)
     << "\ntrain-limit = " << train_limit << "\ntest-limit = " << test_limit
     << "\ndrop-last = " << (drop_last ? "true" : "false") << "\nworkers = " << workers

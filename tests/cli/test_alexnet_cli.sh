@@ -95,6 +95,14 @@ expect 2 "^alexnet: error: option '--lr' cannot be specified more than once$" --
 expect 2 "^alexnet: error: --momentum must be in \[0, 1\), got 1$" --momentum 1
 expect 2 "^alexnet: error: --device must be one of auto, cpu, cuda, got 'tpu'$" --device tpu
 expect 2 "^alexnet: error: --lr-schedule step needs --lr-steps$" --lr-schedule step
+# --sync-bn: in --help, --print-config and config files; --print-shapes names the layers.
+expect 0 "--sync-bn +batch-norm in training normalises" --help
+expect 0 "^sync-bn = false$" --print-config
+expect 0 "^sync-bn = true$" --sync-bn --print-config
+printf 'sync-bn = true\nmodel = alexnet-bn\n' >"$tmp/sync.ini"
+expect 0 "^sync-bn = true$" --config "$tmp/sync.ini" --print-config
+expect 0 "^bn5 +batch_norm sync \+relu +256x12x12 " --config "$tmp/sync.ini" --print-shapes --resize 224
+expect 0 "^bn5 +batch_norm \+relu +256x12x12 " --model alexnet-bn --print-shapes --resize 224
 
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]

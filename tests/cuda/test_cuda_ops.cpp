@@ -302,6 +302,103 @@ TEST_P(CudaVsCpu, BatchNormTrainingInferenceAndGradients) {
   expect_fp32_op_close("inference forward y", gyi.get(), yi);
 }
 
+// --sync-bn's op on a batch cut into slices (one empty), each on its own op, every sum added
+// over the slices on the host where the layer all-reduces it; the same calls on either backend.
+struct SyncBnResult {
+  std::vector<float> y, dx, dgamma, dbeta, rmean, rvar;
+};
+SyncBnResult sync_bn_slices(Backend& be, const std::vector<int>& rows, int c, int spatial,
+                            const std::vector<float>& x, const std::vector<float>& dy,
+                            const std::vector<float>& gamma, const std::vector<float>& beta) {
+  const std::size_t per = std::size_t(c) * std::size_t(spatial), cs = std::size_t(c);
+  // Sums a device buffer of `count` floats per slice over the slices, in place.
+  auto all_reduce = [&](std::vector<std::unique_ptr<Dev>>& bufs, std::size_t count) {
+    std::vector<float> total(count, 0.0f);
+    for (auto& b : bufs) {
+      const auto v = b->get();
+      for (std::size_t i = 0; i < count; ++i) total[i] += v[i];
+    }
+    for (auto& b : bufs) be.upload(b->p(), total.data(), count * sizeof(float));
+  };
+  Dev g(be, gamma), bt(be, beta);
+  std::vector<std::unique_ptr<SyncBatchNormOp>> ops;
+  std::vector<std::unique_ptr<Dev>> xs, dys, ys, dxs, sums, squares, grads, dg, db, rm, rv;
+  std::size_t at = 0;
+  for (int n : rows) {
+    const std::size_t len = std::size_t(n) * per;
+    ops.push_back(be.make_sync_batch_norm(c, spatial, 1e-5f));
+    // An empty slice still gets (one-float) buffers: the op must not touch them.
+    auto part = [&](const std::vector<float>& v) {
+      std::vector<float> p(v.begin() + std::ptrdiff_t(at), v.begin() + std::ptrdiff_t(at + len));
+      if (p.empty()) p.push_back(0.0f);
+      return std::make_unique<Dev>(be, p);
+    };
+    xs.push_back(part(x));
+    dys.push_back(part(dy));
+    ys.push_back(std::make_unique<Dev>(be, std::max<std::size_t>(len, 1)));
+    dxs.push_back(std::make_unique<Dev>(be, std::max<std::size_t>(len, 1)));
+    sums.push_back(std::make_unique<Dev>(be, cs + 1));
+    squares.push_back(std::make_unique<Dev>(be, cs));
+    grads.push_back(std::make_unique<Dev>(be, 2 * cs));
+    dg.push_back(std::make_unique<Dev>(be, cs));
+    db.push_back(std::make_unique<Dev>(be, cs));
+    rm.push_back(std::make_unique<Dev>(be, std::vector<float>(cs, 0.1f)));
+    rv.push_back(std::make_unique<Dev>(be, std::vector<float>(cs, 2.0f)));
+    at += len;
+  }
+  for (std::size_t r = 0; r < rows.size(); ++r) ops[r]->sum(rows[r], xs[r]->p(), sums[r]->p());
+  all_reduce(sums, cs + 1);
+  for (std::size_t r = 0; r < rows.size(); ++r)
+    ops[r]->sum_squares(rows[r], xs[r]->p(), sums[r]->p(), squares[r]->p());
+  all_reduce(squares, cs);
+  for (std::size_t r = 0; r < rows.size(); ++r)
+    ops[r]->normalize(rows[r], xs[r]->p(), g.p(), bt.p(), sums[r]->p(), squares[r]->p(), ys[r]->p(),
+                      rm[r]->p(), rv[r]->p(), 0.9f);
+  for (std::size_t r = 0; r < rows.size(); ++r)
+    ops[r]->grad_sums(rows[r], xs[r]->p(), dys[r]->p(), grads[r]->p(), dg[r]->p(), db[r]->p());
+  all_reduce(grads, 2 * cs);
+  for (std::size_t r = 0; r < rows.size(); ++r)
+    ops[r]->grad_input(rows[r], xs[r]->p(), g.p(), dys[r]->p(), grads[r]->p(), dxs[r]->p());
+  SyncBnResult out;
+  out.dgamma.assign(cs, 0.0f), out.dbeta.assign(cs, 0.0f);
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    const std::size_t len = std::size_t(rows[r]) * per;
+    const auto y = ys[r]->get(), dxv = dxs[r]->get(), dgv = dg[r]->get(), dbv = db[r]->get();
+    out.y.insert(out.y.end(), y.begin(), y.begin() + std::ptrdiff_t(len));
+    out.dx.insert(out.dx.end(), dxv.begin(), dxv.begin() + std::ptrdiff_t(len));
+    for (std::size_t ch = 0; ch < cs; ++ch) out.dgamma[ch] += dgv[ch], out.dbeta[ch] += dbv[ch];
+    // Every slice, the empty one too, ends with the same running statistics.
+    EXPECT_EQ(rm[r]->get(), rm[0]->get());
+    EXPECT_EQ(rv[r]->get(), rv[0]->get());
+  }
+  out.rmean = rm[0]->get(), out.rvar = rv[0]->get();
+  return out;
+}
+
+TEST_P(CudaVsCpu, SyncBatchNormSlicesAgainstTheCpu) {
+  SKIP_WITHOUT_GPU();
+  auto cpu = cpu_reference();
+  auto gpu = gpu_backend(GetParam());
+  // After a convolution (spatial), and after a dense layer (1-D, many channels, strided).
+  for (const auto& [c, spatial] : {std::pair{6, 25}, std::pair{300, 1}}) {
+    const std::vector<int> rows{3, 0, 4};
+    const std::size_t count = std::size_t(7) * std::size_t(c) * std::size_t(spatial);
+    const auto x = testkit::random_vector(std::int64_t(count), 61, 1.0f, 5.0f);
+    const auto dy = testkit::random_vector(std::int64_t(count), 62);
+    const auto gamma = testkit::random_vector(c, 63, 0.5f, 1.5f);
+    const auto beta = testkit::random_vector(c, 64);
+    const SyncBnResult r = sync_bn_slices(*cpu, rows, c, spatial, x, dy, gamma, beta);
+    const SyncBnResult g = sync_bn_slices(*gpu, rows, c, spatial, x, dy, gamma, beta);
+    std::printf("sync batch_norm, %d channels x %d, slices 3/0/4:\n", c, spatial);
+    expect_fp32_op_close("training forward y", g.y, r.y);
+    expect_fp32_op_close("running mean", g.rmean, r.rmean);
+    expect_fp32_op_close("running variance (biased)", g.rvar, r.rvar);
+    expect_fp32_op_close("input gradient dx", g.dx, r.dx);
+    expect_fp32_op_close("gamma gradient", g.dgamma, r.dgamma);
+    expect_fp32_op_close("beta gradient", g.dbeta, r.dbeta);
+  }
+}
+
 TEST_P(CudaVsCpu, ReluSoftmaxXentAndSgd) {
   SKIP_WITHOUT_GPU();
   const Math m = GetParam();

@@ -200,6 +200,46 @@ TEST_P(DeviceComm, AllGatherAndReduceScatterMatchMpi) {
   EXPECT_DOUBLE_EQ(b.of(CollectiveOp::reduce_scatter), double(n * 4 * (p - 1)));
 }
 
+// --sync-bn's sums inside a pass: the input is written by device work queued just before the
+// call, the result read by device work queued just after it (no host wait in between), with
+// gradient buckets in flight on either side, as a backward pass issues them.
+TEST_P(DeviceComm, InPassAllReduceIsOrderedWithDeviceWork) {
+  Fixture f(GetParam());
+  const std::size_t n = 3001, g = 50000, half = g / 2;
+  const auto x = rank_data(n), grads = rank_data(g);
+  auto want = x, want_grads = grads;
+  f.mpi->allreduce_sum(want.data(), n);
+  f.mpi->allreduce_sum(want_grads.data(), g);
+  Buffer src = f.be->allocate(n * 4), sums = f.be->allocate(n * 4), out = f.be->allocate(n * 4);
+  Buffer gb = f.be->allocate(g * 4);
+  auto* d = static_cast<float*>(sums.data());
+  auto* gp = static_cast<float*>(gb.data());
+  f.be->upload(src.data(), x.data(), n * 4);
+  f.be->upload(gp, grads.data(), g * 4);
+  f.be->synchronize();
+  f.comm->reset_bytes();
+  for (int step = 0; step < 2; ++step) {  // the second step's first bucket follows the first's
+    if (step == 1) f.be->upload(gp, grads.data(), g * 4);
+    f.comm->allreduce_sum_async(gp + half, g - half, Wire::fp32);
+    f.be->copy(d, src.data(), n * 4);
+    f.comm->allreduce_sum_in_pass(d, n);
+    f.be->copy(out.data(), d, n * 4);
+    f.comm->allreduce_sum_async(gp, half, Wire::fp32);
+    f.comm->wait_pending();
+  }
+  std::vector<float> got(n), got_grads(g);
+  f.be->download(got.data(), out.data(), n * 4);
+  f.be->download(got_grads.data(), gp, g * 4);
+  const double e = max_rel(got, want), eg = max_rel(got_grads, want_grads);
+  if (world_rank() == 0)
+    std::printf("%s in-pass all-reduce: max relative error vs mpi %.3g (buckets %.3g)\n",
+                f.comm->name().c_str(), e, eg);
+  EXPECT_LE(e, 1e-6);
+  EXPECT_LE(eg, 1e-6);
+  EXPECT_EQ(f.comm->bytes_sent().payload[int(CollectiveOp::allreduce)],
+            std::int64_t(2 * 4 * (n + g)));
+}
+
 INSTANTIATE_TEST_SUITE_P(Comm, DeviceComm, ::testing::Values(Kind::nccl, Kind::mpi),
                          [](const ::testing::TestParamInfo<Kind>& info) {
                            return std::string(info.param == Kind::nccl ? "nccl" : "mpi");

@@ -139,6 +139,9 @@ class DroppedConvBiasGradient final : public Backend {
   std::unique_ptr<BatchNormOp> make_batch_norm(int c, int s, float e) override {
     return in_->make_batch_norm(c, s, e);
   }
+  std::unique_ptr<SyncBatchNormOp> make_sync_batch_norm(int c, int s, float e) override {
+    return in_->make_sync_batch_norm(c, s, e);
+  }
   void adaptive_avg_pool_forward(int n, const AdaptivePoolGeom& g, const float* x,
                                  float* y) override {
     in_->adaptive_avg_pool_forward(n, g, x, y);
