@@ -99,7 +99,8 @@ int run(int argc, char** argv) {
   mc.name = model;
   mc.input = Shape{x.shape[1], x.shape[2], x.shape[3]};
   mc.classes = int(tensors.at("classes").data.at(0));
-  (void)sync_bn;  // synchronised batch-norm: wired when the option exists
+  mc.sync_bn = sync_bn;  // batch-norm statistics of the whole batch, summed over the ranks
+  mc.sync_bn_ranks = comm.get();
   const Range slice = split_range(n_all, size, rank);
   const int n = int(slice.end - slice.begin);
   Model m(mc, *be, std::max(1, n));
