@@ -226,7 +226,8 @@ TEST(Definitions, ANameWithoutAPathFindsTheZoo) {
   EXPECT_EQ(load_model_spec("lenet").source, "models/lenet.yaml");
   EXPECT_EQ(zoo_model_names(),
             (std::vector<std::string>{"alexnet", "alexnet-bn", "alexnet-nopad",
-                                      "alexnet-torchvision", "lenet", "nin", "vgg11"}));
+                                      "alexnet-torchvision", "googlenet", "lenet", "nin",
+                                      "resnet18", "resnet18-torchvision", "vgg11"}));
   EXPECT_EQ(default_resize("lenet"), 28);
   EXPECT_EQ(default_resize("alexnet-torchvision"), 224);
   EXPECT_EQ(default_resize("vgg"), 0);
