@@ -37,7 +37,7 @@ expect 0 "total parameters: 61,100,840" --print-shapes --model alexnet-torchvisi
 expect 0 "^epoch 1, loss 6\.9[0-9]+, train acc [0-9.]+, test acc [0-9.]+, top-5 [0-9.]+, " --model alexnet-torchvision --dataset synthetic --synthetic-shape 3x64x64 --synthetic-classes 1000 --resize 0 --train-limit 64 --test-limit 32 --batch-size 32 --epochs 1 --progress off
 expect 0 "Usage: alexnet" --help
 expect 0 "distnet [0-9.]+" --version
-expect 2 "^alexnet: error: unknown model 'vgg'; expected one of: alexnet, alexnet-bn, alexnet-nopad, alexnet-torchvision, lenet, nin, vgg11$" --print-shapes --model vgg
+expect 2 "^alexnet: error: unknown model 'vgg'; expected one of: alexnet, alexnet-bn, alexnet-nopad, alexnet-torchvision, googlenet, lenet, nin, resnet18, resnet18-torchvision, vgg11$" --print-shapes --model vgg
 expect 2 "^alexnet: error: model 'alexnet' does not fit input 1x28x28: .* smallest square input it accepts is 67x67" --print-shapes --resize 28
 expect 2 "^alexnet: error: number of classes must be at least 1, got 0$" --print-shapes --dataset synthetic --synthetic-classes 0
 expect 2 "^alexnet: error: .*unrecognised option '--frobnicate'|unrecognized option '--frobnicate'" --frobnicate
