@@ -186,4 +186,11 @@ TEST(Graph, GradientBuffersAreFew) {
   ModelConfig g = graph_config();
   g.name = path;
   EXPECT_EQ(slots(g), 4);
+  // The zoo's graphs, as docs/models.md says: three for ResNet-18 (an add reads its output's
+  // gradient and writes its two inputs'), five for GoogLeNet (dy and four branches).
+  ModelConfig resnet, googlenet;
+  resnet.name = "resnet18", googlenet.name = "googlenet";
+  resnet.input = googlenet.input = Shape{1, 96, 96};
+  EXPECT_EQ(slots(resnet), 3);
+  EXPECT_EQ(slots(googlenet), 5);
 }
