@@ -161,6 +161,9 @@ class Model {
   std::vector<Tensor> slots_;
   std::vector<int> grad_slot_;
   std::vector<std::vector<int>> temp_slot_;
+  // The inputs and input gradients of the layer being run (kept: no allocation inside a step).
+  std::vector<const float*> xs_;
+  std::vector<float*> dxs_;
   LayerTimes* times_ = nullptr;
   Timeline* timeline_ = nullptr;
 };

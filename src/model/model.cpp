@@ -280,7 +280,7 @@ const float* Model::forward(const StepContext& ctx, int n, const float* x,
   step_ = step;
   input_rows_ = n;
   input_ids_ = ctx.sample_ids;
-  std::vector<const float*> xs;
+  std::vector<const float*>& xs = xs_;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     // A collective model's passes (a split model's group, --sync-bn's ranks): no rank may leave
     // one half-way.
@@ -327,8 +327,8 @@ bool Model::backward(const StepContext& ctx, int n, const float* x,
   DISTNET_CHECK(!collective_ || (n == step_.rows && input_rows_ == n),
                 "backward of a collective model must follow its forward with the same rows");
   auto slot = [&](int k) { return slots_[std::size_t(k)].data<float>(); };
-  std::vector<const float*> xs;
-  std::vector<float*> dxs;
+  std::vector<const float*>& xs = xs_;
+  std::vector<float*>& dxs = dxs_;
   bool complete = true;
   for (int i = last; i >= 0; --i) {
     const auto idx = static_cast<std::size_t>(i);

@@ -102,8 +102,9 @@ TEST(Shapes, BadInputsGiveOneClearLine) {
   EXPECT_NE(small.find("67x67"), std::string::npos) << small;
   const std::string unknown = usage_error(cfg("resnet", Shape{1, 224, 224}));
   EXPECT_NE(unknown.find("unknown model 'resnet'"), std::string::npos) << unknown;
-  EXPECT_NE(unknown.find("alexnet, alexnet-bn, alexnet-nopad, alexnet-torchvision, googlenet, lenet"),
-            std::string::npos);
+  EXPECT_NE(
+      unknown.find("alexnet, alexnet-bn, alexnet-nopad, alexnet-torchvision, googlenet, lenet"),
+      std::string::npos);
   const std::string zero = usage_error(cfg("lenet", Shape{1, 28, 28}, 0));
   EXPECT_NE(zero.find("classes must be at least 1, got 0"), std::string::npos) << zero;
   for (const auto& m : {small, unknown, zero}) EXPECT_EQ(m.find('\n'), std::string::npos);
