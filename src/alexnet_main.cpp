@@ -18,6 +18,7 @@
 #include <optional>
 #include <thread>
 
+#include "app/predict.hpp"
 #include "app/setup.hpp"
 #include "distnet/abort.hpp"
 #include "distnet/backend.hpp"
@@ -168,6 +169,8 @@ void print_start(const RunConfig& cfg, const World& world, const Setup& s, Repor
         cfg.lr_schedule.c_str(), warmup.c_str(), cfg.momentum, cfg.weight_decay,
         static_cast<unsigned long long>(cfg.seed), cfg.bucket_mb);
     report.line(text);
+    const ParamGroups groups = make_param_groups(m, cfg.freeze_through, cfg.lr_mults);
+    if (!groups.summary.empty()) report.line("fine-tuning: " + groups.summary);
     if (!cfg.checkpoint_dir.empty())
       report.line("run " + s.run_id + ": checkpoints in " + cfg.checkpoint_dir +
                   (cfg.on_nonfinite == "skip-step" ? "; a non-finite step is skipped (at most " +
@@ -292,7 +295,7 @@ int run_job(const RunConfig& given, const World& world, Held& held) {
     const std::string resumed = broadcast_string(world, s.resumed_path);
     if (int c = phase([&] {
           if (world.is_root() || s.grid->group() != 0) return;
-          if (!cfg.init_from.empty()) load_checkpoint(cfg.init_from, *s.model, true);
+          if (!cfg.init_from.empty()) load_initial_weights(cfg.init_from, *s.model);
           if (cfg.eval_only) load_checkpoint(cfg.checkpoint, *s.model, true);
           if (!resumed.empty()) load_checkpoint(resumed, *s.model, false);
         });
@@ -409,11 +412,15 @@ int main(int argc, char** argv) {
   // After a write that failed half way (a full disk), HDF5 keeps the file it could not close,
   // and its clean-up at exit crashes on it; the operating system releases it just as well.
   H5dont_atexit();
+  // Subcommands: `alexnet predict ...` classifies images with a checkpoint (no MPI).
+  if (argc > 1 && std::strcmp(argv[1], "predict") == 0) return predict_main(argc - 1, argv + 1);
   RunConfig cfg;
   if (argc == 1) {  // a 10-epoch AlexNet run deserves to be asked for
     std::fprintf(stderr,
                  "usage: alexnet [options]   (mpirun -np N alexnet [options] for N ranks)\n"
                  "  e.g. alexnet --config configs/quickstart.ini\n"
+                 "  alexnet predict --checkpoint FILE IMAGES... classifies images with a "
+                 "trained checkpoint\n"
                  "  alexnet --help lists every option; a run with only the defaults (AlexNet on "
                  "Fashion-MNIST, 10 epochs) is alexnet --epochs 10\n");
     return kExitUsage;

@@ -85,6 +85,19 @@ CheckpointMeta read_checkpoint_meta(const std::string& path);
 // On any problem throws one line naming the file (and tensor) and leaves the model untouched.
 CheckpointMeta load_checkpoint(const std::string& path, Model& model, bool weights_only);
 
+// --init-from: the weights (and batch-norm statistics) of a checkpoint of the same model, for
+// fine-tuning. Unlike load_checkpoint it takes a checkpoint trained for another class count --
+// the classifier (the last layer with parameters) then keeps its fresh initialisation -- or on
+// another input size, as long as every tensor's shape fits (an adaptive pooling before the dense
+// layers). Momentum starts at zero. Throws one line naming the file and the tensor; leaves the
+// model untouched on any problem.
+struct InitFrom {
+  CheckpointMeta meta;
+  std::string reinitialised;         // the classifier's layer name, "" when every tensor loaded
+  std::string reinitialised_detail;  // "dense3 (weight 4x84, bias 4)"
+};
+InitFrom load_initial_weights(const std::string& path, Model& model);
+
 // "ckpt-epoch0003-step00001407.h5"
 std::string checkpoint_file_name(std::int64_t epoch, std::int64_t step);
 // Complete checkpoints in `dir` (by name; temporaries excluded), newest (highest step) first.

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "distnet/data/dataset.hpp"
@@ -51,6 +52,10 @@ struct RunConfig {
   double lr_gamma = 0.1, lr_min = 0.0, warmup_epochs = 0.0;
   bool lr_scale_by_world = false;
   std::uint64_t seed = 0;
+  // fine-tuning: layers through this one are frozen; per-layer learning-rate factors
+  std::string freeze_through;
+  std::string lr_mult;                                   // as given: "dense*=10,conv1=0.1"
+  std::vector<std::pair<std::string, double>> lr_mults;  // parsed, in order
 
   // devices and distribution
   std::string device = "auto";
@@ -105,6 +110,10 @@ struct RunConfig {
   // The effective configuration as INI text (every option with its final value).
   std::string effective_ini() const;
 };
+
+// "dense*=10,conv1=0.1" -> {{"dense*", 10}, {"conv1", 0.1}}; UsageError for a malformed entry
+// or a factor that is negative or not finite. "" -> {}.
+std::vector<std::pair<std::string, double>> parse_lr_mults(const std::string& text);
 
 // Parses and validates; throws UsageError (one line) for unknown options, bad values, a missing
 // or malformed config file, or an option given twice.

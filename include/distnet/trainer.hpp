@@ -16,6 +16,7 @@
 #include "distnet/grad_sync.hpp"
 #include "distnet/grid.hpp"
 #include "distnet/model.hpp"
+#include "distnet/param_groups.hpp"
 #include "distnet/report.hpp"
 #include "distnet/world.hpp"
 
@@ -161,6 +162,7 @@ class Trainer {
   TrainerParts p_;
   data::Sampler sampler_;
   LrSchedule schedule_;
+  ParamGroups groups_;  // --freeze-through, --lr-mult: what the optimizer updates, how fast
   GradSync sync_;
   int workers_;
   std::int64_t step_ = 0;

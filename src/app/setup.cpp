@@ -19,6 +19,7 @@
 #include "distnet/data/image_folder.hpp"
 #include "distnet/data/packed.hpp"
 #include "distnet/gpu.hpp"
+#include "distnet/param_groups.hpp"
 #include "distnet/report.hpp"
 
 namespace distnet::app {
@@ -272,6 +273,8 @@ Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
   init.normal_sigma = cfg.init_sigma;
   init.seed = cfg.seed;
   s.model->initialize(init);
+  // --freeze-through and --lr-mult name layers of this model: checked here, before any step.
+  (void)make_param_groups(*s.model, cfg.freeze_through, cfg.lr_mults);
   // Only batch-norm layers keep running statistics.
   if (cfg.sync_bn && s.model->state().empty() && world.is_root())
     std::fprintf(stderr,
@@ -302,7 +305,17 @@ Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
       data::write_class_names(cfg.checkpoint_dir + "/classes.txt", d.folder->classes);
     if (!cfg.checkpoint_dir.empty() && d.packed)
       data::write_class_names(cfg.checkpoint_dir + "/classes.txt", d.packed->train.classes);
-    if (!cfg.init_from.empty()) load_checkpoint(cfg.init_from, *s.model, /*weights_only=*/true);
+    if (!cfg.init_from.empty()) {
+      const InitFrom got = load_initial_weights(cfg.init_from, *s.model);
+      std::printf("init-from %s: weights of %s loaded%s\n", cfg.init_from.c_str(),
+                  got.meta.model.c_str(),
+                  got.reinitialised.empty()
+                      ? ""
+                      : ("; " + got.reinitialised_detail + " re-initialised for " +
+                         std::to_string(mc.classes) + " classes (the checkpoint has " +
+                         std::to_string(got.meta.classes) + ")")
+                            .c_str());
+    }
     if (cfg.eval_only) load_checkpoint(cfg.checkpoint, *s.model, /*weights_only=*/true);
     if (!cfg.resume.empty())
       s.resumed = resume_from(cfg, world, *s.model, s.train->size(), &s.resumed_path);

@@ -217,6 +217,66 @@ CheckpointMeta read_checkpoint_meta(const std::string& path) {
   return m;
 }
 
+namespace {
+
+// The last layer with trainable tensors: the one whose output is the logits, whose shapes
+// depend on the class count. -1 for a model without parameters.
+int classifier_layer(const Model& model) {
+  int last = -1;
+  for (const ParamEntry& e : model.params()) last = std::max(last, e.layer);
+  return last;
+}
+
+// Reads everything into host buffers first; the model changes only if all of it is valid.
+// `keep_layer` >= 0: that layer's tensors are not read; they keep the model's current values.
+void load_tensors(const std::string& path, Model& model, bool weights_only, int keep_layer) {
+  h5::Id file = h5::open_file_readonly(path);
+  Backend& be = model.backend();
+  std::vector<float> params(static_cast<std::size_t>(model.flat_size()), 0.0f);
+  std::vector<float> momentum(params.size(), 0.0f);
+  std::vector<float> state(static_cast<std::size_t>(model.state_size()), 0.0f);
+  if (keep_layer >= 0) {
+    be.download(params.data(), model.param_data(), params.size() * sizeof(float));
+    be.download(state.data(), model.state_data(), state.size() * sizeof(float));
+  }
+  // A piece of a split layer (the hybrid grid): the whole tensor is read and its piece kept, so
+  // any split loads what any other split (or none) wrote.
+  auto read = [&](const std::string& group, const ParamSpec& spec, float* dst) {
+    const std::string name = group + "/" + h5_name(spec.name);
+    if (!spec.is_piece()) return h5::read_floats(file.get(), name, spec.shape.dims(), dst, path);
+    std::vector<float> whole(static_cast<std::size_t>(spec.full.numel()));
+    h5::read_floats(file.get(), name, spec.full.dims(), whole.data(), path);
+    extract_piece(spec.full, spec.axis, spec.begin, spec.shape[spec.axis], whole.data(), dst);
+  };
+  for (const ParamEntry& e : model.params()) {
+    if (e.layer == keep_layer) continue;
+    read("params", e.spec, params.data() + e.offset);
+    if (!weights_only) read("momentum", e.spec, momentum.data() + e.offset);
+  }
+  for (const ParamEntry& e : model.state()) {
+    if (e.layer == keep_layer) continue;
+    h5::read_floats(file.get(), "params/" + h5_name(e.spec.name), e.spec.shape.dims(),
+                    state.data() + e.offset, path);
+  }
+  // A checkpoint with a non-finite value is refused like a damaged one (distnet never writes one).
+  for (const auto& [entries, values, what] :
+       {std::tuple{&model.params(), params.data(), "parameter"},
+        std::tuple{&model.params(), momentum.data(), "momentum"},
+        std::tuple{&model.state(), state.data(), "running statistic"}}) {
+    const std::string bad = first_nonfinite(*entries, values);
+    if (!bad.empty()) throw Error(path + ": " + what + " " + bad + " holds a non-finite value");
+  }
+  be.upload(model.param_data(), params.data(), params.size() * sizeof(float));
+  be.upload(model.state_data(), state.data(), state.size() * sizeof(float));
+  if (weights_only) {
+    be.fill_zero(model.momentum_data(), momentum.size() * sizeof(float));
+  } else {
+    be.upload(model.momentum_data(), momentum.data(), momentum.size() * sizeof(float));
+  }
+}
+
+}  // namespace
+
 CheckpointMeta load_checkpoint(const std::string& path, Model& model, bool weights_only) {
   const CheckpointMeta m = read_checkpoint_meta(path);
   const ModelConfig& mc = model.config();
@@ -229,44 +289,38 @@ CheckpointMeta load_checkpoint(const std::string& path, Model& model, bool weigh
   if (m.classes != mc.classes)
     throw Error(path + ": checkpoint for " + std::to_string(m.classes) + " classes, this run has " +
                 std::to_string(mc.classes));
-  // Everything is read into host buffers first; the model changes only if all of it is valid.
-  h5::Id file = h5::open_file_readonly(path);
-  std::vector<float> params(static_cast<std::size_t>(model.flat_size()), 0.0f);
-  std::vector<float> momentum(params.size(), 0.0f);
-  std::vector<float> state(static_cast<std::size_t>(model.state_size()), 0.0f);
-  // A piece of a split layer (the hybrid grid): the whole tensor is read and its piece kept, so
-  // any split loads what any other split (or none) wrote.
-  auto read = [&](const std::string& group, const ParamSpec& spec, float* dst) {
-    const std::string name = group + "/" + h5_name(spec.name);
-    if (!spec.is_piece()) return h5::read_floats(file.get(), name, spec.shape.dims(), dst, path);
-    std::vector<float> whole(static_cast<std::size_t>(spec.full.numel()));
-    h5::read_floats(file.get(), name, spec.full.dims(), whole.data(), path);
-    extract_piece(spec.full, spec.axis, spec.begin, spec.shape[spec.axis], whole.data(), dst);
-  };
-  for (const ParamEntry& e : model.params()) {
-    read("params", e.spec, params.data() + e.offset);
-    if (!weights_only) read("momentum", e.spec, momentum.data() + e.offset);
-  }
-  for (const ParamEntry& e : model.state())
-    h5::read_floats(file.get(), "params/" + h5_name(e.spec.name), e.spec.shape.dims(),
-                    state.data() + e.offset, path);
-  // A checkpoint with a non-finite value is refused like a damaged one (distnet never writes one).
-  for (const auto& [entries, values, what] :
-       {std::tuple{&model.params(), params.data(), "parameter"},
-        std::tuple{&model.params(), momentum.data(), "momentum"},
-        std::tuple{&model.state(), state.data(), "running statistic"}}) {
-    const std::string bad = first_nonfinite(*entries, values);
-    if (!bad.empty()) throw Error(path + ": " + what + " " + bad + " holds a non-finite value");
-  }
-  Backend& be = model.backend();
-  be.upload(model.param_data(), params.data(), params.size() * sizeof(float));
-  be.upload(model.state_data(), state.data(), state.size() * sizeof(float));
-  if (weights_only) {
-    be.fill_zero(model.momentum_data(), momentum.size() * sizeof(float));
-  } else {
-    be.upload(model.momentum_data(), momentum.data(), momentum.size() * sizeof(float));
-  }
+  load_tensors(path, model, weights_only, -1);
   return m;
+}
+
+InitFrom load_initial_weights(const std::string& path, Model& model) {
+  InitFrom r;
+  r.meta = read_checkpoint_meta(path);
+  const CheckpointMeta& m = r.meta;
+  const ModelConfig& mc = model.config();
+  if (m.model != mc.name)
+    throw UsageError(path + ": checkpoint of model '" + m.model + "', this run trains '" + mc.name +
+                     "' (--init-from needs the same model; the class count may differ)");
+  const int keep = m.classes != mc.classes ? classifier_layer(model) : -1;
+  try {
+    load_tensors(path, model, /*weights_only=*/true, keep);
+  } catch (const Error& e) {
+    // A shape that differs because the input does (a dense layer after the convolutions).
+    if (m.input == mc.input) throw;
+    throw Error(std::string(e.what()) + " (the checkpoint was trained on input " + m.input.str() +
+                ", this run has " + mc.input.str() + ")");
+  }
+  if (keep >= 0) {
+    const Layer& l = *model.layers()[std::size_t(keep)];
+    r.reinitialised = l.name();
+    std::string shapes;
+    for (const ParamSpec& p : l.param_specs())
+      if (p.trainable())
+        shapes += (shapes.empty() ? "" : ", ") + p.name.substr(p.name.rfind('.') + 1) + " " +
+                  (p.is_piece() ? p.full : p.shape).str();
+    r.reinitialised_detail = l.name() + " (" + shapes + ")";
+  }
+  return r;
 }
 
 std::string checkpoint_file_name(std::int64_t epoch, std::int64_t step) {

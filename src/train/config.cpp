@@ -180,6 +180,12 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
        "linear learning-rate warm-up (may be fractional)")  //
       ("lr-scale-by-world", po::bool_switch(&c.lr_scale_by_world),
        "multiply lr by the number of ranks (linear scaling rule)")  //
+      ("freeze-through", po::value(&c.freeze_through),
+       "fine-tuning: the parameters of this layer and of every layer before it (in "
+       "--print-shapes order) are not updated")  //
+      ("lr-mult", po::value(&c.lr_mult),
+       "fine-tuning: per-layer learning-rate factors, PATTERN=F[,PATTERN=F...] with shell "
+       "patterns on --print-shapes names (e.g. dense3=10 or 'res4*=0.1'); the last match wins")  //
       ("target-accuracy", po::value(&c.target_accuracy)->default_value(0),
        "time-to-accuracy: stop after the first epoch whose test accuracy reaches this, and "
        "report the wall time and epochs it took (0: off)")  //
@@ -484,6 +490,7 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   need(!c.eval_only || !c.checkpoint.empty(), "--eval-only needs --checkpoint FILE");
   need(c.resume != "auto" || !c.checkpoint_dir.empty(), "--resume auto needs --checkpoint-dir");
   need(c.resume.empty() || c.init_from.empty(), "--resume and --init-from exclude each other");
+  c.lr_mults = parse_lr_mults(c.lr_mult);
   one_of("init", c.init, {"xavier", "normal"});
   one_of("device", c.device, {"auto", "cpu", "cuda"});
   one_of("cpu-conv", c.cpu_conv, {"auto", "direct"});
@@ -577,6 +584,8 @@ void check_resume_settings(const RunConfig& c, const std::string& checkpoint_ini
                                    "lr-min",
                                    "warmup-epochs",
                                    "lr-scale-by-world",
+                                   "freeze-through",
+                                   "lr-mult",
                                    "seed",
                                    "grad-compression"};
   // A cosine schedule spans all epochs: more epochs change every later learning rate.
@@ -596,6 +605,25 @@ void check_resume_settings(const RunConfig& c, const std::string& checkpoint_ini
                      " ranks with --lr-scale-by-world: the run was started on " +
                      std::to_string(checkpoint_world) +
                      " ranks, and the learning rate scales with the number of ranks");
+}
+
+std::vector<std::pair<std::string, double>> parse_lr_mults(const std::string& text) {
+  std::vector<std::pair<std::string, double>> out;
+  std::istringstream items(text);
+  std::string item;
+  while (std::getline(items, item, ',')) {
+    const auto eq = item.rfind('=');
+    const std::string pattern = eq == std::string::npos ? "" : item.substr(0, eq);
+    const std::string factor = eq == std::string::npos ? "" : item.substr(eq + 1);
+    char* end = nullptr;
+    const double f = factor.empty() ? -1 : std::strtod(factor.c_str(), &end);
+    if (pattern.empty() || factor.empty() || *end != '\0' || !std::isfinite(f) || f < 0)
+      throw UsageError("--lr-mult: '" + item +
+                       "' is not PATTERN=FACTOR with a layer-name pattern and a factor >= 0 "
+                       "(e.g. --lr-mult dense3=10,conv1=0.1)");
+    out.emplace_back(pattern, f);
+  }
+  return out;
 }
 
 void adopt_trained_settings(RunConfig& c, const std::string& checkpoint_ini,
@@ -693,7 +721,8 @@ std::string RunConfig::effective_ini() const {
     << "\nweight-decay = " << t(weight_decay) << "\nlr-schedule = " << lr_schedule
     << "\nlr-steps = " << list(lr_steps) << "\nlr-gamma = " << t(lr_gamma)
     << "\nlr-min = " << t(lr_min) << "\nwarmup-epochs = " << t(warmup_epochs)
-    << "\nlr-scale-by-world = " << (lr_scale_by_world ? "true" : "false") << "\nseed = " << seed
+    << "\nlr-scale-by-world = " << (lr_scale_by_world ? "true" : "false")
+    << "\nfreeze-through = " << freeze_through << "\nlr-mult = " << lr_mult << "\nseed = " << seed
     << "\ndevice = " << device << "\ncpu-conv = " << cpu_conv << "\nmath = " << math
     << "\ncudnn-algo = " << cudnn_algo << "\ndeterministic = " << (deterministic ? "true" : "false")
     << "\ncudnn-workspace-mb = " << t(cudnn_workspace_mb) << "\ncomm = " << comm

@@ -42,6 +42,7 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerParts& parts)
       p_(parts),
       sampler_(parts.train.size(), cfg.batch, /*shuffle=*/true, cfg.drop_last, cfg.seed),
       schedule_(make_schedule(cfg, sampler_.batches_per_epoch(), parts.world.size())),
+      groups_(make_param_groups(parts.model, cfg.freeze_through, cfg.lr_mults)),
       sync_(parts.model, parts.comm,
             GradSyncOptions{cfg.bucket_mb, cfg.overlap == "on", parse_wire(cfg.grad_compression),
                             cfg.comm == "none"},
@@ -411,7 +412,17 @@ Trainer::StepOutcome Trainer::train_step(const data::Batch& b) {
     LayerTimes* profile = m.profiling();  // the benchmark's synchronised passes
     if (profile) be.synchronize();
     const auto t0 = Clock::now();
-    be.sgd_update(m.flat_size(), m.param_data(), m.grad_data(), m.momentum_data(), sgd);
+    if (groups_.trivial()) {
+      be.sgd_update(m.flat_size(), m.param_data(), m.grad_data(), m.momentum_data(), sgd);
+    } else {  // fine-tuning: each group at its own rate; a frozen one is left as it is
+      for (const UpdateRange& r : groups_.ranges) {
+        if (r.lr_factor == 0.0) continue;
+        SgdParams p = sgd;
+        p.lr = static_cast<float>(double(sgd.lr) * r.lr_factor);
+        be.sgd_update(r.count, m.param_data() + r.offset, m.grad_data() + r.offset,
+                      m.momentum_data() + r.offset, p);
+      }
+    }
     if (profile) {
       be.synchronize();
       profile->optimizer_ms = 1000.0 * seconds_since(t0);
