@@ -152,7 +152,9 @@ void run(const Args& a) {
   const CheckpointMeta meta = read_checkpoint_meta(a.checkpoint);
   RunConfig trained;
   adopt_trained_settings(trained, meta.config, a.checkpoint);
-  auto be = make_cpu_backend();
+  // Direct convolution, the tightest rounding (oneDNN may pick Winograd for 3x3 layers
+  // otherwise): the comparison measures the export, not the algorithm.
+  auto be = make_cpu_backend({CpuOptions::ConvAlgorithm::direct});
   ModelConfig mc;
   mc.name = meta.model;
   mc.input = meta.input;
