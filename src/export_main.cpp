@@ -16,6 +16,7 @@
 
 #include "distnet/checkpoint.hpp"
 #include "distnet/config.hpp"
+#include "distnet/data/dataset.hpp"
 #include "distnet/error.hpp"
 #include "distnet/onnx_export.hpp"
 #include "distnet/version.hpp"
@@ -107,6 +108,20 @@ std::string list_text(const std::vector<float>& v) {
   return s;
 }
 
+// How evaluation prepared an image, in words: what a consumer of the file has to repeat.
+std::string preprocessing(const std::string& dataset) {
+  const std::string tail =
+      "; x / 255; then (x - normalize-mean) / normalize-std per channel where they are given; "
+      "float32 NCHW";
+  if (data::dataset_is_image_folder(dataset))
+    return "RGB image decoded to uint8; short side resized to S * 256 / 224 and a centre crop "
+           "of S x S (S = the input's H), resampled with PIL's antialiased bilinear filter" +
+           tail;
+  return "uint8 C x H x W image; bilinear resize (half-pixel centres, no antialiasing) to the "
+         "input's H x W unless already that size" +
+         tail;
+}
+
 // classes.txt beside the checkpoint (written there for image folders): one name a line, label
 // order. Empty when there is none.
 std::vector<std::string> class_names(const std::string& checkpoint, std::int64_t classes) {
@@ -156,10 +171,7 @@ int export_checkpoint(const ExportOptions& o) {
       {"resize", std::to_string(trained.resize)},
       {"normalize-mean", list_text(trained.norm_mean)},
       {"normalize-std", list_text(trained.norm_std)},
-      {"preprocessing",
-       "uint8 C x H x W image; bilinear resize to the input's H x W (half-pixel centres) unless "
-       "already that size; x / 255; then (x - normalize-mean) / normalize-std per channel where "
-       "given; float32 NCHW"},
+      {"preprocessing", preprocessing(trained.data.name)},
       {"distnet-version", DISTNET_VERSION},
       {"checkpoint", base},
       {"checkpoint-distnet-version", meta.distnet_version},

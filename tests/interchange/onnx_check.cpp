@@ -3,7 +3,7 @@
 // forward on real images after distnet's own evaluation transform.
 //
 //   distnet_onnx_check make --model NAME|FILE --input C,H,W --classes K --out CKPT.h5
-//                           [--mean M --std S] [--seed N]
+//                           [--mean M --std S] [--seed N] [--dataset NAME]
 //     Xavier weights (He's scale); biases, batch-norm's gamma and beta and its running statistics
 //     drawn away from their initial 0 and 1 (so a mix-up of any of them shows). The checkpoint's
 //     configuration says resize H and the normalisation given, as a training run's would.
@@ -32,7 +32,7 @@ using namespace distnet;
 namespace {
 
 struct Args {
-  std::string mode, model, out, checkpoint;
+  std::string mode, model, out, checkpoint, dataset = "fashion-mnist";
   Shape input;
   int classes = 10, count = 8, random = 0;
   std::uint64_t seed = 1;
@@ -66,6 +66,8 @@ Args parse(int argc, char** argv) {
       a.random = std::stoi(v);
     } else if (k == "--seed") {
       a.seed = std::stoull(v);
+    } else if (k == "--dataset") {
+      a.dataset = v;
     } else if (k == "--mean") {
       a.mean = {std::stof(v)};
     } else if (k == "--std") {
@@ -122,6 +124,7 @@ void make(const Args& a) {
   run.resize = int(a.input[1]);
   run.norm_mean = a.mean;
   run.norm_std = a.std_dev;
+  run.data.name = a.dataset;
   CheckpointMeta meta;
   meta.distnet_version = DISTNET_VERSION;
   meta.model = a.model;

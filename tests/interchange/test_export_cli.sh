@@ -112,6 +112,15 @@ expect 1 "^alexnet-export: error: named/classes.txt: 2 class names, but the chec
 seq 0 9 >named/classes.txt
 expect 0 "^named.onnx: lenet" --checkpoint named/lenet.h5 --output named.onnx
 
+# The preprocessing the metadata describes follows the data the model was trained on.
+grep -qa "half-pixel centres" out.onnx && ok "out.onnx: Fashion-MNIST's resize described" \
+  || bad "out.onnx: no description of the bilinear resize"
+"$driver" make --model lenet --input 3,28,28 --classes 10 --dataset imagefolder --mean 0.45 \
+  --std 0.225 --out folder.h5 || exit 1
+expect 0 "^folder.onnx: lenet, opset 13, input N x 3x28x28" --checkpoint folder.h5 --output folder.onnx
+grep -qa "centre crop of S x S" folder.onnx && ok "folder.onnx: the evaluation crop described" \
+  || bad "folder.onnx: no description of the evaluation crop"
+
 left=$(find . -name '.*tmp-*')
 [ -z "$left" ] && ok "no temporary files left" || bad "temporary files left: $left"
 
