@@ -1,5 +1,5 @@
 // alexnet-export: a checkpoint's model as an ONNX file of its inference graph
-// (docs/interchange.md).
+// (docs/onnx-export.md).
 //   alexnet-export --checkpoint CKPT.h5 --output model.onnx [--opset 13] [--batch N|dynamic]
 // Reads top to bottom: options, the checkpoint's attributes (model, input, classes, and the
 // evaluation preprocessing from its configuration), the model built on the CPU and its weights
@@ -43,7 +43,7 @@ ExportOptions parse_options(int argc, char** argv) {
       "alexnet-export --checkpoint CKPT.h5 --output MODEL.onnx: writes the checkpoint's model as\n"
       "an ONNX file of its inference graph: input \"input\" (N x C x H x W float, preprocessed as\n"
       "for evaluation: see the file's metadata), output \"logits\" (N x classes), the weights as\n"
-      "initializers under their distnet names. See docs/interchange.md.\n\nOptions");
+      "initializers under their distnet names. See docs/onnx-export.md.\n\nOptions");
   opts.add_options()                                                                       //
       ("help,h", "show this help and exit")                                                //
       ("version", "show the version and exit")                                             //

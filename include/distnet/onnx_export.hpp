@@ -1,4 +1,4 @@
-// ONNX export of a model's inference graph (docs/interchange.md). Part of alexnet-export and its
+// ONNX export of a model's inference graph (docs/onnx-export.md). Part of alexnet-export and its
 // tests only: this header names no ONNX or protobuf type, and the training binary does not link
 // libonnx.
 #pragma once
