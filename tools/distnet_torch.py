@@ -85,10 +85,12 @@ def checkpoint_from_arrays(arrays, out, model, input_shape=None, classes=None, a
     probe = specs_for(arch, 1, 1)
     check_names(arrays, probe, arch, source)
     first, last = probe[0], [s for s in probe if s.torch.endswith(".weight")][-1]
-    if input_shape is None:
-        input_shape = (int(np.shape(arrays[first.torch])[1]),) + tuple(a.input[1:])
+    first_shape, last_shape = np.shape(arrays[first.torch]), np.shape(arrays[last.torch])
+    if input_shape is None:  # a tensor of the wrong rank keeps the default, and fails below
+        channels = first_shape[1] if len(first_shape) == 4 else a.input[0]
+        input_shape = (int(channels),) + tuple(a.input[1:])
     if classes is None:
-        classes = int(np.shape(arrays[last.torch])[0])
+        classes = int(last_shape[0]) if len(last_shape) == 2 else 1000
     input_shape = tuple(int(d) for d in input_shape)
     if len(input_shape) != 3 or min(input_shape) < 1 or classes < 1:
         raise Usage(f"--input must be C,H,W >= 1 and --classes >= 1, got "
@@ -120,6 +122,7 @@ def config_ini(arch, input_shape, source):
     readable back by `alexnet --config`."""
     a = ARCHS[arch]
     c, h, w = input_shape
+    source = re.sub(r"[=\s]", "_", source)  # a comment line of the INI, nothing else
     lines = [f"# converted from PyTorch ({arch}, {source}) by tools/distnet_torch.py from-torch",
              f"model = {a.model}", f"resize = {h if h == w else 0}"]
     if len(a.mean) == c:
