@@ -5,9 +5,17 @@
 // step. Rank 0 writes the gathered logits, the loss and every tensor after the step.
 //
 //   distnet_torch_check --model NAME|FILE --in DIR --out DIR [--sync-bn] [--lr X]
+//                       [--checkpoint FILE] [--forward-only]
 //     DIR/tensors.txt: one line per tensor, "name d0 d1 ...", its floats in that order in
 //     DIR/tensors.bin (little-endian float32). The tensors: every parameter and running statistic
-//     of the model by its distnet name, "input" (N x C x H x W) and "labels" (N, as floats).
+//     of the model by its distnet name, "input" (N x C x H x W), "labels" (N, as floats) and
+//     "classes" (1).
+//   --checkpoint FILE: the weights come from a distnet checkpoint instead, loaded as --init-from
+//     and --eval-only load it (load_checkpoint(FILE, model, weights_only=true)); "classes" then
+//     defaults to the checkpoint's. Used by the tests of tools/distnet_torch.py
+//     (tests/interchange).
+//   --forward-only: one rank, evaluation mode (no dropout, batch-norm with its running
+//     statistics), no step; writes the logits alone. "labels" is not needed.
 #include <mpi.h>
 
 #include <cstdio>
@@ -18,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "distnet/checkpoint.hpp"
 #include "distnet/comm.hpp"
 #include "distnet/grid.hpp"
 #include "distnet/model.hpp"
@@ -62,9 +71,30 @@ void write_tensors(const std::string& dir, const std::vector<std::pair<std::stri
   DISTNET_CHECK(index.good() && bin.good(), "cannot write the tensors to " + dir);
 }
 
+// Every parameter and running statistic: from `checkpoint` through the production loader when one
+// is given, else from the tensors by name, shape checked.
+void load_weights(Model& m, const std::map<std::string, Host>& tensors, const std::string& in,
+                  const std::string& checkpoint) {
+  if (!checkpoint.empty()) {
+    load_checkpoint(checkpoint, m, /*weights_only=*/true);
+    return;
+  }
+  for (const auto& [list, base] :
+       {std::pair{&m.params(), m.param_data()}, std::pair{&m.state(), m.state_data()}}) {
+    for (const ParamEntry& e : *list) {
+      const auto it = tensors.find(e.spec.name);
+      DISTNET_CHECK(it != tensors.end(), "no tensor " + e.spec.name + " in " + in);
+      DISTNET_CHECK(
+          it->second.shape == e.spec.shape,
+          e.spec.name + " is " + it->second.shape.str() + ", expected " + e.spec.shape.str());
+      std::memcpy(base + e.offset, it->second.data.data(), 4 * it->second.data.size());
+    }
+  }
+}
+
 int run(int argc, char** argv) {
-  std::string model, in, out;
-  bool sync_bn = false;
+  std::string model, in, out, checkpoint;
+  bool sync_bn = false, forward_only = false;
   float lr = 0.1f;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -82,6 +112,10 @@ int run(int argc, char** argv) {
       lr = std::stof(next());
     else if (a == "--sync-bn")
       sync_bn = true;
+    else if (a == "--checkpoint")
+      checkpoint = next();
+    else if (a == "--forward-only")
+      forward_only = true;
     else
       DISTNET_CHECK(false, "unknown argument " + a);
   }
@@ -92,32 +126,34 @@ int run(int argc, char** argv) {
   auto be = make_cpu_backend({CpuOptions::ConvAlgorithm::direct});
 
   auto tensors = read_tensors(in);
+  DISTNET_CHECK(tensors.count("input"), "no tensor input in " + in);
   const Host& x = tensors.at("input");
-  const Host& y = tensors.at("labels");
   const int n_all = int(x.shape[0]);
   ModelConfig mc;
   mc.name = model;
   mc.input = Shape{x.shape[1], x.shape[2], x.shape[3]};
-  mc.classes = int(tensors.at("classes").data.at(0));
+  mc.classes = tensors.count("classes") ? int(tensors.at("classes").data.at(0))
+               : !checkpoint.empty()    ? int(read_checkpoint_meta(checkpoint).classes)
+                                        : 0;
+  DISTNET_CHECK(mc.classes > 0, "no tensor classes in " + in);
+  if (forward_only) {
+    DISTNET_CHECK(size == 1, "--forward-only runs on one rank");
+    Model m(mc, *be, n_all);
+    load_weights(m, tensors, in, checkpoint);
+    const StepContext ctx{false, 7, 0, nullptr};  // evaluation: no dropout, running statistics
+    const float* logits = m.forward(ctx, n_all, x.data.data());
+    const std::int64_t count = std::int64_t(n_all) * mc.classes;
+    write_tensors(out, {{"logits", {Shape{n_all, mc.classes}, {logits, logits + count}}}});
+    return 0;
+  }
+  DISTNET_CHECK(tensors.count("labels"), "no tensor labels in " + in);
+  const Host& y = tensors.at("labels");
   mc.sync_bn = sync_bn;  // batch-norm statistics of the whole batch, summed over the ranks
   mc.sync_bn_ranks = comm.get();
   const Range slice = split_range(n_all, size, rank);
   const int n = int(slice.end - slice.begin);
   Model m(mc, *be, std::max(1, n));
-
-  // Every tensor by name, shape checked.
-  auto load = [&](const std::vector<ParamEntry>& list, float* base) {
-    for (const ParamEntry& e : list) {
-      const auto it = tensors.find(e.spec.name);
-      DISTNET_CHECK(it != tensors.end(), "no tensor " + e.spec.name + " in " + in);
-      DISTNET_CHECK(
-          it->second.shape == e.spec.shape,
-          e.spec.name + " is " + it->second.shape.str() + ", expected " + e.spec.shape.str());
-      std::memcpy(base + e.offset, it->second.data.data(), 4 * it->second.data.size());
-    }
-  };
-  load(m.params(), m.param_data());
-  load(m.state(), m.state_data());
+  load_weights(m, tensors, in, checkpoint);
 
   const std::int64_t per = mc.input.numel();
   std::vector<std::uint32_t> ids;
