@@ -309,6 +309,11 @@ int run_job(const RunConfig& given, const World& world, Held& held) {
   Reporter& report = *held.report;
   report.set_run_id(s.run_id);
   print_start(cfg, world, s, report);
+  if (s.tensorboard) {
+    report.line("tensorboard: " + s.tensorboard->path() + " (tensorboard --logdir " +
+                cfg.tensorboard + ")");
+    report.set_tensorboard(std::move(s.tensorboard));
+  }
   if (s.resumed) {  // the metrics file gets a record where this run's history goes on
     report.json("{\"event\":\"resume\",\"run_id\":\"" + s.run_id +
                 "\",\"step\":" + std::to_string(s.resumed->state.step) + ",\"checkpoint\":\"" +
@@ -333,6 +338,7 @@ int run_job(const RunConfig& given, const World& world, Held& held) {
                         s.test.get(), *s.transform, report, writer.get(), s.host_comm.get(),
                         timeline.get(), s.grid.get(), s.run_id});
   Trainer& trainer = *held.trainer;
+  if (s.best) trainer.set_best(*s.best);
   // Rank 0 gathers the timeline and writes it, after the run (also after a stop).
   auto write_timeline = [&] {
     if (cfg.timeline.empty()) return;

@@ -241,6 +241,10 @@ class Backend {
   // acc[0] += the number of non-finite values (NaN, +-inf) among x[0..count), with acc on this
   // device: the trainer's divergence check, queued like any op (no host synchronisation).
   virtual void count_nonfinite(std::int64_t count, const float* x, double* acc) = 0;
+  // acc[0] += the sum of x[i]^2 over x[0..count), accumulated in double, with acc on this device
+  // (the gradient norm of --tensorboard, queued like any op). The order of summation may vary
+  // between calls (threads, atomics): equal to a few ulps, not bitwise.
+  virtual void sum_squares(std::int64_t count, const float* x, double* acc) = 0;
 
   // SGD with momentum and weight decay over flat buffers (PyTorch's formulation):
   //   v = momentum * v + (g + weight_decay * w);  w -= lr * v     (v unused if momentum == 0)

@@ -32,6 +32,18 @@ struct TrainingState {
   std::int64_t skipped_steps = 0;  // steps passed over by --on-nonfinite skip-step so far
 };
 
+// --keep-best: what made a checkpoint the run's best. Attributes of the best file only.
+struct BestMark {
+  std::string metric;      // test_acc, test_loss, test_top5, train_acc or train_loss
+  double value = 0;        // the metric's value at that epoch's end
+  std::int64_t epoch = 0;  // 1-based, as printed
+};
+// DIR/best.h5: a complete checkpoint, outside the ckpt-* names that rotation and --resume auto
+// take (docs/checkpoint-format.md).
+constexpr const char* kBestCheckpointName = "best.h5";
+// Whether a higher value of a --keep-best metric is better (accuracies) or a lower one (losses).
+bool best_metric_higher_is_better(const std::string& metric);
+
 struct CheckpointMeta {
   std::int64_t format_version = kCheckpointFormatVersion;
   std::string distnet_version;
@@ -43,6 +55,7 @@ struct CheckpointMeta {
   std::int64_t train_samples = 0;  // resuming needs the same data (and so the same epochs)
   std::string config;              // the full effective configuration, INI
   std::string run_id;              // the run that wrote it ("" in checkpoints older than run ids)
+  std::optional<BestMark> best;    // best.h5 only
   TrainingState state;
 };
 
@@ -122,7 +135,10 @@ class CheckpointWriter {
   CheckpointWriter(const CheckpointWriter&) = delete;
   CheckpointWriter& operator=(const CheckpointWriter&) = delete;
 
-  void submit(Snapshot snap, const std::string& file_name);
+  // With `best`, the snapshot is first written as DIR/best.h5 (with the mark's attributes), then
+  // as `file_name` unless that is empty; rotation never touches best.h5.
+  void submit(Snapshot snap, const std::string& file_name,
+              const std::optional<BestMark>& best = std::nullopt);
   // Whether the last write failed (without waiting, without taking the error: wait() throws it).
   bool failed() const;
   // Waits until no write is pending or running; unlike wait(), leaves an error for wait().
@@ -141,6 +157,7 @@ class CheckpointWriter {
   std::condition_variable cv_;
   std::optional<Snapshot> pending_;
   std::string pending_name_;
+  std::optional<BestMark> pending_best_;
   bool busy_ = false, stop_ = false;
   std::exception_ptr error_;
   std::thread thread_;

@@ -78,8 +78,10 @@ struct RunConfig {
   bool nvtx = false;              // NVTX ranges for Nsight Systems
   std::int64_t timeline_first = 0, timeline_last = -1;  // steps [first, last); -1: to the end
   std::int64_t timeline_events = 200000;                // ring capacity per rank
-  double straggler_threshold = 0.1;  // (slowest - median) / median compute that is named
-  int debug_delay_rank = -1;         // testing aid: this rank sleeps debug_delay_ms a step
+  std::string tensorboard;                 // TensorBoard event files here (rank 0); empty: none
+  std::int64_t tensorboard_interval = 10;  // a train/ point every N optimizer steps
+  double straggler_threshold = 0.1;        // (slowest - median) / median compute that is named
+  int debug_delay_rank = -1;               // testing aid: this rank sleeps debug_delay_ms a step
   double debug_delay_ms = 0;
   // Testing aid (--debug-fault): a NaN in one rank's summed gradient, or a stop request in the
   // middle of a step, at a chosen step (1-based) -- faults at an exact place, not by timing.
@@ -98,6 +100,7 @@ struct RunConfig {
   std::string checkpoint_every = "1epochs";
   std::int64_t checkpoint_every_epochs = 1, checkpoint_every_steps = 0;  // parsed from the above
   int keep_checkpoints = 3;
+  std::string keep_best;      // a metric: DIR/best.h5 holds the best epoch by it; empty: none
   std::string resume;         // "", "auto" (newest valid in checkpoint_dir) or a file
   bool eval_only = false;     // with `checkpoint`
   std::string checkpoint;     // file for --eval-only

@@ -6,15 +6,29 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 namespace distnet {
 
 struct EpochMetrics;
 struct BenchmarkResult;
 class Model;
+class TensorBoardWriter;
+
+// A --tensorboard point: the figures of the steps since the last one (docs/tensorboard.md).
+struct TrainPoint {
+  std::int64_t step = 0;    // optimizer steps taken
+  double loss = 0;          // mean loss over the samples of those steps, all ranks
+  double lr = 0;            // of the last step
+  double images_per_s = 0;  // their samples over their time on rank 0 (data wait included)
+  double data_wait_ms = 0;  // rank 0's wait for the loader, per step
+  double grad_norm = 0;     // L2 norm of the last step's summed gradient
+};
 
 class Reporter {
  public:
@@ -33,6 +47,10 @@ class Reporter {
   const std::string& failure() const { return failure_; }
   // Every later JSON line carries this run id (its first field).
   void set_run_id(const std::string& id) { run_id_ = id; }
+  // --tensorboard: epoch figures and train points go to the event file too (rank 0).
+  void set_tensorboard(std::unique_ptr<TensorBoardWriter> writer);
+  // A --tensorboard point: a "step" JSON record and the train/ scalars, the same figures.
+  void train_point(const TrainPoint& p);
   // True when a progress update is wanted now (rank 0; the bar: >= 0.5 s since the last; lines:
   // >= the interval): the trainer reads device-side figures only then.
   bool progress_due() const;
@@ -52,6 +70,8 @@ class Reporter {
   enum class Mode { off, bar, lines } mode_ = Mode::off;
   bool bar_shown_ = false;
   std::FILE* metrics_ = nullptr;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;
+  void tensorboard(std::int64_t step, const std::vector<std::pair<std::string, double>>& values);
   std::string metrics_name_, failure_, run_id_;
   double interval_s_;
   double last_ = 0;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace distnet {
 
@@ -29,10 +30,16 @@ class RunDirLock {
   std::string path_, host_, run_id_;
 };
 
-// A run that is not resuming, in a directory that may hold checkpoints of an earlier run: with
-// none, nothing happens; otherwise `start_over` decides: "" refuses (UsageError naming the
-// directory, the files and the choices), "aside" moves them into DIR/previous-<run id>/ (or
-// previous-<n>/ for files without one), "delete" deletes them. Call under the lock.
+// A run that is not resuming, in a directory that may hold checkpoints of an earlier run (its
+// ckpt-* files and best.h5): with none, nothing happens; otherwise `start_over` decides: ""
+// refuses (UsageError naming the directory, the files and the choices), "aside" moves them into
+// DIR/previous-<run id>/ (or previous-<n>/ for files without one), "delete" deletes them. Call
+// under the lock.
 void prepare_new_run(const std::string& dir, const std::string& start_over);
+
+// Moves `files` (paths in `dir`) into DIR/previous-<owner>/ (previous-run/ without an owner;
+// -2, -3 ... appended when taken) and returns that directory.
+std::string set_files_aside(const std::string& dir, const std::vector<std::string>& files,
+                            const std::string& owner);
 
 }  // namespace distnet

@@ -5,6 +5,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,7 +35,8 @@ struct EvalResult {
 };
 
 struct EpochMetrics {
-  int epoch = 0;  // 1-based, as printed
+  int epoch = 0;          // 1-based, as printed
+  std::int64_t step = 0;  // optimizer steps taken at its end
   double loss = 0, train_acc = 0, test_loss = 0, test_acc = 0;
   double test_top5 = -1;  // -1: not reported (fewer than 10 classes, or no evaluation)
   double time_s = 0, examples_per_s = 0, lr = 0;
@@ -95,6 +97,9 @@ class Trainer {
   // `borrow`: the model will not change until the write ends (a stopping run), so a CPU model's
   // buffers are written without a copy.
   void save_checkpoint(bool borrow = false);
+  // --keep-best, rank 0 of a resumed run: the best so far (from its best.h5), which a later epoch
+  // must beat to replace it.
+  void set_best(const BestMark& best) { best_ = best; }
   EvalResult evaluate();        // every test sample exactly once over the ranks
   BenchmarkResult benchmark();  // cfg.warmup_steps, then cfg.steps timed steps
 
@@ -148,6 +153,23 @@ class Trainer {
                         const std::vector<double>& data_s);
   static constexpr double kDataWaitShareReported = 0.10;
   std::array<double, 3> read_and_reset_stats();
+  // --tensorboard: this rank's share of the squared L2 norm of the step's summed gradient, queued
+  // into `acc` on the device (each tensor counted once over the ranks).
+  void queue_grad_square_sum(double* acc);
+  // --tensorboard: adds an applied step to the running point, and reports the point every
+  // --tensorboard-interval steps. `wait_s`: the loader's wait so far (this rank).
+  void add_to_point(double step_s, double wait_s);
+  struct PointSums {
+    double loss = 0, samples = 0, time_s = 0, wait0_s = 0;
+    std::int64_t steps = 0;
+  };
+  // --keep-best: whether the epoch is the best so far (agreed by all ranks); if so it is marked
+  // for the next save, which writes best.h5 first.
+  void consider_best(const EpochMetrics& em);
+  // The marked best, when no checkpoint was written at this step to carry it. Collective.
+  void save_pending_best();
+  // A snapshot for the writer: a checkpoint (`regular`), best.h5 (a marked best), or both.
+  void save(bool borrow, bool regular);
   // The divergence check's verdicts, agreed by all ranks: stops the run with one line on rank 0
   // naming the step and the first tensor (in forward order) with non-finite values. Collective.
   [[noreturn]] void diverged(const std::string& what, bool check_gradient,
@@ -181,9 +203,25 @@ class Trainer {
   void reset_bytes();
   // Doubles on the device: the running epoch's sums (loss, correct, top-5), the step's checks
   // (non-finite values in the summed gradient; in the parameters after the last update), and the
-  // sums as they were at the step's start.
-  enum Stat { kLoss = 0, kCorrect = 1, kTop5 = 2, kBadGrad = 3, kBadParam = 4, kBackup = 5 };
-  static constexpr int kStats = 8;
+  // sums as they were at the step's start; with --tensorboard, the squared norm of the summed
+  // gradient at a point's step.
+  enum Stat {
+    kLoss = 0,
+    kCorrect = 1,
+    kTop5 = 2,
+    kBadGrad = 3,
+    kBadParam = 4,
+    kBackup = 5,  // 3 doubles
+    kGradSq = 8
+  };
+  static constexpr int kStats = 9;
+  bool tensorboard_ = false;  // --tensorboard, in training
+  // The last step's loss sum, samples and squared gradient norm, summed over the ranks (with the
+  // step's vote, so no extra collective).
+  double step_loss_ = 0, step_samples_ = 0, step_grad_sq_ = 0;
+  PointSums point_;
+  std::optional<BestMark> best_;          // rank 0: the best epoch so far
+  std::optional<BestMark> best_pending_;  // every rank: the epoch just ended is a new best
   Buffer stats_;
   Buffer state_backup_;  // batch-norm running statistics at the step's start
   Buffer stage_x_, stage_ids_, stage_labels_, stage_raw_;

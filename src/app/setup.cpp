@@ -104,6 +104,40 @@ std::optional<CheckpointMeta> resume_from(const RunConfig& cfg, const World& wor
   return std::nullopt;
 }
 
+// --keep-best: the best so far of this run, from DIR/best.h5 when an earlier process of the run
+// wrote one (rank 0, after the run id is known). Another run's file is refused on a resume; a new
+// run under --resume auto finds one only when that run was killed before its first checkpoint
+// (best.h5 is written first), and sets it aside like --start-over aside.
+std::optional<BestMark> earlier_best(const RunConfig& cfg, const Setup& s) {
+  const std::string& dir = cfg.checkpoint_dir;
+  const std::string path = dir + "/" + kBestCheckpointName;
+  if (::access(path.c_str(), F_OK) != 0) return std::nullopt;
+  const CheckpointMeta meta = read_checkpoint_meta(path);
+  const std::string owner = meta.run_id.empty() ? "(without an id)" : meta.run_id;
+  if (meta.run_id != s.run_id && s.resumed)
+    throw UsageError(path + " is the best checkpoint of run " + owner + ", not of this run (" +
+                     s.run_id + "); move it out of " + dir + " to keep it, or delete it");
+  if (meta.run_id != s.run_id) {
+    const std::string aside = set_files_aside(dir, {path}, meta.run_id);
+    std::printf(
+        "%s was the best checkpoint of run %s, which left no checkpoint to resume; moved "
+        "into %s\n",
+        path.c_str(), owner.c_str(), aside.c_str());
+    return std::nullopt;
+  }
+  if (!meta.best) throw Error(path + ": no best_metric attribute (not written by --keep-best)");
+  if (meta.best->metric != cfg.keep_best) {
+    std::printf(
+        "%s holds the best epoch by %s; this run keeps the best by %s from now on and "
+        "replaces it at its next evaluated epoch\n",
+        path.c_str(), meta.best->metric.c_str(), cfg.keep_best.c_str());
+    return std::nullopt;
+  }
+  std::printf("best so far by %s: %.6g at epoch %lld (%s)\n", cfg.keep_best.c_str(),
+              meta.best->value, static_cast<long long>(meta.best->epoch), path.c_str());
+  return meta.best;
+}
+
 }  // namespace
 
 ModelConfig model_config(const RunConfig& c, const Shape& image, int classes) {
@@ -256,6 +290,11 @@ Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
   }
   const data::Dataset& shape_of = s.train ? *s.train : *s.test;
   ModelConfig mc = model_config(cfg, shape_of.image_shape(), shape_of.classes());
+  if (cfg.keep_best == "test_top5" && mc.classes < 10)
+    throw UsageError(
+        "--keep-best test_top5 needs at least 10 classes (top-5 accuracy is not "
+        "reported below that); the data has " +
+        std::to_string(mc.classes));
   mc.sync_bn_ranks = s.comm.get();  // --sync-bn: the data-parallel world (the grid's too)
   s.transform = std::make_unique<data::ImageTransform>(
       shape_of.image_shape(), data::TransformSpec{int(mc.input[1]), cfg.norm_mean, cfg.norm_std});
@@ -294,6 +333,7 @@ Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
       std::fclose(f);
     }
     const bool trains = !cfg.eval_only && !cfg.benchmark;
+    if (!cfg.tensorboard.empty() && trains) TensorBoardWriter::check_dir(cfg.tensorboard);
     if (!cfg.checkpoint_dir.empty()) ensure_writable_dir(cfg.checkpoint_dir);
     // The directory is this run's from here on: a second run is refused, and a new run does not
     // start over another run's checkpoints unless told what to do with them.
@@ -321,6 +361,17 @@ Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
       s.resumed = resume_from(cfg, world, *s.model, s.train->size(), &s.resumed_path);
     s.run_id = s.resumed && !s.resumed->run_id.empty() ? s.resumed->run_id : new_run_id();
     if (s.lock) s.lock->set_run_id(s.run_id);
+    if (!cfg.keep_best.empty() && trains) s.best = earlier_best(cfg, s);
+    if (!cfg.tensorboard.empty() && trains) {
+      s.tensorboard = std::make_unique<TensorBoardWriter>(cfg.tensorboard, world.host(), s.run_id,
+                                                          s.resumed ? s.resumed->state.step : -1);
+      if (!s.tensorboard->other_run_file().empty())
+        std::fprintf(stderr,
+                     "alexnet: warning: --tensorboard %s already holds %s, another run's event "
+                     "file; TensorBoard shows a directory as one run, so their curves mix (give "
+                     "each run its own directory)\n",
+                     cfg.tensorboard.c_str(), s.tensorboard->other_run_file().c_str());
+    }
   }
   return s;
 }

@@ -14,6 +14,7 @@
 #include "distnet/grid.hpp"
 #include "distnet/model.hpp"
 #include "distnet/run_dir.hpp"
+#include "distnet/tensorboard.hpp"
 #include "distnet/trainer.hpp"
 #include "distnet/world.hpp"
 
@@ -22,10 +23,12 @@ namespace distnet::app {
 constexpr int kExitOk = 0, kExitError = 1, kExitUsage = 2;
 
 struct Setup {
-  std::optional<CheckpointMeta> resumed;  // rank 0
-  std::string resumed_path;               // rank 0
-  std::string run_id;                     // rank 0: the resumed run's, or a new one
-  std::unique_ptr<RunDirLock> lock;       // rank 0, training with --checkpoint-dir
+  std::optional<CheckpointMeta> resumed;           // rank 0
+  std::string resumed_path;                        // rank 0
+  std::string run_id;                              // rank 0: the resumed run's, or a new one
+  std::unique_ptr<RunDirLock> lock;                // rank 0, training with --checkpoint-dir
+  std::optional<BestMark> best;                    // rank 0, --keep-best: the run's best so far
+  std::unique_ptr<TensorBoardWriter> tensorboard;  // rank 0, --tensorboard in training
   std::unique_ptr<Backend> backend;
   std::unique_ptr<Communicator> comm;       // the model's buffers, on the backend's device
   std::unique_ptr<Communicator> host_comm;  // host figures; null when `comm` is host MPI

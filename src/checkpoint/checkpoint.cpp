@@ -145,6 +145,11 @@ void write_checkpoint(const Snapshot& snap, const std::string& path) {
     h5::set_attr(f, "rng", std::string("philox4x32-10, counter-based: the state is (seed, step)"));
     h5::set_attr(f, "learning_rate", m.state.learning_rate);
     h5::set_attr(f, "epoch_sums", m.state.epoch_sums);
+    if (m.best) {
+      h5::set_attr(f, "best_metric", m.best->metric);
+      h5::set_attr(f, "best_value", m.best->value);
+      h5::set_attr(f, "best_epoch", m.best->epoch);
+    }
     // Batch-norm statistics sit beside their layer's parameters under /params.
     write_group(f, "params", {{&snap.params, snap.param_data()}, {&snap.state, snap.state_data()}});
     write_group(f, "momentum", {{&snap.params, snap.momentum_data()}});
@@ -189,6 +194,13 @@ CheckpointMeta read_checkpoint_meta(const std::string& path) {
     // Written since run ids exist; older checkpoints have neither.
     if (H5Aexists(f, "run_id") > 0) m.run_id = h5::get_string(f, "run_id");
     if (H5Aexists(f, "skipped_steps") > 0) m.state.skipped_steps = h5::get_int(f, "skipped_steps");
+    if (H5Aexists(f, "best_metric") > 0) {  // best.h5 (--keep-best)
+      m.best = BestMark{h5::get_string(f, "best_metric"), h5::get_double(f, "best_value"),
+                        h5::get_int(f, "best_epoch")};
+      if (m.best->epoch < 1)
+        throw Error("attribute 'best_epoch' is " + std::to_string(m.best->epoch) +
+                    ", expected at least 1");
+    }
     // Every number is checked before anything uses it (a hand-edited or damaged attribute).
     auto at_least = [](const char* name, std::int64_t v, std::int64_t lo) {
       if (v < lo)
@@ -323,6 +335,10 @@ InitFrom load_initial_weights(const std::string& path, Model& model) {
   return r;
 }
 
+bool best_metric_higher_is_better(const std::string& metric) {
+  return metric.size() >= 4 && metric.compare(metric.size() - 4, 4, "loss") != 0;
+}
+
 std::string checkpoint_file_name(std::int64_t epoch, std::int64_t step) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "ckpt-epoch%04lld-step%08lld.h5", static_cast<long long>(epoch),
@@ -385,7 +401,9 @@ CheckpointWriter::CheckpointWriter(std::string dir, int keep, std::string run_id
     std::vector<std::string> stale;
     while (const dirent* ent = ::readdir(d)) {
       const std::string name = ent->d_name;
-      if (name.rfind(".ckpt-", 0) == 0 && name.find(".h5.tmp-") != std::string::npos)
+      if ((name.rfind(".ckpt-", 0) == 0 ||
+           name.rfind(std::string(".") + kBestCheckpointName, 0) == 0) &&
+          name.find(".h5.tmp-") != std::string::npos)
         stale.push_back(name);
     }
     ::closedir(d);
@@ -407,12 +425,14 @@ CheckpointWriter::~CheckpointWriter() {
   thread_.join();
 }
 
-void CheckpointWriter::submit(Snapshot snap, const std::string& file_name) {
+void CheckpointWriter::submit(Snapshot snap, const std::string& file_name,
+                              const std::optional<BestMark>& best) {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [&] { return !busy_ && !pending_; });
   if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
   pending_ = std::move(snap);
   pending_name_ = file_name;
+  pending_best_ = best;
   cv_.notify_all();
 }
 
@@ -436,6 +456,7 @@ void CheckpointWriter::run() {
   for (;;) {
     Snapshot snap;
     std::string name;
+    std::optional<BestMark> best;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stop_ || pending_; });
@@ -443,14 +464,25 @@ void CheckpointWriter::run() {
       snap = std::move(*pending_);
       pending_.reset();
       name = pending_name_;
+      best = std::exchange(pending_best_, std::nullopt);
       busy_ = true;
     }
     std::exception_ptr err;
-    const std::string path = dir_ + "/" + name;
     try {
-      Timeline::Scope span(timeline_, Timeline::Track::writer, "write ", name, "checkpoint");
-      write_checkpoint(snap, path);
-      prune_checkpoints(dir_, keep_, run_id_);
+      // The best file first: a run killed between the two writes resumes from an older
+      // checkpoint and finds this epoch's best already recorded, so it cannot lose it.
+      if (best) {
+        Timeline::Scope span(timeline_, Timeline::Track::writer, "write ", kBestCheckpointName,
+                             "checkpoint");
+        snap.meta.best = best;
+        write_checkpoint(snap, dir_ + "/" + kBestCheckpointName);
+        snap.meta.best.reset();
+      }
+      if (!name.empty()) {
+        Timeline::Scope span(timeline_, Timeline::Track::writer, "write ", name, "checkpoint");
+        write_checkpoint(snap, dir_ + "/" + name);
+        prune_checkpoints(dir_, keep_, run_id_);
+      }
     } catch (...) {
       err = std::current_exception();
     }

@@ -73,8 +73,26 @@ void RunDirLock::write_holder() {
   }
 }
 
+std::string set_files_aside(const std::string& dir, const std::vector<std::string>& files,
+                            const std::string& owner) {
+  std::string aside = dir + "/previous-" + (owner.empty() ? "run" : owner);
+  for (int n = 2; ::mkdir(aside.c_str(), 0755) != 0; ++n) {
+    if (errno != EEXIST) throw Error(aside + ": cannot create: " + std::strerror(errno));
+    aside = dir + "/previous-" + (owner.empty() ? "run" : owner) + "-" + std::to_string(n);
+  }
+  for (const std::string& f : files) {
+    const std::string to = aside + "/" + base_name(f);
+    if (::rename(f.c_str(), to.c_str()) != 0)
+      throw Error(f + ": cannot move to " + aside + ": " + std::strerror(errno));
+  }
+  return aside;
+}
+
 void prepare_new_run(const std::string& dir, const std::string& start_over) {
-  const std::vector<std::string> found = list_checkpoints(dir);  // newest first
+  std::vector<std::string> found = list_checkpoints(dir);  // newest first
+  // --keep-best's file is its run's as much as the checkpoints are.
+  const std::string best = dir + "/" + kBestCheckpointName;
+  if (::access(best.c_str(), F_OK) == 0) found.push_back(best);
   if (found.empty()) return;
   std::string owner;
   try {
@@ -97,16 +115,7 @@ void prepare_new_run(const std::string& dir, const std::string& start_over) {
     std::printf("--start-over delete: deleted %s from %s\n", files.c_str(), dir.c_str());
     return;
   }
-  std::string aside = dir + "/previous-" + (owner.empty() ? "run" : owner);
-  for (int n = 2; ::mkdir(aside.c_str(), 0755) != 0; ++n) {
-    if (errno != EEXIST) throw Error(aside + ": cannot create: " + std::strerror(errno));
-    aside = dir + "/previous-" + (owner.empty() ? "run" : owner) + "-" + std::to_string(n);
-  }
-  for (const std::string& f : found) {
-    const std::string to = aside + "/" + base_name(f);
-    if (::rename(f.c_str(), to.c_str()) != 0)
-      throw Error(f + ": cannot move to " + aside + ": " + std::strerror(errno));
-  }
+  const std::string aside = set_files_aside(dir, found, owner);
   std::printf("--start-over aside: moved %s into %s\n", files.c_str(), aside.c_str());
 }
 

@@ -76,6 +76,7 @@ class CpuBackend final : public Backend {
   void softmax_xent(int n, int classes, const float* logits, const std::int32_t* labels,
                     float grad_scale, float* dlogits, double* stats) override;
   void count_nonfinite(std::int64_t count, const float* x, double* acc) override;
+  void sum_squares(std::int64_t count, const float* x, double* acc) override;
   void sgd_update(std::int64_t count, float* w, const float* g, float* v,
                   const SgdParams& p) override;
   void resize_normalize(int n, const ResizeNormalize& spec, const std::uint8_t* images,

@@ -332,6 +332,10 @@ void CudaBackend::count_nonfinite(std::int64_t count, const float* x, double* ac
   launch_count_nonfinite(count, x, acc, ctx_->stream);
 }
 
+void CudaBackend::sum_squares(std::int64_t count, const float* x, double* acc) {
+  launch_sum_squares(count, x, acc, ctx_->stream);
+}
+
 void CudaBackend::sgd_update(std::int64_t count, float* w, const float* g, float* v,
                              const SgdParams& p) {
   launch_sgd(count, w, g, v, p, ctx_->stream);

@@ -41,6 +41,8 @@ void launch_adaptive_avg_pool_backward(int n, const AdaptivePoolGeom& g, const f
 
 // Backend::count_nonfinite: acc[0] += the number of NaN and infinite values in x.
 void launch_count_nonfinite(std::int64_t count, const float* x, double* acc, cudaStream_t stream);
+// Backend::sum_squares: acc[0] += the sum of x[i]^2, in double.
+void launch_sum_squares(std::int64_t count, const float* x, double* acc, cudaStream_t stream);
 
 // Backend::sgd_update over a flat buffer.
 void launch_sgd(std::int64_t count, float* w, const float* g, float* v, const SgdParams& p,

@@ -244,6 +244,13 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
        "record only steps A:B (A included, B not; A: or :B open-ended), counted from 0")  //
       ("timeline-events", po::value(&c.timeline_events)->default_value(c.timeline_events),
        "most events kept per rank (a ring: the oldest are dropped)")  //
+      ("tensorboard", po::value(&c.tensorboard),
+       "write TensorBoard event files into DIR (rank 0): train/ scalars every "
+       "--tensorboard-interval steps, epoch/ scalars every epoch; a resumed run goes on in the "
+       "same DIR (docs/tensorboard.md)")  //
+      ("tensorboard-interval",
+       po::value(&c.tensorboard_interval)->default_value(c.tensorboard_interval),
+       "optimizer steps between TensorBoard train/ points")  //
       ("straggler-threshold",
        po::value(&c.straggler_threshold)->default_value(c.straggler_threshold, "0.1"),
        "name the slowest rank when its compute time exceeds the median by this fraction")  //
@@ -271,6 +278,10 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
        "checkpoint cadence: N or Nepochs, or Nsteps (and always at the end)")  //
       ("keep-checkpoints", po::value(&c.keep_checkpoints)->default_value(c.keep_checkpoints),
        "keep the newest N checkpoints")  //
+      ("keep-best", po::value(&c.keep_best),
+       "after each epoch's evaluation, keep the best epoch so far by METRIC (test_acc, "
+       "test_top5, train_acc: higher is better; test_loss, train_loss: lower) in "
+       "--checkpoint-dir/best.h5, never rotated")  //
       ("resume", po::value(&c.resume),
        "auto: continue from the newest valid checkpoint in --checkpoint-dir (if any); or a file")  //
       ("eval-only", po::bool_switch(&c.eval_only),
@@ -478,6 +489,12 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
        "--target-accuracy must be in [0, 1], got " + num(c.target_accuracy));
   need(c.keep_checkpoints >= 1,
        "--keep-checkpoints must be at least 1, got " + std::to_string(c.keep_checkpoints));
+  need(c.tensorboard_interval >= 1,
+       "--tensorboard-interval must be at least 1, got " + std::to_string(c.tensorboard_interval));
+  if (!c.keep_best.empty())
+    one_of("keep-best", c.keep_best,
+           {"test_acc", "test_loss", "test_top5", "train_acc", "train_loss"});
+  need(c.keep_best.empty() || !c.checkpoint_dir.empty(), "--keep-best needs --checkpoint-dir");
   need(c.comm_timeout >= 0, "--comm-timeout must be >= 0, got " + num(c.comm_timeout));
   one_of("on-nonfinite", c.on_nonfinite, {"stop", "skip-step"});
   need(c.max_skipped_steps >= 0,
@@ -731,7 +748,8 @@ std::string RunConfig::effective_ini() const {
     << "\nmetrics-file = " << metrics_file << "\nprogress = " << progress
     << "\nprogress-interval = " << t(progress_interval) << "\ntimeline = " << timeline
     << "\ntimeline-events = " << timeline_events << "\nnvtx = " << (nvtx ? "true" : "false")
-    << "\nstraggler-threshold = " << t(straggler_threshold)
+    << "\ntensorboard = " << tensorboard << "\ntensorboard-interval = " << tensorboard_interval
+    << "\nkeep-best = " << keep_best << "\nstraggler-threshold = " << t(straggler_threshold)
     << "\nbenchmark = " << (benchmark ? "true" : "false") << "\nwarmup-steps = " << warmup_steps
     << "\nsteps = " << steps << "\ncheckpoint-dir = " << checkpoint_dir
     << "\ncheckpoint-every = " << checkpoint_every << "\nkeep-checkpoints = " << keep_checkpoints

@@ -10,6 +10,7 @@
 
 #include "distnet/error.hpp"
 #include "distnet/model.hpp"
+#include "distnet/tensorboard.hpp"
 #include "distnet/trainer.hpp"
 
 namespace distnet {
@@ -111,6 +112,33 @@ void Reporter::json(const std::string& object) {
         metrics_name_ + ": cannot write the metrics file: " + std::strerror(errno ? errno : EIO);
 }
 
+void Reporter::set_tensorboard(std::unique_ptr<TensorBoardWriter> writer) {
+  tensorboard_ = std::move(writer);
+}
+
+// Like the metrics file, a failed write is remembered, and the trainer stops every rank on it.
+void Reporter::tensorboard(std::int64_t step,
+                           const std::vector<std::pair<std::string, double>>& values) {
+  if (!active_ || !tensorboard_ || !failure_.empty()) return;
+  try {
+    tensorboard_->scalars(step, values);
+  } catch (const std::exception& e) {
+    failure_ = e.what();
+  }
+}
+
+void Reporter::train_point(const TrainPoint& p) {
+  json("{\"event\":\"step\",\"step\":" + std::to_string(p.step) +
+       ",\"loss\":" + jfmt("%.6f", p.loss) + ",\"lr\":" + jfmt("%.8g", p.lr) +
+       ",\"images_per_s\":" + jfmt("%.3f", p.images_per_s) + ",\"data_wait_ms\":" +
+       jfmt("%.4f", p.data_wait_ms) + ",\"grad_norm\":" + jfmt("%.6g", p.grad_norm) + "}");
+  tensorboard(p.step, {{"train/loss", p.loss},
+                       {"train/learning_rate", p.lr},
+                       {"train/images_per_sec", p.images_per_s},
+                       {"train/data_wait_ms", p.data_wait_ms},
+                       {"train/grad_norm", p.grad_norm}});
+}
+
 bool Reporter::progress_due() const {
   if (!active_ || mode_ == Mode::off) return false;
   return now_s() - last_ >= (mode_ == Mode::bar ? 0.5 : interval_s_);
@@ -169,7 +197,8 @@ void Reporter::epoch(const EpochMetrics& m, int world, const std::string& device
           " on " + std::to_string(world) + (world == 1 ? " rank (" : " ranks (") + device + ")";
   line(text);
   json("{\"event\":\"epoch\",\"epoch\":" + std::to_string(m.epoch) +
-       ",\"loss\":" + jfmt("%.6f", m.loss) + ",\"train_acc\":" + jfmt("%.6f", m.train_acc) +
+       ",\"step\":" + std::to_string(m.step) + ",\"loss\":" + jfmt("%.6f", m.loss) +
+       ",\"train_acc\":" + jfmt("%.6f", m.train_acc) +
        ",\"test_loss\":" + jfmt("%.6f", m.test_loss) + ",\"test_acc\":" + jfmt("%.6f", m.test_acc) +
        (m.test_top5 >= 0 ? ",\"test_top5\":" + jfmt("%.6f", m.test_top5) : std::string()) +
        ",\"samples\":" + std::to_string(m.samples) + ",\"steps\":" + std::to_string(m.steps) +
@@ -178,6 +207,14 @@ void Reporter::epoch(const EpochMetrics& m, int world, const std::string& device
        ",\"data_wait_s\":" + jfmt("%.4f", m.data_wait_s) + ",\"comm_s\":" + jfmt("%.4f", m.comm_s) +
        ",\"exchange_s\":" + jfmt("%.4f", m.exchange_s) + ",\"ranks\":" + std::to_string(world) +
        ",\"device\":\"" + device + "\"}");
+  std::vector<std::pair<std::string, double>> scalars = {{"epoch/train_loss", m.loss},
+                                                         {"epoch/train_acc", m.train_acc}};
+  if (m.test_acc > 0 || m.test_loss > 0) {
+    scalars.emplace_back("epoch/test_loss", m.test_loss);
+    scalars.emplace_back("epoch/test_acc", m.test_acc);
+  }
+  if (m.test_top5 >= 0) scalars.emplace_back("epoch/test_top5", m.test_top5);
+  tensorboard(m.step, scalars);
 }
 
 void Reporter::target(double target, bool reached, int epochs, double wall_s, double test_acc,

@@ -54,6 +54,7 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerParts& parts)
       cfg.workers >= 0
           ? cfg.workers
           : std::clamp(data::LoaderOptions::default_workers() / parts.world.local_size(), 1, 4);
+  tensorboard_ = !cfg.tensorboard.empty() && !cfg.benchmark && !cfg.eval_only;
   stats_ = p_.backend.allocate(kStats * sizeof(double));
   p_.backend.fill_zero(stats_.data(), kStats * sizeof(double));
   if (parts.model.state_size() > 0)
@@ -118,6 +119,15 @@ void Trainer::restore(const TrainingState& s) {
 }
 
 void Trainer::save_checkpoint(bool borrow) {
+  save(borrow, /*regular=*/true);
+}
+
+void Trainer::save_pending_best() {
+  if (best_pending_) save(/*borrow=*/false, /*regular=*/false);
+}
+
+void Trainer::save(bool borrow, bool regular) {
+  const std::optional<BestMark> best = std::exchange(best_pending_, std::nullopt);
   std::array<double, kBadParam + 1> local{};
   p_.backend.download(local.data(), stats_.data(), sizeof local);
   double sums[4] = {local[kLoss], local[kCorrect], double(epoch_samples_),
@@ -125,7 +135,7 @@ void Trainer::save_checkpoint(bool borrow) {
   host_comm().allreduce_sum(sums, 4);
   if (sums[3] > 0)
     diverged("non-finite parameters after the update of step " + std::to_string(step_), false);
-  saved_step_ = step_;
+  if (regular) saved_step_ = step_;  // best.h5 alone is not a point --resume auto takes
   if (!p_.writer && !p_.model.is_split()) return;
   const std::int64_t spe = sampler_.batches_per_epoch();
   CheckpointMeta meta;
@@ -156,7 +166,8 @@ void Trainer::save_checkpoint(bool borrow) {
                      " not written (those already written are kept)");
       return;
     }
-    p_.writer->submit(std::move(snap), checkpoint_file_name(file_epoch(), step_));
+    p_.writer->submit(std::move(snap), regular ? checkpoint_file_name(file_epoch(), step_) : "",
+                      best);
   };
   if (p_.model.is_split()) {  // whole tensors, gathered in every group (a collective of each)
     Snapshot whole = take_whole_snapshot(p_.model, meta);
@@ -355,9 +366,12 @@ Trainer::StepOutcome Trainer::train_step(const data::Batch& b) {
   step_bytes_ = bytes_sent();
   // The divergence check: the step's loss and its summed gradient (non-finite values in the
   // parameters were counted after the last update). One small read; the vote below carries it.
-  std::array<double, kBadParam + 1> checks{};
+  std::array<double, kStats> checks{};
   {
     Timeline::Scope span(p_.timeline, Timeline::Track::compute, "finite check", "check");
+    // A --tensorboard point after this step: the gradient's norm, read with the checks.
+    if (complete && tensorboard_ && (step_ + 1) % cfg_.tensorboard_interval == 0)
+      queue_grad_square_sum(stats + kGradSq);
     if (cfg_.debug_fault == RunConfig::DebugFault::nonfinite &&
         step_ + 1 == cfg_.debug_fault_step && p_.world.rank() == cfg_.debug_fault_rank) {
       const float nan = std::nanf("");
@@ -369,15 +383,23 @@ Trainer::StepOutcome Trainer::train_step(const data::Batch& b) {
   }
   const bool bad_step = complete && (!std::isfinite(checks[kLoss]) || checks[kBadGrad] > 0);
   // The step boundary: do all ranks go on? (A signal may have reached only some of them.)
-  double vote[5] = {stop_requested() || stop_here ? 1.0 : 0.0, complete ? 0.0 : 1.0,
-                    bad_step ? 1.0 : 0.0, checks[kBadParam] > 0 ? 1.0 : 0.0,
-                    writer_failed() ? 1.0 : 0.0};
+  // With --tensorboard it carries the step's loss sum, samples and squared gradient norm too.
+  const bool point_due = complete && tensorboard_ && (step_ + 1) % cfg_.tensorboard_interval == 0;
+  double vote[8] = {stop_requested() || stop_here ? 1.0 : 0.0,
+                    complete ? 0.0 : 1.0,
+                    bad_step ? 1.0 : 0.0,
+                    checks[kBadParam] > 0 ? 1.0 : 0.0,
+                    writer_failed() ? 1.0 : 0.0,
+                    complete ? checks[kLoss] - checks[kBackup + kLoss] : 0.0,
+                    double(n),
+                    point_due ? checks[kGradSq] : 0.0};
   {
     Timeline::Scope span(p_.timeline, Timeline::Track::compute, "stop vote", "comm");
     const auto v0 = Clock::now();
-    host_comm().allreduce_sum(vote, 5);
+    host_comm().allreduce_sum(vote, tensorboard_ ? 8 : 5);
     vote_s_ += seconds_since(v0);
   }
+  step_loss_ = vote[5], step_samples_ = vote[6], step_grad_sq_ = vote[7];
   check_writer(vote[4] > 0);
   if (vote[3] > 0)  // parameters that are already non-finite: nothing to skip
     diverged("non-finite parameters after the update of step " + std::to_string(step_), false);
@@ -455,6 +477,7 @@ bool Trainer::end_epoch(int epoch, const EpochTiming* timing, FitResult& result,
   const double nan = std::numeric_limits<double>::quiet_NaN();
   EpochMetrics em;
   em.epoch = epoch + 1;
+  em.step = step_;
   em.samples = static_cast<std::int64_t>(sums[2]);
   em.steps = sampler_.batches_per_epoch();
   em.loss = sums[0] / sums[2];
@@ -488,12 +511,14 @@ bool Trainer::end_epoch(int epoch, const EpochTiming* timing, FitResult& result,
                       em.comm_s + timing->vote_s + em.exchange_s, em.data_wait_s);
   if (p_.timeline) p_.timeline->counter("epoch loss", Timeline::now_us(), em.loss);
   result.history.push_back(em);
+  consider_best(em);
   if (cfg_.target_accuracy > 0 && p_.test && em.test_acc >= cfg_.target_accuracy) {
     result.target_reached = true;
     result.wall_s = seconds_since(fit_start);
     p_.report.target(cfg_.target_accuracy, true, em.epoch, result.wall_s, em.test_acc,
                      p_.world.size());
     if (checkpoints && saved_step_ != step_) save_checkpoint();
+    save_pending_best();
     finish_writes();
     return true;
   }
@@ -511,8 +536,12 @@ FitResult Trainer::fit() {
   data::Loader loader(p_.train, sampler_, loader_transform(), lo, step_ / steps_per_epoch,
                       step_ % steps_per_epoch);
   // Resumed from a stop during an evaluation: that epoch ends first.
-  if (pending_epoch_end_ && end_epoch(int(step_ / steps_per_epoch) - 1, nullptr, result, fit_start))
-    return result;
+  if (pending_epoch_end_) {
+    if (end_epoch(int(step_ / steps_per_epoch) - 1, nullptr, result, fit_start)) return result;
+    save_pending_best();  // its checkpoint exists already
+  }
+  point_ = PointSums{};
+  point_.wait0_s = loader.wait_seconds();
 
   for (int epoch = int(step_ / steps_per_epoch); epoch < cfg_.epochs; ++epoch) {
     const auto t0 = Clock::now();
@@ -527,6 +556,7 @@ FitResult Trainer::fit() {
       const double step_start = Timeline::now_us();
       std::optional<Timeline::Scope> step_span;
       if (tl) step_span.emplace(tl, Timeline::Track::compute, "step ", step_, "step");
+      const auto step_t0 = Clock::now();
       const double wait_start = Timeline::now_us();
       const data::Batch batch = loader.next();
       if (tl)
@@ -548,6 +578,7 @@ FitResult Trainer::fit() {
       if (outcome == StepOutcome::applied || outcome == StepOutcome::stop) {
         epoch_samples_ += batch.size();
         global_samples += batch.global_size;
+        if (tensorboard_) add_to_point(seconds_since(step_t0), loader.wait_seconds());
         if (b + 1 == steps_per_epoch && p_.report.active()) {
           // The epoch's end reads the sums anyway: the bar's last state, at once.
           std::array<double, 2> st{};
@@ -577,9 +608,14 @@ FitResult Trainer::fit() {
     timing.exchange_s = exchange_seconds() - exchange0;
     timing.vote_s = vote_s_ - vote0;
     if (end_epoch(epoch, &timing, result, fit_start)) return result;
-    if (checkpoints && cfg_.checkpoint_every_epochs > 0 &&
-        (epoch + 1) % cfg_.checkpoint_every_epochs == 0)
+    // The last epoch's checkpoint is written here rather than after the loop, so that it
+    // carries a new best (one snapshot for both files).
+    const bool last = epoch + 1 == cfg_.epochs;
+    if (checkpoints &&
+        ((cfg_.checkpoint_every_epochs > 0 && (epoch + 1) % cfg_.checkpoint_every_epochs == 0) ||
+         (last && saved_step_ != step_)))
       save_checkpoint();
+    save_pending_best();  // a new best at an epoch without a checkpoint: best.h5 alone
   }
   if (checkpoints && saved_step_ != step_) save_checkpoint();  // always one at the end
   finish_writes();
@@ -590,6 +626,72 @@ FitResult Trainer::fit() {
                      p_.world.size());
   }
   return result;
+}
+
+void Trainer::queue_grad_square_sum(double* acc) {
+  Backend& be = p_.backend;
+  const Model& m = p_.model;
+  be.fill_zero(acc, sizeof(double));
+  // Every rank holds the whole summed gradient (rank 0 counts it), except with a split model:
+  // there each rank of a group holds its piece of a split tensor (group 0's ranks count theirs)
+  // and the whole of the others (rank 0 counts those).
+  const bool split = m.is_split();
+  if (split ? p_.grid->group() != 0 : p_.world.rank() != 0) return;
+  for (const ParamEntry& e : m.params())
+    if (p_.world.rank() == 0 || (split && e.spec.is_piece()))
+      be.sum_squares(e.spec.shape.numel(), m.grad_data() + e.offset, acc);
+}
+
+void Trainer::add_to_point(double step_s, double wait_s) {
+  point_.loss += step_loss_;
+  point_.samples += step_samples_;
+  point_.time_s += step_s;
+  ++point_.steps;
+  if (step_ % cfg_.tensorboard_interval != 0) return;
+  TrainPoint p;
+  p.step = step_;
+  p.loss = point_.loss / std::max(1.0, point_.samples);
+  p.lr = lr_at(schedule_, step_ - 1);
+  p.images_per_s = point_.samples / point_.time_s;
+  p.data_wait_ms = 1000.0 * (wait_s - point_.wait0_s) / double(point_.steps);
+  p.grad_norm = std::sqrt(step_grad_sq_);
+  p_.report.train_point(p);
+  point_ = PointSums{};
+  point_.wait0_s = wait_s;
+}
+
+// Rank 0 decides, since only it knows the best of an earlier process of the run; all ranks learn
+// the verdict, as the save that follows is a collective.
+void Trainer::consider_best(const EpochMetrics& em) {
+  const std::string& metric = cfg_.keep_best;
+  if (metric.empty() || cfg_.checkpoint_dir.empty()) return;
+  const double v = metric == "train_loss"  ? em.loss
+                   : metric == "train_acc" ? em.train_acc
+                   : metric == "test_loss" ? em.test_loss
+                   : metric == "test_acc"  ? em.test_acc
+                                           : em.test_top5;
+  const bool higher = best_metric_higher_is_better(metric);
+  double better = 0;
+  if (p_.world.rank() == 0 && std::isfinite(v))
+    better = !best_ || (higher ? v > best_->value : v < best_->value) ? 1.0 : 0.0;
+  host_comm().allreduce_sum(&better, 1);
+  if (better == 0) return;
+  best_pending_ = BestMark{metric, v, em.epoch};
+  if (p_.world.rank() != 0) return;
+  char text[96];
+  std::snprintf(text, sizeof text, "epoch %d is the best so far by %s (%.6g", em.epoch,
+                metric.c_str(), v);
+  std::string line = text;
+  if (best_) {
+    std::snprintf(text, sizeof text, "; before: %.6g at epoch %lld", best_->value,
+                  static_cast<long long>(best_->epoch));
+    line += text;
+  }
+  p_.report.line(line + "): " + cfg_.checkpoint_dir + "/" + kBestCheckpointName);
+  p_.report.json("{\"event\":\"best\",\"epoch\":" + std::to_string(em.epoch) +
+                 ",\"step\":" + std::to_string(step_) + ",\"metric\":\"" + metric +
+                 "\",\"value\":" + json_number(v) + "}");
+  best_ = best_pending_;
 }
 
 }  // namespace distnet

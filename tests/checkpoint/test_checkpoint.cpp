@@ -13,6 +13,7 @@
 #include "data/data_files.hpp"
 #include "distnet/checkpoint.hpp"
 #include "distnet/h5.hpp"
+#include "distnet/run_dir.hpp"
 
 using namespace distnet;
 using distnet::testkit::TempDir;
@@ -149,6 +150,59 @@ TEST(Checkpoint, RunIdAndSkippedStepsRoundTrip) {
   const CheckpointMeta back = read_checkpoint_meta(path);
   EXPECT_EQ(back.run_id, "0123456789abcdef");
   EXPECT_EQ(back.state.skipped_steps, 3);
+}
+
+// --keep-best: best.h5 is a complete checkpoint with its mark, written before the regular file of
+// the same snapshot, outside the names rotation and --resume auto take; a new run's start-over
+// rules treat it as the old run's, and a killed write's temporary file is cleaned up.
+TEST(Checkpoint, BestFileIsOutsideRotationAndKeepsItsMark) {
+  auto be = make_cpu_backend();
+  Model m(cfg("lenet", Shape{1, 28, 28}), *be, 1), back(cfg("lenet", Shape{1, 28, 28}), *be, 1);
+  TempDir d;
+  d.write(".best.h5.tmp-4242", {1, 2, 3});  // a best write cut short
+  {
+    CheckpointWriter writer(d.path(), 1, "mine");
+    EXPECT_FALSE(std::filesystem::exists(d.path() + "/.best.h5.tmp-4242"));
+    for (std::int64_t step : {10, 20, 30}) {
+      scramble(m, float(step));
+      CheckpointMeta meta = meta_for(m, step);
+      meta.run_id = "mine";
+      const std::optional<BestMark> best =
+          step == 20 ? std::optional<BestMark>(BestMark{"test_acc", 0.75, 2}) : std::nullopt;
+      writer.submit(take_snapshot(m, meta), checkpoint_file_name(step / 10, step), best);
+      writer.wait();
+    }
+    // A best without a checkpoint at its step: best.h5 alone.
+    scramble(m, 40.0f);
+    CheckpointMeta meta = meta_for(m, 40);
+    meta.run_id = "mine";
+    writer.submit(take_snapshot(m, meta), "", BestMark{"test_acc", 0.8, 4});
+    writer.wait();
+  }
+  const std::vector<std::string> all = list_checkpoints(d.path());
+  ASSERT_EQ(all.size(), 1u);  // rotation kept one; best.h5 is neither listed nor pruned
+  EXPECT_NE(all[0].find("step00000030"), std::string::npos);
+  const std::string best = d.path() + "/" + kBestCheckpointName;
+  const CheckpointMeta mark = load_checkpoint(best, back, false);
+  ASSERT_TRUE(mark.best.has_value());
+  EXPECT_EQ(mark.best->metric, "test_acc");
+  EXPECT_EQ(mark.best->value, 0.8);
+  EXPECT_EQ(mark.best->epoch, 4);
+  EXPECT_EQ(mark.state.step, 40);
+  EXPECT_EQ(params_of(back), params_of(m));
+  EXPECT_FALSE(read_checkpoint_meta(all[0]).best.has_value());  // only best.h5 has the mark
+  EXPECT_TRUE(best_metric_higher_is_better("test_acc"));
+  EXPECT_TRUE(best_metric_higher_is_better("test_top5"));
+  EXPECT_FALSE(best_metric_higher_is_better("test_loss"));
+  EXPECT_FALSE(best_metric_higher_is_better("train_loss"));
+  // A new run over it: refused, then set aside with the run's checkpoints.
+  std::filesystem::remove(all[0]);
+  const std::string refused = error_of([&] { prepare_new_run(d.path(), ""); });
+  EXPECT_NE(refused.find("holds 1 checkpoint of run mine (newest best.h5)"), std::string::npos)
+      << refused;
+  prepare_new_run(d.path(), "aside");
+  EXPECT_FALSE(std::filesystem::exists(best));
+  EXPECT_TRUE(std::filesystem::exists(d.path() + "/previous-mine/best.h5"));
 }
 
 // Every tensor carries HDF5's Fletcher32 checksum: one flipped bit in a parameter's bytes fails

@@ -453,6 +453,27 @@ TEST_P(CudaVsCpu, ReluSoftmaxXentAndSgd) {
   }
 }
 
+// The gradient norm of --tensorboard: the sum of squares in double, added to what is there, the
+// CPU's up to the order of the additions (grid-stride loops, a block tree, atomics).
+TEST(CudaOps, SumSquaresMatchesTheCpu) {
+  SKIP_WITHOUT_GPU();
+  auto cpu = cpu_reference();
+  auto gpu = gpu_backend(Math::fp32);
+  for (std::int64_t count : {std::int64_t(1), std::int64_t(1003), std::int64_t(3) << 20}) {
+    const auto x = testkit::random_vector(std::size_t(count), 21);
+    double want = 0.25;
+    cpu->sum_squares(count, x.data(), &want);
+    Dev gx(*gpu, x);
+    Buffer acc = gpu->allocate(sizeof(double));
+    const double start = 0.25;
+    gpu->upload(acc.data(), &start, sizeof start);
+    gpu->sum_squares(count, gx.p(), static_cast<double*>(acc.data()));
+    double got = 0;
+    gpu->download(&got, acc.data(), sizeof got);
+    EXPECT_NEAR(got, want, 1e-12 * want) << count << " values";
+  }
+}
+
 // Host waits on the GPU are bounded by --comm-timeout: with the compute stream held up (here by a
 // host function that sleeps 3 s on it, standing in for a collective a dead peer never joins), a
 // download gives up with an error after the timeout (1 s) instead of waiting, and so does the

@@ -178,6 +178,9 @@ class DroppedConvBiasGradient final : public Backend {
   void count_nonfinite(std::int64_t c, const float* x, double* acc) override {
     in_->count_nonfinite(c, x, acc);
   }
+  void sum_squares(std::int64_t c, const float* x, double* acc) override {
+    in_->sum_squares(c, x, acc);
+  }
   void sgd_update(std::int64_t c, float* w, const float* g, float* v, const SgdParams& p) override {
     in_->sgd_update(c, w, g, v, p);
   }
