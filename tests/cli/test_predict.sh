@@ -35,6 +35,14 @@ grep -q "10000 images; top-1 accuracy $eval_acc against the labels (lenet on cpu
   && [ "$rows" -eq 10000 ] && ok "--split test: 10000 rows, accuracy $eval_acc as --eval-only" \
   || bad "--split test: $rows rows, '$out', eval-only $eval_acc"
 
+# 1b. --eval-only needs only the split it evaluates: a directory with the test files alone, the
+#     model, input size and normalisation from the checkpoint.
+mkdir only-test
+cp /usr/share/datasets/fashion-mnist/t10k-* only-test/
+out=$("$bin" --eval-only --checkpoint "$ckpt" --device cpu --data-dir only-test 2>&1)
+grep -q "test acc $eval_acc, top-5 [0-9.]* on 10000 samples" <<<"$out" \
+  && ok "--eval-only with the test files alone: test acc $eval_acc" || bad "eval-only: $out"
+
 # 2. The same images as PNG files (lossless): the same logits, and as JPEG (quality 95) nearly
 #    the same accuracy. 50 per class from the test split.
 $py "$tools/fashion_mnist_folder.py" png --train-per-class 0 --val-per-class 50 >/dev/null
