@@ -106,8 +106,7 @@ Outcome by_hand(const RunConfig& cfg) {
       for (std::size_t i = 0; i < flat; ++i) sum[i] += model.grad_data()[i];
     }
     std::copy(sum.begin(), sum.end(), model.grad_data());
-    be->sgd_update(model.flat_size(), model.param_data(), model.grad_data(),
-                   model.momentum_data(),
+    be->sgd_update(model.flat_size(), model.param_data(), model.grad_data(), model.momentum_data(),
                    SgdParams{float(cfg.lr), float(cfg.momentum), float(cfg.weight_decay)});
   }
   out.params.assign(model.param_data(), model.param_data() + model.flat_size());
@@ -164,9 +163,10 @@ TEST(Accumulate, MicroBatchesOnRanksEqualOneProcessWithTheWholeBatch) {
       EXPECT_EQ(many.history[0].steps, 4);
       EXPECT_EQ(many.history[0].samples, 3 * 24 + 5);
       const double err = max_relative_difference(many.params, one.params);
-      std::printf("%d ranks x %d micro-batches vs 1 process, whole batch: max relative parameter "
-                  "difference %.3g\n",
-                  ranks, micros, err);
+      std::printf(
+          "%d ranks x %d micro-batches vs 1 process, whole batch: max relative parameter "
+          "difference %.3g\n",
+          ranks, micros, err);
       EXPECT_LT(err, 1e-5) << ranks << " ranks, --accumulate " << micros;
       EXPECT_NEAR(many.history[0].loss, one.history[0].loss, 1e-5 * one.history[0].loss);
       EXPECT_EQ(many.history[0].train_acc, one.history[0].train_acc);
@@ -206,9 +206,10 @@ TEST(Accumulate, BatchNormNormalisesEachMicroBatchOnItsOwn) {
   const double err = max_relative_difference(trained.params, reference.params);
   const double state_err = max_relative_difference(trained.state, reference.state);
   const double big_err = max_relative_difference(big.params, reference.params);
-  std::printf("batch-norm, --accumulate 2 vs two micro-batches by hand: parameters %.3g, running "
-              "statistics %.3g; one big batch vs them: %.3g\n",
-              err, state_err, big_err);
+  std::printf(
+      "batch-norm, --accumulate 2 vs two micro-batches by hand: parameters %.3g, running "
+      "statistics %.3g; one big batch vs them: %.3g\n",
+      err, state_err, big_err);
   EXPECT_LT(err, 1e-6);
   EXPECT_LT(state_err, 1e-6);
   EXPECT_GT(big_err, 1e-3);  // not the step of one big batch
@@ -225,9 +226,10 @@ TEST(Accumulate, SyncBatchNormOnRanksEqualsOneProcessWithTheSameMicroBatches) {
   if (world_rank() != 0) return;
   const double err = max_relative_difference(three.params, one.params);
   const double state_err = max_relative_difference(three.state, one.state);
-  std::printf("--sync-bn, 3 ranks x 2 micro-batches vs 1 process x 2: parameters %.3g, running "
-              "statistics %.3g\n",
-              err, state_err);
+  std::printf(
+      "--sync-bn, 3 ranks x 2 micro-batches vs 1 process x 2: parameters %.3g, running "
+      "statistics %.3g\n",
+      err, state_err);
   EXPECT_LT(err, 1e-5);
   EXPECT_LT(state_err, 1e-5);
 }

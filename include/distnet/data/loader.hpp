@@ -1,7 +1,7 @@
 // The loader: background threads prepare this rank's slice of upcoming global batches (or of
-// their micro-batches, --accumulate) into a bounded queue. Batches come out in order and each is a pure function of (epoch, batch index),
-// so the output is identical for any number of workers. Destroying the loader stops and joins
-// its threads, also in the middle of an epoch.
+// their micro-batches, --accumulate) into a bounded queue. Batches come out in order and each is a
+// pure function of (epoch, batch index), so the output is identical for any number of workers.
+// Destroying the loader stops and joins its threads, also in the middle of an epoch.
 #pragma once
 
 #include <condition_variable>
