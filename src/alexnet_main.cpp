@@ -133,9 +133,13 @@ void print_start(const RunConfig& cfg, const World& world, const Setup& s, Repor
                   ", so its activations cross the network every step; start M ranks per node "
                   "(--ntasks-per-node M, or mpirun --map-by ppr:M:node)");
   }
+  // --accumulate K: each global batch in K micro-batches, each split over the ranks.
   const std::int64_t b = cfg.batch;
-  const auto lo = data::split_slice(b, world.size(), world.size() - 1).size();
-  const auto hi = data::split_slice(b, world.size(), 0).size();
+  const int micros = cfg.eval_only ? 1 : cfg.accumulate;
+  const auto micro_lo = data::split_slice(b, micros, micros - 1).size();
+  const auto micro_hi = data::split_slice(b, micros, 0).size();
+  const auto lo = data::split_slice(micro_lo, world.size(), world.size() - 1).size();
+  const auto hi = data::split_slice(micro_hi, world.size(), 0).size();
   report.line("model " + m.config().name + " (" + with_commas(m.num_trainable()) +
               (m.is_split() ? " parameters on rank 0, with its shards" : " parameters") +
               "), input " + m.config().input.str() + ", " + std::to_string(m.config().classes) +
@@ -144,11 +148,17 @@ void print_start(const RunConfig& cfg, const World& world, const Setup& s, Repor
     report.line("batch-norm: statistics of the global batch, summed over all " +
                 std::to_string(world.size()) + (world.size() == 1 ? " rank" : " ranks") +
                 " in every training pass (--sync-bn)");
-  report.line("data " + (s.train ? s.train->description() : std::string("(no training split)")) +
-              (s.test ? "; test " + s.test->description() : "") + "; global batch " +
-              std::to_string(b) + " split " +
-              (lo == hi ? std::to_string(hi) : std::to_string(hi) + "/" + std::to_string(lo)) +
-              " per rank");
+  report.line(
+      "data " + (s.train ? s.train->description() : std::string("(no training split)")) +
+      (s.test ? "; test " + s.test->description() : "") + "; global batch " + std::to_string(b) +
+      (micros == 1 ? std::string()
+                   : " in " + std::to_string(micros) + " micro-batches of " +
+                         (micro_lo == micro_hi
+                              ? std::to_string(micro_hi)
+                              : std::to_string(micro_hi) + "/" + std::to_string(micro_lo)) +
+                         " (--accumulate), each") +
+      " split " + (lo == hi ? std::to_string(hi) : std::to_string(hi) + "/" + std::to_string(lo)) +
+      " per rank");
   if (cfg.eval_only) {
     report.line("evaluating " + cfg.checkpoint + " on the test set");
   } else if (cfg.benchmark) {

@@ -45,7 +45,10 @@ struct RunConfig {
 
   // training
   int epochs = 10;
-  std::int64_t batch = 128;  // global batch over all ranks
+  std::int64_t batch = 128;  // global batch over all ranks, per optimizer step
+  // Micro-batches per optimizer step (gradient accumulation): each rank's part of a micro-batch
+  // is about batch / (accumulate x ranks) samples (docs/training.md#gradient-accumulation).
+  int accumulate = 1;
   double lr = 0.01, momentum = 0.0, weight_decay = 0.0;
   std::string lr_schedule = "constant";
   std::vector<double> lr_steps;
@@ -122,9 +125,14 @@ std::vector<std::pair<std::string, double>> parse_lr_mults(const std::string& te
 // or malformed config file, or an option given twice.
 RunConfig parse_run_config(int argc, const char* const argv[]);
 
+// The largest slice of a training micro-batch on one of `world` ranks: ceil(ceil(batch /
+// accumulate) / world) -- what the model holds activations for, and the default evaluation batch.
+std::int64_t rank_micro_batch(const RunConfig& c, int world);
+
 // --resume: refuses (UsageError naming `source`, the setting and both values) a run whose
 // settings would take other steps than the checkpoint's run (its `config` attribute, INI, written
 // on `checkpoint_world` ranks): model, input, data, batch, optimizer, schedule, seed and so on.
+// The number of ranks and --accumulate may change: the global batch decides the steps.
 void check_resume_settings(const RunConfig& c, const std::string& checkpoint_ini,
                            std::int64_t checkpoint_world, int world, const std::string& source);
 

@@ -130,6 +130,19 @@ class Model {
                 const std::function<void(int)>& on_layer_done = {},
                 const std::function<bool()>& cancel = {});
 
+  // Gradient accumulation over the micro-batches of one optimizer step (--accumulate). Ops
+  // overwrite the gradient buffer (and backward of an empty slice zeroes it), so the earlier
+  // micro-batches' sum is kept in a fourth flat buffer, allocated by the first call:
+  // after the backward of every micro-batch but the step's last, keep_gradients(first) copies
+  // the gradients there (first) or adds them; during the last micro-batch's backward,
+  // add_kept_gradients(i) in on_layer_done adds the kept sum of layer i's tensors to the fresh
+  // ones, before any bucket holding them is released, so the all-reduce sees the step's whole
+  // gradient and overlaps the last backward as without accumulation.
+  void keep_gradients(bool first);
+  void add_kept_gradients(int layer);
+  // Bytes the accumulation buffer takes (one more flat buffer), for memory estimates.
+  static std::int64_t accumulation_bytes(const ModelConfig& cfg);
+
   void set_profiling(LayerTimes* times) { times_ = times; }
   LayerTimes* profiling() const { return times_; }
   // Records each layer's forward and backward as a span on the compute track (null: off).
@@ -154,6 +167,9 @@ class Model {
   std::vector<ParamEntry> params_, state_;
   std::int64_t flat_size_ = 0, state_size_ = 0;
   Tensor param_, grad_, momentum_, state_buf_;
+  Tensor kept_;  // --accumulate: the earlier micro-batches' gradient sum (empty until used)
+  // Per layer: the range [begin, end) of its trainable tensors in the flat buffers (empty: none).
+  std::vector<std::pair<std::int64_t, std::int64_t>> layer_range_;
   std::vector<Tensor> acts_;  // output of each layer
   // Gradients of the outputs: slots_ by liveness; layer i's in grad_slot_[i]; where an output
   // already has a gradient from a later layer, layer i writes its part to temp_slot_[i][k] and

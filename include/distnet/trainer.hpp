@@ -118,7 +118,12 @@ class Trainer {
     abandoned,  // a stop arrived during the step on some rank: nothing applied; checkpoint, leave
     skipped,    // non-finite loss or gradient, --on-nonfinite skip-step: the batch is passed over
   };
-  StepOutcome train_step(const data::Batch& b);
+  // One optimizer step; `next` yields its micro-batches (the loader's next()), --accumulate of
+  // them, fewer when the step is abandoned.
+  StepOutcome train_step(const std::function<data::Batch()>& next);
+  // Of the last step: the global batch's samples and this rank's share of them.
+  std::int64_t step_global_size_ = 0;
+  int step_rank_samples_ = 0;
   // The batch's images on the backend's device, as model input (resized there if it wants).
   const float* device_images(const data::Batch& b);
   const data::ImageTransform* loader_transform() const;

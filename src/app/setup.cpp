@@ -26,10 +26,12 @@ namespace distnet::app {
 namespace {
 
 // A batch that cannot fit is refused before anything is allocated.
-void check_gpu_memory(const Backend& be, const ModelConfig& mc, std::int64_t per_rank) {
+void check_gpu_memory(const Backend& be, const ModelConfig& mc, std::int64_t per_rank,
+                      bool accumulate) {
+  const std::int64_t kept = accumulate ? Model::accumulation_bytes(mc) : 0;
   if (!be.device().is_cuda()) {  // the host's memory, shared by the ranks on it
     const double total = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
-    const double need = double(Model::device_bytes(mc, int(per_rank)));
+    const double need = double(Model::device_bytes(mc, int(per_rank)) + kept);
     if (total > 0 && need > total)
       throw UsageError("a batch of " + std::to_string(per_rank) + " per rank needs at least " +
                        std::to_string(std::int64_t(need) >> 20) +
@@ -39,7 +41,7 @@ void check_gpu_memory(const Backend& be, const ModelConfig& mc, std::int64_t per
     return;
   }
   const gpu::DeviceInfo info = gpu::device_info(be.device().index);
-  const std::int64_t need = Model::device_bytes(mc, int(per_rank));
+  const std::int64_t need = Model::device_bytes(mc, int(per_rank)) + kept;
   if (std::size_t(need) <= info.free_bytes) return;
   throw UsageError("a batch of " + std::to_string(per_rank) + " per rank needs at least " +
                    std::to_string(need >> 20) + " MiB on " + be.device().str() + " (" + info.name +
@@ -64,7 +66,8 @@ std::optional<CheckpointMeta> resume_from(const RunConfig& cfg, const World& wor
         throw UsageError(path + ": written with a global batch of " +
                          std::to_string(meta.global_batch) + ", this run has " +
                          std::to_string(cfg.batch) +
-                         " (a resumed run keeps the global batch; the number of ranks may change)");
+                         " (a resumed run keeps the global batch; the number of ranks and "
+                         "--accumulate may change)");
       }
       check_resume_settings(cfg, meta.config, meta.world_size, world.size(), path);
       if (meta.train_samples != train_samples) {
@@ -271,6 +274,16 @@ void make_communicators(const RunConfig& cfg, const World& world, Setup& s) {
 }
 
 Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
+  // --accumulate K: every rank has a sample in every micro-batch of a full global batch (a kept
+  // last partial batch may leave some slices empty, as without accumulation).
+  if (cfg.accumulate > 1 && !cfg.eval_only &&
+      cfg.batch < std::int64_t(cfg.accumulate) * world.size())
+    throw UsageError("--accumulate " + std::to_string(cfg.accumulate) + " on " +
+                     std::to_string(world.size()) + (world.size() == 1 ? " rank" : " ranks") +
+                     " splits every global batch into " +
+                     std::to_string(std::int64_t(cfg.accumulate) * world.size()) +
+                     " slices, more than --batch-size " + std::to_string(cfg.batch) +
+                     " samples; use a smaller --accumulate or a larger --batch-size");
   data::DatasetOptions d = cfg.data;
   if (cfg.benchmark) {  // synthetic images of the model's input size: no resize, no I/O
     const std::int64_t channels = data::dataset_is_image_folder(d.name) ? 3 : d.synthetic_shape[0];
@@ -298,9 +311,9 @@ Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
   mc.sync_bn_ranks = s.comm.get();  // --sync-bn: the data-parallel world (the grid's too)
   s.transform = std::make_unique<data::ImageTransform>(
       shape_of.image_shape(), data::TransformSpec{int(mc.input[1]), cfg.norm_mean, cfg.norm_std});
-  const std::int64_t per_rank = (cfg.batch + world.size() - 1) / world.size();
+  const std::int64_t per_rank = rank_micro_batch(cfg, world.size());
   const std::int64_t eval = cfg.eval_batch > 0 ? cfg.eval_batch : per_rank;
-  check_gpu_memory(*s.backend, mc, std::max(per_rank, eval));
+  check_gpu_memory(*s.backend, mc, std::max(per_rank, eval), cfg.accumulate > 1 && !cfg.eval_only);
   SlowNotice building(world.is_root(), "building and initialising " + mc.name);
   LayerSplit split;
   if (s.grid->hybrid())

@@ -22,11 +22,14 @@ Loader::Loader(const Dataset& ds, const Sampler& sampler, const ImageTransform* 
   DISTNET_CHECK_USAGE(opts.workers >= 0,
                       "--workers must be >= 0, got " + std::to_string(opts.workers));
   DISTNET_CHECK(opts.prefetch >= 1, "loader prefetch must be >= 1");
+  DISTNET_CHECK(opts.micros >= 1, "micro-batches per batch must be >= 1");
   DISTNET_CHECK(per_epoch_ >= 1, "the sampler yields no batch");
   DISTNET_CHECK(!transform || transform->input_shape() == ds.image_shape(),
                 "transform expects " + transform->input_shape().str() + " images, dataset has " +
                     ds.image_shape().str());
-  next_claim_ = next_take_ = first_epoch * per_epoch_ + first_batch;
+  // Positions count micro-batches: position p is micro-batch p % micros of global batch
+  // p / micros (counted over epochs).
+  next_claim_ = next_take_ = (first_epoch * per_epoch_ + first_batch) * opts.micros;
   for (int i = 0; i < opts.workers; ++i) threads_.emplace_back([this] { worker(); });
 }
 
@@ -58,18 +61,24 @@ std::size_t Loader::queued() {
 }
 
 Batch Loader::produce(std::int64_t position) {
-  Timeline::Scope span(opts_.timeline, Timeline::Track::loader, "load batch ",
-                       position % per_epoch_, "loader");
+  const std::int64_t global = position / opts_.micros;
+  Timeline::Scope span(opts_.timeline, Timeline::Track::loader, "load batch ", global % per_epoch_,
+                       "loader");
   Batch b;
-  b.epoch = position / per_epoch_;
-  b.index = position % per_epoch_;
+  b.epoch = global / per_epoch_;
+  b.index = global % per_epoch_;
+  b.micros = opts_.micros;
+  b.micro = static_cast<int>(position % opts_.micros);
   std::shared_ptr<const std::vector<std::uint32_t>> order;
   {
     std::lock_guard<std::mutex> lock(mu_);
     order = order_for(b.epoch);
   }
   b.global_size = sampler_.batch_size(b.index);
-  b.slice = split_slice(b.global_size, opts_.world, opts_.rank);
+  const Slice micro = split_slice(b.global_size, b.micros, b.micro);
+  const Slice mine = split_slice(micro.size(), opts_.world, opts_.rank);
+  b.micro_size = micro.size();
+  b.slice = {micro.begin + mine.begin, micro.begin + mine.end};
   b.sample_ids = sampler_.indices(*order, b.index, b.slice);
   const std::int64_t raw_per = ds_.image_shape().numel();
   const auto n = static_cast<std::size_t>(b.slice.size());

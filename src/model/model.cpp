@@ -156,6 +156,13 @@ Model::Model(const ModelConfig& cfg, std::vector<std::unique_ptr<Layer>> layers,
       }
     }
   }
+  layer_range_.assign(layers_.size(), {0, 0});
+  for (const ParamEntry& e : params_) {  // a layer's tensors are consecutive in the buffers
+    auto& r = layer_range_[std::size_t(e.layer)];
+    const std::int64_t end = e.offset + e.spec.shape.numel();
+    r = r.first == r.second ? std::pair{e.offset, end}
+                            : std::pair{std::min(r.first, e.offset), std::max(r.second, end)};
+  }
   param_ = device_tensor(be, Shape{flat_size_});
   grad_ = device_tensor(be, Shape{flat_size_});
   momentum_ = device_tensor(be, Shape{flat_size_});
@@ -214,6 +221,30 @@ std::int64_t Model::device_bytes(const ModelConfig& cfg, int max_batch) {
   }
   const std::int64_t slots = plan_gradients(resolve_inputs(layers)).slots;
   return std::int64_t(sizeof(float)) * (3 * params + state + max_batch * (acts + slots * widest));
+}
+
+std::int64_t Model::accumulation_bytes(const ModelConfig& cfg) {
+  std::int64_t params = 0;
+  for (const auto& l : build_layers(cfg))
+    for (const ParamSpec& s : l->param_specs())
+      if (s.trainable()) params += align_up(s.shape.numel());
+  return std::int64_t(sizeof(float)) * params;
+}
+
+void Model::keep_gradients(bool first) {
+  if (kept_.shape().rank() == 0) kept_ = device_tensor(*be_, Shape{flat_size_});
+  float* kept = kept_.data<float>();
+  if (first)
+    be_->copy(kept, grad_data(), sizeof(float) * static_cast<std::size_t>(flat_size_));
+  else
+    be_->add(flat_size_, kept, grad_data(), kept);
+}
+
+void Model::add_kept_gradients(int layer) {
+  const auto [begin, end] = layer_range_[static_cast<std::size_t>(layer)];
+  if (end == begin) return;
+  DISTNET_CHECK(kept_.shape().rank() == 1, "add_kept_gradients before keep_gradients");
+  be_->add(end - begin, grad_data() + begin, kept_.data<float>() + begin, grad_data() + begin);
 }
 
 std::int64_t Model::num_trainable() const {

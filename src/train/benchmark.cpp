@@ -15,17 +15,19 @@ BenchmarkResult Trainer::benchmark() {
   data::LoaderOptions lo;
   lo.rank = p_.world.rank(), lo.world = p_.world.size(), lo.workers = workers_;
   lo.timeline = p_.timeline;
+  lo.micros = cfg_.accumulate;
   data::Loader loader(p_.train, sampler_, loader_transform(), lo);
   // A stop request ends the benchmark at once, without figures (they would be partial).
-  auto step = [&](const data::Batch& b) {
-    if (train_step(b) == StepOutcome::applied) return true;
+  const std::function<data::Batch()> next = [&] { return loader.next(); };
+  auto step = [&](const std::function<data::Batch()>& micro_batches) {
+    if (train_step(micro_batches) == StepOutcome::applied) return true;
     p_.report.line("benchmark stopped on request; no figures");
     return false;
   };
   BenchmarkResult r;
   const auto t_start = Clock::now();
   for (int i = 0; i < cfg_.warmup_steps; ++i) {
-    if (!step(loader.next())) {
+    if (!step(next)) {
       r.stopped = true;
       return r;
     }
@@ -45,13 +47,16 @@ BenchmarkResult Trainer::benchmark() {
     for (int i = 0; i < cfg_.steps; ++i) {
       if (tl) tl->set_step(record ? step_ : -1);
       Timeline::Scope step_span(tl, Timeline::Track::compute, "step ", step_, "step");
-      const double wait_start = Timeline::now_us();
-      const data::Batch b = loader.next();
-      if (tl)
-        tl->span(Timeline::Track::compute, "data wait", "data", wait_start, Timeline::now_us());
-      if (!step(b)) return false;
+      const std::function<data::Batch()> timed_next = [&] {
+        const double wait_start = Timeline::now_us();
+        data::Batch b = loader.next();
+        if (tl)
+          tl->span(Timeline::Track::compute, "data wait", "data", wait_start, Timeline::now_us());
+        return b;
+      };
+      if (!step(timed_next)) return false;
       bytes += step_bytes_;
-      *images += b.global_size;
+      *images += step_global_size_;
       if (p_.report.progress_due())
         p_.report.phase_progress(what, i + 1, cfg_.steps, seconds_since(t0));
     }
@@ -121,7 +126,7 @@ BenchmarkResult Trainer::benchmark() {
   LayerTimes sum;
   const int profiled = std::min(cfg_.steps, 3);
   for (int i = 0; i < profiled; ++i) {
-    if (!step(loader.next())) {
+    if (!step(next)) {
       p_.model.set_profiling(nullptr);
       r.stopped = true;
       return r;

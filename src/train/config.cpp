@@ -163,7 +163,12 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   train.add_options()                                                               //
       ("epochs", po::value(&c.epochs)->default_value(c.epochs), "epochs to train")  //
       ("batch-size", po::value(&c.batch)->default_value(c.batch),
-       "global batch, split over all ranks (as split_and_load)")                       //
+       "global batch per optimizer step, split into --accumulate micro-batches, each split over "
+       "all ranks (as split_and_load)")  //
+      ("accumulate", po::value(&c.accumulate)->default_value(c.accumulate),
+       "micro-batches per optimizer step (gradient accumulation): each rank computes about "
+       "batch-size / (accumulate x ranks) samples at a time, and the gradients are summed and "
+       "all-reduced once per step; the learning rate follows the global batch")        //
       ("lr", po::value(&c.lr)->default_value(c.lr), "learning rate")                   //
       ("momentum", po::value(&c.momentum)->default_value(c.momentum), "SGD momentum")  //
       ("weight-decay", po::value(&c.weight_decay)->default_value(c.weight_decay),
@@ -433,6 +438,9 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   need(c.batch >= 1 && c.batch <= std::numeric_limits<int>::max(),
        "--batch-size must be in [1, " + std::to_string(std::numeric_limits<int>::max()) +
            "], got " + std::to_string(c.batch));
+  need(c.accumulate >= 1 && c.accumulate <= c.batch, "--accumulate must be in [1, --batch-size " +
+                                                         std::to_string(c.batch) + "], got " +
+                                                         std::to_string(c.accumulate));
   need(c.eval_batch <= std::numeric_limits<int>::max(),
        "--eval-batch-size must be at most " + std::to_string(std::numeric_limits<int>::max()) +
            ", got " + std::to_string(c.eval_batch));
@@ -571,6 +579,11 @@ bool same_setting(const std::string& a, const std::string& b) {
 }
 
 }  // namespace
+
+std::int64_t rank_micro_batch(const RunConfig& c, int world) {
+  const std::int64_t micro = (c.batch + c.accumulate - 1) / c.accumulate;
+  return (micro + world - 1) / world;
+}
 
 void check_resume_settings(const RunConfig& c, const std::string& checkpoint_ini,
                            std::int64_t checkpoint_world, int world, const std::string& source) {
@@ -734,10 +747,11 @@ std::string RunConfig::effective_ini() const {
     << "\nsynthetic-train-size = " << data.synthetic_train_size
     << "\nsynthetic-test-size = " << data.synthetic_test_size
     << "\nsynthetic-classes = " << data.synthetic_classes << "\nepochs = " << epochs
-    << "\nbatch-size = " << batch << "\nlr = " << t(lr) << "\nmomentum = " << t(momentum)
-    << "\nweight-decay = " << t(weight_decay) << "\nlr-schedule = " << lr_schedule
-    << "\nlr-steps = " << list(lr_steps) << "\nlr-gamma = " << t(lr_gamma)
-    << "\nlr-min = " << t(lr_min) << "\nwarmup-epochs = " << t(warmup_epochs)
+    << "\nbatch-size = " << batch << "\naccumulate = " << accumulate << "\nlr = " << t(lr)
+    << "\nmomentum = " << t(momentum) << "\nweight-decay = " << t(weight_decay)
+    << "\nlr-schedule = " << lr_schedule << "\nlr-steps = " << list(lr_steps)
+    << "\nlr-gamma = " << t(lr_gamma) << "\nlr-min = " << t(lr_min)
+    << "\nwarmup-epochs = " << t(warmup_epochs)
     << "\nlr-scale-by-world = " << (lr_scale_by_world ? "true" : "false")
     << "\nfreeze-through = " << freeze_through << "\nlr-mult = " << lr_mult << "\nseed = " << seed
     << "\ndevice = " << device << "\ncpu-conv = " << cpu_conv << "\nmath = " << math

@@ -17,7 +17,7 @@ EvalResult Trainer::evaluate() {
   Model& m = p_.model;
   const data::Slice shard = data::split_slice(p_.test->size(), p_.world.size(), p_.world.rank());
   const std::int64_t batch =
-      cfg_.eval_batch > 0 ? cfg_.eval_batch : (cfg_.batch + p_.world.size() - 1) / p_.world.size();
+      cfg_.eval_batch > 0 ? cfg_.eval_batch : rank_micro_batch(cfg_, p_.world.size());
   const auto saved = read_and_reset_stats();  // keep the training figures of a running epoch
   // A split model's forward is a collective of its group: every rank takes as many batches as
   // the largest shard, with empty ones once its own shard is done, all padded to `batch` rows.

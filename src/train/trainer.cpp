@@ -305,29 +305,20 @@ const float* Trainer::device_images(const data::Batch& b) {
   return static_cast<const float*>(input_.data());
 }
 
-// One data-parallel SGD step on this rank's slice of a global batch. A stop request that arrives
-// during the step abandons it: the remaining layers are skipped (their collectives still run, so
-// every rank stays in step), the ranks agree, and nobody applies the update -- the model is left
-// exactly as it was at the last step boundary, ready to be checkpointed at once.
-Trainer::StepOutcome Trainer::train_step(const data::Batch& b) {
+// One data-parallel SGD step on this rank's slices of a global batch: its K micro-batches
+// (--accumulate; K = 1 is the whole batch at once), taken from `next` one at a time. A stop
+// request that arrives during the step abandons it: the remaining layers are skipped (their
+// collectives still run, so every rank stays in step), the ranks agree, and nobody applies the
+// update -- the model is left exactly as it was at the last step boundary, ready to be
+// checkpointed at once.
+Trainer::StepOutcome Trainer::train_step(const std::function<data::Batch()>& next) {
   Backend& be = p_.backend;
   Model& m = p_.model;
-  const int n = b.size();
+  const int micros = cfg_.accumulate;
   if (cfg_.debug_delay_rank == p_.world.rank() && cfg_.debug_delay_ms > 0) {
     Timeline::Scope span(p_.timeline, Timeline::Track::compute, "debug delay", "debug");
     std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(cfg_.debug_delay_ms));
   }
-  std::optional<Timeline::Scope> stage_span;
-  stage_span.emplace(p_.timeline, Timeline::Track::compute, "stage input", "stage");
-  const float* x = device_images(b);
-  const auto* ids = static_cast<const std::uint32_t*>(
-      be.stage(b.sample_ids.data(), b.sample_ids.size() * sizeof(std::uint32_t), stage_ids_));
-  const auto* labels = static_cast<const std::int32_t*>(
-      be.stage(b.labels.data(), b.labels.size() * sizeof(std::int32_t), stage_labels_));
-  stage_span.reset();
-  StepContext ctx{true, cfg_.seed, static_cast<std::uint32_t>(step_), ids};
-  // A split model pads every rank's slice to the step's largest one (the same on every rank).
-  if (m.is_split()) ctx.slice_rows = int((b.global_size + p_.world.size() - 1) / p_.world.size());
   reset_bytes();
   // What a step changes before its update -- the loss sums and the batch-norm running
   // statistics -- is kept, so that an abandoned step leaves no trace.
@@ -343,16 +334,57 @@ Trainer::StepOutcome Trainer::train_step(const data::Batch& b) {
     return stop_requested() || (stop_here && ++layers_seen > 2);
   };
   const std::function<bool()> cancelled = [] { return true; };
-
-  const float* logits = m.forward(ctx, n, x, cancel);
-  // The loss is the sum over this rank's samples divided by the *global* batch, and gradients
-  // are summed over ranks: N ranks take exactly the step one process with the whole batch takes.
-  if (logits)
-    be.softmax_xent(n, m.config().classes, logits, labels, 1.0f / float(b.global_size), m.dlogits(),
-                    stats);
-  sync_.begin_step();
-  const bool complete = m.backward(
-      ctx, n, x, [this](int layer) { sync_.on_layer_done(layer); }, logits ? cancel : cancelled);
+  // The last micro-batch's backward releases the buckets; the earlier ones communicate nothing
+  // (as DDP's no_sync) and their gradients are summed into the model's kept buffer, which the
+  // last backward adds layer by layer before a bucket that holds the layer goes out.
+  const auto on_layer_done = [&](int layer) {
+    if (micros > 1) m.add_kept_gradients(layer);
+    sync_.on_layer_done(layer);
+  };
+  int n = 0;  // this rank's samples in the step
+  bool complete = true;
+  step_global_size_ = 0;
+  for (int k = 0; k < micros; ++k) {
+    const bool last = k + 1 == micros;
+    if (!complete) {
+      // Abandoned in an earlier micro-batch (a model whose passes are no collectives): no more
+      // compute, but the last backward's collectives, as every peer issues them.
+      if (last) {
+        sync_.begin_step();
+        for (int i = static_cast<int>(m.layers().size()) - 1; i >= 0; --i) sync_.on_layer_done(i);
+      }
+      continue;
+    }
+    const data::Batch b = next();
+    step_global_size_ = b.global_size;
+    const int rows = b.size();
+    n += rows;
+    std::optional<Timeline::Scope> stage_span;
+    stage_span.emplace(p_.timeline, Timeline::Track::compute, "stage input", "stage");
+    const float* x = device_images(b);
+    const auto* ids = static_cast<const std::uint32_t*>(
+        be.stage(b.sample_ids.data(), b.sample_ids.size() * sizeof(std::uint32_t), stage_ids_));
+    const auto* labels = static_cast<const std::int32_t*>(
+        be.stage(b.labels.data(), b.labels.size() * sizeof(std::int32_t), stage_labels_));
+    stage_span.reset();
+    // Dropout masks are keyed by (step, global sample index): the same for any K and any ranks.
+    StepContext ctx{true, cfg_.seed, static_cast<std::uint32_t>(step_), ids};
+    // A split model pads every rank's slice to the micro-batch's largest (the same everywhere).
+    if (m.is_split()) ctx.slice_rows = int((b.micro_size + p_.world.size() - 1) / p_.world.size());
+    const float* logits = m.forward(ctx, rows, x, cancel);
+    // The loss is the sum over this rank's samples divided by the *global* batch, and gradients
+    // are summed over micro-batches and ranks: N ranks with K micro-batches each take exactly the
+    // step one process with the whole batch takes.
+    if (logits)
+      be.softmax_xent(rows, m.config().classes, logits, labels, 1.0f / float(b.global_size),
+                      m.dlogits(), stats);
+    if (last) sync_.begin_step();
+    complete = m.backward(
+        ctx, rows, x, last ? std::function<void(int)>(on_layer_done) : std::function<void(int)>(),
+        logits ? cancel : cancelled);
+    if (!complete && !last) continue;  // the next iteration issues the buckets
+    if (!last) m.keep_gradients(/*first=*/k == 0);
+  }
   // --debug-fault error-in-step:R:S: rank R fails alone here, its buckets in flight, the other
   // ranks waiting for them -- main's error boundary must take the job down (abort.hpp).
   if (cfg_.debug_fault == RunConfig::DebugFault::error_in_step &&
@@ -363,6 +395,7 @@ Trainer::StepOutcome Trainer::train_step(const data::Batch& b) {
     Timeline::Scope span(p_.timeline, Timeline::Track::compute, "wait for buckets", "comm");
     sync_.finish();
   }
+  step_rank_samples_ = n;
   step_bytes_ = bytes_sent();
   // The divergence check: the step's loss and its summed gradient (non-finite values in the
   // parameters were counted after the last update). One small read; the vote below carries it.
@@ -391,7 +424,7 @@ Trainer::StepOutcome Trainer::train_step(const data::Batch& b) {
                     checks[kBadParam] > 0 ? 1.0 : 0.0,
                     writer_failed() ? 1.0 : 0.0,
                     complete ? checks[kLoss] - checks[kBackup + kLoss] : 0.0,
-                    double(n),
+                    double(step_rank_samples_),
                     point_due ? checks[kGradSq] : 0.0};
   {
     Timeline::Scope span(p_.timeline, Timeline::Track::compute, "stop vote", "comm");
@@ -533,6 +566,7 @@ FitResult Trainer::fit() {
   data::LoaderOptions lo;
   lo.rank = p_.world.rank(), lo.world = p_.world.size(), lo.workers = workers_;
   lo.timeline = p_.timeline;
+  lo.micros = cfg_.accumulate;
   data::Loader loader(p_.train, sampler_, loader_transform(), lo, step_ / steps_per_epoch,
                       step_ % steps_per_epoch);
   // Resumed from a stop during an evaluation: that epoch ends first.
@@ -557,27 +591,30 @@ FitResult Trainer::fit() {
       std::optional<Timeline::Scope> step_span;
       if (tl) step_span.emplace(tl, Timeline::Track::compute, "step ", step_, "step");
       const auto step_t0 = Clock::now();
-      const double wait_start = Timeline::now_us();
-      const data::Batch batch = loader.next();
-      if (tl)
-        tl->span(Timeline::Track::compute, "data wait", "data", wait_start, Timeline::now_us());
+      const auto next = [&] {  // each micro-batch of the step (--accumulate)
+        const double wait_start = Timeline::now_us();
+        data::Batch batch = loader.next();
+        if (tl)
+          tl->span(Timeline::Track::compute, "data wait", "data", wait_start, Timeline::now_us());
+        return batch;
+      };
       std::optional<SlowNotice> first;  // the first step also chooses algorithms and plans
       if (!first_step_done_)
         first.emplace(p_.report.active(), p_.backend.device().is_cuda()
                                               ? "first step (cuDNN chooses convolution algorithms)"
                                               : "first step (oneDNN builds its kernels)");
-      const StepOutcome outcome = train_step(batch);
+      const StepOutcome outcome = train_step(next);
       first.reset();
       first_step_done_ = true;
       step_span.reset();
       if (tl && tl->recording()) {
         const double now = Timeline::now_us();
-        tl->counter("images/s", now, double(batch.global_size) * 1e6 / (now - step_start));
+        tl->counter("images/s", now, double(step_global_size_) * 1e6 / (now - step_start));
         tl->counter("loader queue", now, double(loader.queued()));
       }
       if (outcome == StepOutcome::applied || outcome == StepOutcome::stop) {
-        epoch_samples_ += batch.size();
-        global_samples += batch.global_size;
+        epoch_samples_ += step_rank_samples_;
+        global_samples += step_global_size_;
         if (tensorboard_) add_to_point(seconds_since(step_t0), loader.wait_seconds());
         if (b + 1 == steps_per_epoch && p_.report.active()) {
           // The epoch's end reads the sums anyway: the bar's last state, at once.

@@ -89,6 +89,53 @@ TEST(Loader, RankSlicesTogetherAreTheWholeBatch) {
   EXPECT_EQ(flat, all.ids);
 }
 
+// --accumulate: micro-batch k of a global batch of G holds positions split_slice(G, K, k), each
+// split over the ranks; in step order, micro-batch order, rank order they are the whole batch.
+TEST(Loader, MicroBatchesOnRanksTogetherAreTheWholeBatch) {
+  const auto ds = synthetic(300);
+  const Sampler s(300, 64, true, false, 1);
+  const Trace all = run(*ds, s, nullptr, LoaderOptions{}, 10);  // two epochs of 5 batches
+  const int micros = 3, world = 2;
+  std::vector<std::uint32_t> joined[10];
+  for (int r = 0; r < world; ++r) {
+    LoaderOptions o;
+    o.rank = r, o.world = world, o.workers = 2, o.micros = micros;
+    Loader l(*ds, s, nullptr, o);
+    for (int b = 0; b < 10; ++b) {
+      for (int k = 0; k < micros; ++k) {
+        const Batch batch = l.next();
+        const std::int64_t global = b % 5 < 4 ? 64 : 300 - 256;  // 64, or the kept 44
+        EXPECT_EQ(batch.index, b % 5);
+        EXPECT_EQ(batch.epoch, b / 5);
+        EXPECT_EQ(batch.global_size, global);
+        EXPECT_EQ(batch.micro, k);
+        EXPECT_EQ(batch.micros, micros);
+        const Slice micro = split_slice(global, micros, k);
+        EXPECT_EQ(batch.micro_size, micro.size());
+        const Slice part = split_slice(micro.size(), world, r);
+        EXPECT_EQ(batch.slice.begin, micro.begin + part.begin);
+        EXPECT_EQ(batch.size(), part.size());
+        // Placed by position: the slices of all micro-batches and ranks tile the batch.
+        joined[b].resize(std::size_t(global));
+        std::copy(batch.sample_ids.begin(), batch.sample_ids.end(),
+                  joined[b].begin() + batch.slice.begin);
+      }
+    }
+  }
+  std::vector<std::uint32_t> flat;
+  for (auto& j : joined) flat.insert(flat.end(), j.begin(), j.end());
+  EXPECT_EQ(flat, all.ids);
+  // Resuming at a global batch starts at its first micro-batch.
+  LoaderOptions o;
+  o.micros = micros;
+  Loader resumed(*ds, s, nullptr, o, 1, 2);
+  const Batch first = resumed.next();
+  EXPECT_EQ(first.epoch, 1);
+  EXPECT_EQ(first.index, 2);
+  EXPECT_EQ(first.micro, 0);
+  EXPECT_EQ(first.sample_ids.front(), all.ids[std::size_t(300 + 2 * 64)]);
+}
+
 TEST(Loader, StartingMidEpochContinuesTheSameSequence) {
   const auto ds = synthetic(500);
   const Sampler s(500, 100, true, false, 2);

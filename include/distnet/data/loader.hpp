@@ -1,7 +1,7 @@
-// The loader: background threads prepare this rank's slice of upcoming global batches into a
-// bounded queue. Batches come out in order and each is a pure function of (epoch, batch index),
-// so the output is identical for any number of workers. Destroying the loader stops and joins
-// its threads, also in the middle of an epoch.
+// The loader: background threads prepare this rank's slice of upcoming global batches (or of
+// their micro-batches, --accumulate) into a bounded queue. Batches come out in order and each is a
+// pure function of (epoch, batch index), so the output is identical for any number of workers.
+// Destroying the loader stops and joins its threads, also in the middle of an epoch.
 #pragma once
 
 #include <condition_variable>
@@ -20,10 +20,16 @@
 
 namespace distnet::data {
 
+// This rank's part of one micro-batch of a global batch (with --accumulate 1, the default, the
+// micro-batch is the whole global batch). Micro-batch k of K of a global batch of G samples holds
+// positions split_slice(G, K, k) (consecutive, sizes differing by at most one, the larger first),
+// and each micro-batch is split over the ranks as a global batch is without accumulation.
 struct Batch {
-  std::int64_t epoch = 0, index = 0;      // which global batch
+  std::int64_t epoch = 0, index = 0;      // which global batch (optimizer step in the epoch)
   std::int64_t global_size = 0;           // samples in the whole global batch
-  Slice slice;                            // this rank's positions within it
+  int micro = 0, micros = 1;              // which micro-batch of how many (--accumulate)
+  std::int64_t micro_size = 0;            // samples in this micro-batch, over all ranks
+  Slice slice;                            // this rank's positions within the global batch
   std::vector<std::uint32_t> sample_ids;  // global dataset indices, one per local sample
   std::vector<std::int32_t> labels;
   std::vector<float> images;      // slice.size() x C x S x S, when the loader transforms
@@ -36,20 +42,22 @@ struct LoaderOptions {
   int workers = 1;               // background threads; 0 loads in the calling thread
   int prefetch = 4;              // batches prepared ahead of the consumer
   Timeline* timeline = nullptr;  // records each batch's preparation on the loader track
+  int micros = 1;  // micro-batches per global batch (--accumulate); next() yields each
   static int default_workers();  // from the core count
 };
 
 class Loader {
  public:
   // `transform` null: batches carry raw uint8 pixels (for GPU-side resizing).
-  // Starts at batch `first_batch` of `first_epoch` and continues across epochs.
+  // Starts at batch `first_batch` of `first_epoch` (counted in global batches, micro-batch 0) and
+  // continues across epochs.
   Loader(const Dataset& ds, const Sampler& sampler, const ImageTransform* transform,
          const LoaderOptions& opts, std::int64_t first_epoch = 0, std::int64_t first_batch = 0);
   ~Loader();
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
 
-  // The next batch in order; blocks until it is ready; rethrows a worker's exception.
+  // The next (micro-)batch in order; blocks until it is ready; rethrows a worker's exception.
   Batch next();
   // Total time next() spent blocked (with 0 workers: loading the batch itself).
   double wait_seconds() const { return wait_s_; }

@@ -3,6 +3,8 @@
 // Every epoch, every rank derives the same permutation from (seed, epoch) -- no communication.
 // A global batch of B samples is split along the batch axis across the world in rank order, with
 // slice sizes that differ by at most one (Gluon's split_and_load, over all ranks of all nodes).
+// With --accumulate K the global batch is first split the same way into K consecutive
+// micro-batches, each then split over the ranks (data::Batch, the loader).
 #pragma once
 
 #include <cstdint>
