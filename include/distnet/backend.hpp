@@ -226,17 +226,22 @@ class Backend {
   virtual void dropout_backward(int n, std::int64_t per_sample, float p_drop, const DropoutKey& key,
                                 const std::uint32_t* sample_ids, const float* dy, float* dx) = 0;
 
-  // Fused, numerically stable softmax + cross-entropy over n rows of `classes` logits:
-  //   dlogits = (softmax(logits) - onehot(label)) * grad_scale
-  //   stats[0] += sum_i -log softmax(logits_i)[label_i],  stats[1] += #(argmax == label),
+  // Fused, numerically stable softmax + cross-entropy over n rows of `classes` logits, against
+  // the target q = (1 - eps) onehot(label) + eps / classes with eps = label_smoothing in [0, 1)
+  // (PyTorch's CrossEntropyLoss(label_smoothing=eps); eps = 0: the one-hot target, bit for bit):
+  //   dlogits = (softmax(logits) - q) * grad_scale
+  //   stats[0] += sum_i -sum_c q_c log softmax(logits_i)[c]
+  //            = sum_i lse_i - (1 - eps) logits_i[label_i] - eps / classes * sum_c logits_i[c],
+  //   stats[1] += #(argmax == label),
   //   stats[2] += #(label among the 5 largest logits)  (ties rank the lower class first, as
   //   argmax does, so top-1 is exactly "no class ranks above the label")
   // A row with a non-finite logit counts as neither correct nor top-5 (its loss is non-finite,
   // which the trainer detects): NaN compares false, so ranking it would call it right.
   // stats stays on the device, so a step needs no host synchronisation to accumulate metrics.
-  // dlogits may be null (evaluation).
+  // dlogits may be null (evaluation). Accuracy does not depend on label_smoothing.
   virtual void softmax_xent(int n, int classes, const float* logits, const std::int32_t* labels,
-                            float grad_scale, float* dlogits, double* stats) = 0;
+                            float grad_scale, float* dlogits, double* stats,
+                            float label_smoothing = 0.0f) = 0;
 
   // acc[0] += the number of non-finite values (NaN, +-inf) among x[0..count), with acc on this
   // device: the trainer's divergence check, queued like any op (no host synchronisation).
@@ -245,6 +250,9 @@ class Backend {
   // (the gradient norm of --tensorboard, queued like any op). The order of summation may vary
   // between calls (threads, atomics): equal to a few ulps, not bitwise.
   virtual void sum_squares(std::int64_t count, const float* x, double* acc) = 0;
+
+  // x[i] *= alpha over x[0..count): gradient clipping (--clip-grad-norm).
+  virtual void scale(std::int64_t count, float alpha, float* x) = 0;
 
   // SGD with momentum and weight decay over flat buffers (PyTorch's formulation):
   //   v = momentum * v + (g + weight_decay * w);  w -= lr * v     (v unused if momentum == 0)

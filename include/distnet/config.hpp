@@ -50,6 +50,11 @@ struct RunConfig {
   // is about batch / (accumulate x ranks) samples (docs/training.md#gradient-accumulation).
   int accumulate = 1;
   double lr = 0.01, momentum = 0.0, weight_decay = 0.0;
+  // Cross-entropy against (1 - eps) onehot + eps / classes (PyTorch's label_smoothing); 0: off.
+  double label_smoothing = 0.0;
+  // The summed gradient scaled to this global L2 norm when it is larger (PyTorch's
+  // clip_grad_norm_); 0: off.
+  double clip_grad_norm = 0.0;
   std::string lr_schedule = "constant";
   std::vector<double> lr_steps;
   double lr_gamma = 0.1, lr_min = 0.0, warmup_epochs = 0.0;

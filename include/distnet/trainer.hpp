@@ -27,6 +27,14 @@ namespace distnet {
 // steps than --max-skipped-steps): nothing non-finite was applied or checkpointed.
 constexpr int kExitDiverged = 4;
 
+// --clip-grad-norm: the factor PyTorch's clip_grad_norm_ multiplies a gradient of global L2 norm
+// `norm` by, max_norm / (norm + 1e-6) capped at 1 (1: not clipped); max_norm 0 (off): 1.
+inline double clip_coefficient(double norm, double max_norm) {
+  if (max_norm <= 0) return 1.0;
+  const double coef = max_norm / (norm + 1e-6);
+  return coef < 1.0 ? coef : 1.0;
+}
+
 struct EvalResult {
   double loss = 0, accuracy = 0;
   double top5 = -1;  // top-5 accuracy; -1 with fewer than 10 classes (not reported)
@@ -42,6 +50,7 @@ struct EpochMetrics {
   double time_s = 0, examples_per_s = 0, lr = 0;
   double data_wait_s = 0, comm_s = 0;  // this rank's, during the epoch's steps
   double exchange_s = 0;               // this rank's activation exchange (--model-parallel)
+  std::int64_t clipped_steps = -1;     // steps whose gradient --clip-grad-norm scaled; -1: off
   std::int64_t samples = 0, steps = 0;
 };
 
@@ -158,8 +167,8 @@ class Trainer {
                         const std::vector<double>& data_s);
   static constexpr double kDataWaitShareReported = 0.10;
   std::array<double, 3> read_and_reset_stats();
-  // --tensorboard: this rank's share of the squared L2 norm of the step's summed gradient, queued
-  // into `acc` on the device (each tensor counted once over the ranks).
+  // --tensorboard, --clip-grad-norm: this rank's share of the squared L2 norm of the step's
+  // summed gradient, queued into `acc` on the device (each tensor counted once over the ranks).
   void queue_grad_square_sum(double* acc);
   // --tensorboard: adds an applied step to the running point, and reports the point every
   // --tensorboard-interval steps. `wait_s`: the loader's wait so far (this rank).
@@ -209,7 +218,7 @@ class Trainer {
   // Doubles on the device: the running epoch's sums (loss, correct, top-5), the step's checks
   // (non-finite values in the summed gradient; in the parameters after the last update), and the
   // sums as they were at the step's start; with --tensorboard, the squared norm of the summed
-  // gradient at a point's step.
+  // gradient at a point's step (every step with --clip-grad-norm).
   enum Stat {
     kLoss = 0,
     kCorrect = 1,
@@ -220,7 +229,9 @@ class Trainer {
     kGradSq = 8
   };
   static constexpr int kStats = 9;
-  bool tensorboard_ = false;  // --tensorboard, in training
+  bool tensorboard_ = false;        // --tensorboard, in training
+  bool clip_ = false;               // --clip-grad-norm: the gradient's norm every step
+  std::int64_t clipped_steps_ = 0;  // in the running epoch (since the start of this process)
   // The last step's loss sum, samples and squared gradient norm, summed over the ranks (with the
   // step's vote, so no extra collective).
   double step_loss_ = 0, step_samples_ = 0, step_grad_sq_ = 0;

@@ -74,9 +74,11 @@ class CpuBackend final : public Backend {
   void dropout_backward(int n, std::int64_t per_sample, float p_drop, const DropoutKey& key,
                         const std::uint32_t* sample_ids, const float* dy, float* dx) override;
   void softmax_xent(int n, int classes, const float* logits, const std::int32_t* labels,
-                    float grad_scale, float* dlogits, double* stats) override;
+                    float grad_scale, float* dlogits, double* stats,
+                    float label_smoothing) override;
   void count_nonfinite(std::int64_t count, const float* x, double* acc) override;
   void sum_squares(std::int64_t count, const float* x, double* acc) override;
+  void scale(std::int64_t count, float alpha, float* x) override;
   void sgd_update(std::int64_t count, float* w, const float* g, float* v,
                   const SgdParams& p) override;
   void resize_normalize(int n, const ResizeNormalize& spec, const std::uint8_t* images,

@@ -320,11 +320,14 @@ void CudaBackend::dropout_backward(int n, std::int64_t per_sample, float p_drop,
 }
 
 void CudaBackend::softmax_xent(int n, int classes, const float* logits, const std::int32_t* labels,
-                               float grad_scale, float* dlogits, double* stats) {
+                               float grad_scale, float* dlogits, double* stats,
+                               float label_smoothing) {
+  DISTNET_CHECK(label_smoothing >= 0.0f && label_smoothing < 1.0f,
+                "label smoothing must be in [0, 1), got " + std::to_string(label_smoothing));
   // The blocks' partial sums in a block of the caching allocator: freed right after the launch,
   // which is safe, as every use of it is ordered on the compute stream (allocator.hpp).
   Buffer partials = allocate(3 * sizeof(double) * std::size_t(softmax_xent_blocks(n)));
-  launch_softmax_xent(n, classes, logits, labels, grad_scale, dlogits, stats,
+  launch_softmax_xent(n, classes, logits, labels, grad_scale, label_smoothing, dlogits, stats,
                       static_cast<double*>(partials.data()), ctx_->stream);
 }
 
@@ -334,6 +337,10 @@ void CudaBackend::count_nonfinite(std::int64_t count, const float* x, double* ac
 
 void CudaBackend::sum_squares(std::int64_t count, const float* x, double* acc) {
   launch_sum_squares(count, x, acc, ctx_->stream);
+}
+
+void CudaBackend::scale(std::int64_t count, float alpha, float* x) {
+  launch_scale(count, alpha, x, ctx_->stream);
 }
 
 void CudaBackend::sgd_update(std::int64_t count, float* w, const float* g, float* v,

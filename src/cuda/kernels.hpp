@@ -21,8 +21,8 @@ void launch_dropout(int n, std::int64_t per_sample, float p_drop, const DropoutK
 // accuracy sums are the same on every run.
 int softmax_xent_blocks(int n);
 void launch_softmax_xent(int n, int classes, const float* logits, const std::int32_t* labels,
-                         float grad_scale, float* dlogits, double* stats, double* partials,
-                         cudaStream_t stream);
+                         float grad_scale, float label_smoothing, float* dlogits, double* stats,
+                         double* partials, cudaStream_t stream);
 
 // Backend::add: y = a + b over flat buffers (in place allowed).
 void launch_add(std::int64_t count, const float* a, const float* b, float* y, cudaStream_t stream);
@@ -43,6 +43,8 @@ void launch_adaptive_avg_pool_backward(int n, const AdaptivePoolGeom& g, const f
 void launch_count_nonfinite(std::int64_t count, const float* x, double* acc, cudaStream_t stream);
 // Backend::sum_squares: acc[0] += the sum of x[i]^2, in double.
 void launch_sum_squares(std::int64_t count, const float* x, double* acc, cudaStream_t stream);
+// Backend::scale: x *= alpha.
+void launch_scale(std::int64_t count, float alpha, float* x, cudaStream_t stream);
 
 // Backend::sgd_update over a flat buffer.
 void launch_sgd(std::int64_t count, float* w, const float* g, float* v, const SgdParams& p,

@@ -173,6 +173,12 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
       ("momentum", po::value(&c.momentum)->default_value(c.momentum), "SGD momentum")  //
       ("weight-decay", po::value(&c.weight_decay)->default_value(c.weight_decay),
        "L2 weight decay")  //
+      ("label-smoothing", po::value(&c.label_smoothing)->default_value(c.label_smoothing),
+       "training loss against the target (1 - EPS) one-hot + EPS / classes, as PyTorch's "
+       "label_smoothing; in [0, 1), 0: off")  //
+      ("clip-grad-norm", po::value(&c.clip_grad_norm)->default_value(c.clip_grad_norm),
+       "scale the summed gradient down to this global L2 norm (over all ranks and shards) when "
+       "it is larger, as PyTorch's clip_grad_norm_; 0: off")  //
       ("lr-schedule", po::value(&c.lr_schedule)->default_value(c.lr_schedule),
        "constant, step or cosine")  //
       ("lr-steps", po::value(&lr_steps),
@@ -458,6 +464,10 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   need(c.epochs >= 1, "--epochs must be at least 1, got " + std::to_string(c.epochs));
   need(c.momentum >= 0 && c.momentum < 1, "--momentum must be in [0, 1), got " + num(c.momentum));
   need(c.weight_decay >= 0, "--weight-decay must be >= 0, got " + num(c.weight_decay));
+  need(c.label_smoothing >= 0 && c.label_smoothing < 1,
+       "--label-smoothing must be in [0, 1), got " + num(c.label_smoothing));
+  need(c.clip_grad_norm >= 0 && std::isfinite(c.clip_grad_norm),
+       "--clip-grad-norm must be >= 0 (0: off), got " + num(c.clip_grad_norm));
   need(c.dropout >= 0 && c.dropout < 1, "--dropout must be in [0, 1), got " + num(c.dropout));
   need(c.bn_momentum >= 0 && c.bn_momentum <= 1,
        "--bn-momentum must be in [0, 1], got " + num(c.bn_momentum));
@@ -608,6 +618,8 @@ void check_resume_settings(const RunConfig& c, const std::string& checkpoint_ini
                                    "lr",
                                    "momentum",
                                    "weight-decay",
+                                   "label-smoothing",
+                                   "clip-grad-norm",
                                    "lr-schedule",
                                    "lr-steps",
                                    "lr-gamma",
@@ -749,6 +761,7 @@ std::string RunConfig::effective_ini() const {
     << "\nsynthetic-classes = " << data.synthetic_classes << "\nepochs = " << epochs
     << "\nbatch-size = " << batch << "\naccumulate = " << accumulate << "\nlr = " << t(lr)
     << "\nmomentum = " << t(momentum) << "\nweight-decay = " << t(weight_decay)
+    << "\nlabel-smoothing = " << t(label_smoothing) << "\nclip-grad-norm = " << t(clip_grad_norm)
     << "\nlr-schedule = " << lr_schedule << "\nlr-steps = " << list(lr_steps)
     << "\nlr-gamma = " << t(lr_gamma) << "\nlr-min = " << t(lr_min)
     << "\nwarmup-epochs = " << t(warmup_epochs)

@@ -205,8 +205,10 @@ void Reporter::epoch(const EpochMetrics& m, int world, const std::string& device
        ",\"time_s\":" + jfmt("%.4f", m.time_s) +
        ",\"examples_per_s\":" + jfmt("%.3f", m.examples_per_s) + ",\"lr\":" + jfmt("%.8g", m.lr) +
        ",\"data_wait_s\":" + jfmt("%.4f", m.data_wait_s) + ",\"comm_s\":" + jfmt("%.4f", m.comm_s) +
-       ",\"exchange_s\":" + jfmt("%.4f", m.exchange_s) + ",\"ranks\":" + std::to_string(world) +
-       ",\"device\":\"" + device + "\"}");
+       ",\"exchange_s\":" + jfmt("%.4f", m.exchange_s) +
+       (m.clipped_steps >= 0 ? ",\"clipped_steps\":" + std::to_string(m.clipped_steps)
+                             : std::string()) +
+       ",\"ranks\":" + std::to_string(world) + ",\"device\":\"" + device + "\"}");
   std::vector<std::pair<std::string, double>> scalars = {{"epoch/train_loss", m.loss},
                                                          {"epoch/train_acc", m.train_acc}};
   if (m.test_acc > 0 || m.test_loss > 0) {

@@ -55,6 +55,7 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerParts& parts)
           ? cfg.workers
           : std::clamp(data::LoaderOptions::default_workers() / parts.world.local_size(), 1, 4);
   tensorboard_ = !cfg.tensorboard.empty() && !cfg.benchmark && !cfg.eval_only;
+  clip_ = cfg.clip_grad_norm > 0;
   stats_ = p_.backend.allocate(kStats * sizeof(double));
   p_.backend.fill_zero(stats_.data(), kStats * sizeof(double));
   if (parts.model.state_size() > 0)
@@ -377,7 +378,7 @@ Trainer::StepOutcome Trainer::train_step(const std::function<data::Batch()>& nex
     // step one process with the whole batch takes.
     if (logits)
       be.softmax_xent(rows, m.config().classes, logits, labels, 1.0f / float(b.global_size),
-                      m.dlogits(), stats);
+                      m.dlogits(), stats, static_cast<float>(cfg_.label_smoothing));
     if (last) sync_.begin_step();
     complete = m.backward(
         ctx, rows, x, last ? std::function<void(int)>(on_layer_done) : std::function<void(int)>(),
@@ -402,8 +403,9 @@ Trainer::StepOutcome Trainer::train_step(const std::function<data::Batch()>& nex
   std::array<double, kStats> checks{};
   {
     Timeline::Scope span(p_.timeline, Timeline::Track::compute, "finite check", "check");
-    // A --tensorboard point after this step: the gradient's norm, read with the checks.
-    if (complete && tensorboard_ && (step_ + 1) % cfg_.tensorboard_interval == 0)
+    // A --tensorboard point after this step, or --clip-grad-norm (every step): the gradient's
+    // norm, read with the checks.
+    if (complete && (clip_ || (tensorboard_ && (step_ + 1) % cfg_.tensorboard_interval == 0)))
       queue_grad_square_sum(stats + kGradSq);
     if (cfg_.debug_fault == RunConfig::DebugFault::nonfinite &&
         step_ + 1 == cfg_.debug_fault_step && p_.world.rank() == cfg_.debug_fault_rank) {
@@ -416,7 +418,8 @@ Trainer::StepOutcome Trainer::train_step(const std::function<data::Batch()>& nex
   }
   const bool bad_step = complete && (!std::isfinite(checks[kLoss]) || checks[kBadGrad] > 0);
   // The step boundary: do all ranks go on? (A signal may have reached only some of them.)
-  // With --tensorboard it carries the step's loss sum, samples and squared gradient norm too.
+  // With --tensorboard it carries the step's loss sum, samples and squared gradient norm too;
+  // with --clip-grad-norm the squared norm, every step.
   const bool point_due = complete && tensorboard_ && (step_ + 1) % cfg_.tensorboard_interval == 0;
   double vote[8] = {stop_requested() || stop_here ? 1.0 : 0.0,
                     complete ? 0.0 : 1.0,
@@ -425,11 +428,11 @@ Trainer::StepOutcome Trainer::train_step(const std::function<data::Batch()>& nex
                     writer_failed() ? 1.0 : 0.0,
                     complete ? checks[kLoss] - checks[kBackup + kLoss] : 0.0,
                     double(step_rank_samples_),
-                    point_due ? checks[kGradSq] : 0.0};
+                    point_due || (complete && clip_) ? checks[kGradSq] : 0.0};
   {
     Timeline::Scope span(p_.timeline, Timeline::Track::compute, "stop vote", "comm");
     const auto v0 = Clock::now();
-    host_comm().allreduce_sum(vote, tensorboard_ ? 8 : 5);
+    host_comm().allreduce_sum(vote, tensorboard_ || clip_ ? 8 : 5);
     vote_s_ += seconds_since(v0);
   }
   step_loss_ = vote[5], step_samples_ = vote[6], step_grad_sq_ = vote[7];
@@ -467,6 +470,15 @@ Trainer::StepOutcome Trainer::train_step(const std::function<data::Batch()>& nex
     LayerTimes* profile = m.profiling();  // the benchmark's synchronised passes
     if (profile) be.synchronize();
     const auto t0 = Clock::now();
+    // --clip-grad-norm: the summed gradient, whose norm over all ranks came with the vote,
+    // scaled as PyTorch's clip_grad_norm_ scales it (the same factor on every rank).
+    if (clip_) {
+      const double coef = clip_coefficient(std::sqrt(step_grad_sq_), cfg_.clip_grad_norm);
+      if (coef < 1.0) {
+        be.scale(m.flat_size(), static_cast<float>(coef), m.grad_data());
+        ++clipped_steps_;
+      }
+    }
     if (groups_.trivial()) {
       be.sgd_update(m.flat_size(), m.param_data(), m.grad_data(), m.momentum_data(), sgd);
     } else {  // fine-tuning: each group at its own rate; a frozen one is left as it is
@@ -521,6 +533,7 @@ bool Trainer::end_epoch(int epoch, const EpochTiming* timing, FitResult& result,
   em.data_wait_s = timing ? timing->data_wait_s : nan;
   em.comm_s = timing ? timing->comm_s : nan;
   em.exchange_s = timing ? timing->exchange_s : nan;
+  em.clipped_steps = clip_ ? clipped_steps_ : -1;
   if (p_.test) {
     Timeline::Scope span(p_.timeline, Timeline::Track::compute, "evaluate", "eval");
     const EvalResult ev = evaluate();
@@ -536,6 +549,7 @@ bool Trainer::end_epoch(int epoch, const EpochTiming* timing, FitResult& result,
   }
   p_.backend.fill_zero(stats_.data(), 3 * sizeof(double));
   epoch_samples_ = 0;
+  clipped_steps_ = 0;
   pending_epoch_end_ = false;
   p_.report.epoch(em, p_.world.size(), p_.backend.device().str());
   report_bad_samples("epoch " + std::to_string(em.epoch) + " (training)", bad, sums[3]);
@@ -671,11 +685,17 @@ void Trainer::queue_grad_square_sum(double* acc) {
   be.fill_zero(acc, sizeof(double));
   // Every rank holds the whole summed gradient (rank 0 counts it), except with a split model:
   // there each rank of a group holds its piece of a split tensor (group 0's ranks count theirs)
-  // and the whole of the others (rank 0 counts those).
+  // and the whole of the others (rank 0 counts those). Tensors the optimizer leaves as they are
+  // (frozen, --lr-mult 0) are not counted, as PyTorch leaves out parameters without a gradient.
   const bool split = m.is_split();
   if (split ? p_.grid->group() != 0 : p_.world.rank() != 0) return;
+  auto frozen = [&](const ParamEntry& e) {
+    for (const UpdateRange& r : groups_.ranges)
+      if (e.offset >= r.offset && e.offset < r.offset + r.count) return r.lr_factor == 0.0;
+    return false;
+  };
   for (const ParamEntry& e : m.params())
-    if (p_.world.rank() == 0 || (split && e.spec.is_piece()))
+    if ((p_.world.rank() == 0 || (split && e.spec.is_piece())) && !frozen(e))
       be.sum_squares(e.spec.shape.numel(), m.grad_data() + e.offset, acc);
 }
 

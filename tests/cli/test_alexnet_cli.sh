@@ -93,6 +93,14 @@ expect 2 "^alexnet: error: unrecogni[sz]ed option 'frobnicate' \(in .*unknown.in
 expect 2 "^alexnet: error: unrecogni[sz]ed option 'epoch' \(in .*prefix.ini or on the command line\)$" --config "$tmp/prefix.ini"
 expect 2 "^alexnet: error: option '--lr' cannot be specified more than once$" --lr 0.1 --lr 0.2
 expect 2 "^alexnet: error: --momentum must be in \[0, 1\), got 1$" --momentum 1
+expect 2 "^alexnet: error: --label-smoothing must be in \[0, 1\), got 1$" --label-smoothing 1
+expect 2 "^alexnet: error: --label-smoothing must be in \[0, 1\), got -0.1$" --label-smoothing -0.1
+expect 2 "^alexnet: error: --clip-grad-norm must be >= 0 \(0: off\), got -1$" --clip-grad-norm -1
+expect 2 "^alexnet: error: --clip-grad-norm must be >= 0 \(0: off\), got inf$" --clip-grad-norm inf
+expect 0 "--label-smoothing arg \(=0\) +training loss against" --help
+expect 0 "--clip-grad-norm arg \(=0\) +scale the summed gradient" --help
+expect 0 "^label-smoothing = 0.1$" --label-smoothing 0.1 --print-config
+expect 0 "^clip-grad-norm = 0$" --print-config
 expect 2 "^alexnet: error: --device must be one of auto, cpu, cuda, got 'tpu'$" --device tpu
 expect 2 "^alexnet: error: --lr-schedule step needs --lr-steps$" --lr-schedule step
 # --sync-bn: in --help, --print-config and config files; --print-shapes names the layers.

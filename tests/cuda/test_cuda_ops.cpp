@@ -453,6 +453,51 @@ TEST_P(CudaVsCpu, ReluSoftmaxXentAndSgd) {
   }
 }
 
+// --label-smoothing: the smoothed loss and dlogits = (softmax - q) * scale as the CPU computes
+// them (the same double arithmetic per row), accuracy unchanged; rows in several blocks.
+TEST_P(CudaVsCpu, SoftmaxXentWithLabelSmoothing) {
+  SKIP_WITHOUT_GPU();
+  auto cpu = cpu_reference();
+  auto gpu = gpu_backend(GetParam());
+  const int n = 600, classes = 37;  // 600 rows: three blocks of 256 threads
+  const auto logits = testkit::random_vector(std::size_t(n) * classes, 22, -6.0f, 6.0f);
+  std::vector<std::int32_t> labels(n);
+  for (int i = 0; i < n; ++i) labels[std::size_t(i)] = (i * 11) % classes;
+  Dev glog(*gpu, logits), gdl(*gpu, logits.size());
+  Buffer glab = gpu->allocate(sizeof(std::int32_t) * std::size_t(n));
+  gpu->upload(glab.data(), labels.data(), sizeof(std::int32_t) * std::size_t(n));
+  Buffer gstats = gpu->allocate(3 * sizeof(double));
+  for (float eps : {0.0f, 0.1f, 0.6f}) {
+    std::vector<float> dl(logits.size());
+    double stats[3] = {0, 0, 0};
+    cpu->softmax_xent(n, classes, logits.data(), labels.data(), 1.0f / n, dl.data(), stats, eps);
+    gpu->fill_zero(gstats.data(), 3 * sizeof(double));
+    gpu->softmax_xent(n, classes, glog.p(), static_cast<const std::int32_t*>(glab.data()), 1.0f / n,
+                      gdl.p(), static_cast<double*>(gstats.data()), eps);
+    double got[3];
+    gpu->download(got, gstats.data(), sizeof got);
+    std::printf("softmax_xent, label smoothing %g: loss %.12g vs %.12g\n", eps, got[0], stats[0]);
+    EXPECT_NEAR(got[0], stats[0], 1e-9 * std::abs(stats[0])) << "eps " << eps;
+    EXPECT_EQ(got[1], stats[1]) << "eps " << eps;
+    EXPECT_EQ(got[2], stats[2]) << "eps " << eps;
+    expect_fp32_op_close("softmax_xent dlogits, label smoothing", gdl.get(), dl);
+  }
+}
+
+// --clip-grad-norm's scaling: one rounded product per element, the CPU's bits.
+TEST(CudaOps, ScaleMatchesTheCpu) {
+  SKIP_WITHOUT_GPU();
+  auto cpu = cpu_reference();
+  auto gpu = gpu_backend(Math::fp32);
+  for (std::int64_t count : {std::int64_t(1), std::int64_t(1003), std::int64_t(3) << 20}) {
+    auto x = testkit::random_vector(std::size_t(count), 23);
+    Dev gx(*gpu, x);
+    cpu->scale(count, 0.37f, x.data());
+    gpu->scale(count, 0.37f, gx.p());
+    EXPECT_EQ(gx.get(), x) << count << " values";
+  }
+}
+
 // The gradient norm of --tensorboard: the sum of squares in double, added to what is there, the
 // CPU's up to the order of the additions (grid-stride loops, a block tree, atomics).
 TEST(CudaOps, SumSquaresMatchesTheCpu) {

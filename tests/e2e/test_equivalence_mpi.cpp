@@ -17,6 +17,7 @@ using distnet::testkit::world_size;
 namespace {
 
 struct Outcome {
+  std::vector<float> initial;  // after the trainer's broadcast, before the first step
   std::vector<float> params;
   std::vector<EpochMetrics> history;
   EvalResult eval;
@@ -44,6 +45,7 @@ Outcome run_on_first(int k, const RunConfig& cfg, std::int64_t train_size, std::
     model.initialize(init);
     Reporter quiet(false, "", "off");
     Trainer trainer(cfg, {world, *comm, *be, model, *train, test.get(), transform, quiet});
+    out.initial.assign(model.param_data(), model.param_data() + model.flat_size());
     out.history = trainer.fit().history;
     out.eval = trainer.evaluate();
     out.params.assign(model.param_data(), model.param_data() + model.flat_size());
@@ -148,4 +150,81 @@ TEST(Equivalence, DistributedEvaluationEqualsSingleProcess) {
   EXPECT_EQ(one.eval.samples, 101);
   EXPECT_EQ(three.eval.accuracy, one.eval.accuracy);
   EXPECT_NEAR(three.eval.loss, one.eval.loss, 1e-6 * std::abs(one.eval.loss));
+}
+
+// --label-smoothing and --clip-grad-norm keep the invariant: the smoothed loss is a per-sample sum
+// like the plain one, and the clipping norm is that of the whole summed gradient, counted once
+// over the ranks, so every rank scales by the factor one process would.
+TEST(Equivalence, SmoothingAndClippingOnOneTwoAndThreeRanks) {
+  RunConfig cfg = small_alexnet(64);
+  cfg.label_smoothing = 0.1;
+  cfg.clip_grad_norm = 0.05;  // below the gradient's norm: every step is clipped
+  const Outcome one = run_on_first(1, cfg, 64 + 5, 20);  // 2 steps, the second of 5 samples
+  RunConfig plain = small_alexnet(64);
+  const Outcome unclipped = run_on_first(1, plain, 64 + 5, 20);
+  for (int k : {2, 3}) {
+    const Outcome many = run_on_first(k, cfg, 64 + 5, 20);
+    if (world_rank() != 0) continue;
+    EXPECT_EQ(many.history[0].steps, 2);
+    const double err = max_relative_difference(many.params, one.params);
+    std::printf("smoothing and clipping, %d ranks vs 1: max relative parameter difference %.3g\n",
+                k, err);
+    EXPECT_LT(err, 1e-5);
+    EXPECT_NEAR(many.history[0].loss, one.history[0].loss, 1e-5 * one.history[0].loss);
+    EXPECT_EQ(many.history[0].clipped_steps, 2);
+  }
+  if (world_rank() != 0) return;
+  EXPECT_EQ(one.history[0].clipped_steps, 2);
+  EXPECT_EQ(unclipped.history[0].clipped_steps, -1);                       // off: not reported
+  EXPECT_GT(max_relative_difference(one.params, unclipped.params), 1e-3);  // they do something
+}
+
+// The clipped step itself: with plain SGD (no momentum, no weight decay) one step moves the
+// parameters by lr * c * g with c = MAX / (|g| + 1e-6), g the summed gradient. So against the
+// same step unclipped (which shows g): the move is c times that one, and its norm is lr * MAX --
+// on 3 ranks as on 1 (a norm summed over the ranks more than once would be larger, the move
+// smaller). A MAX above |g| leaves the step exactly as it was.
+TEST(Equivalence, AClippedStepHasTheNormMaxOnOneAndThreeRanks) {
+  RunConfig cfg = small_alexnet(64);
+  cfg.momentum = 0, cfg.weight_decay = 0, cfg.lr = 0.05;
+  const Outcome plain = run_on_first(1, cfg, 64, 5);  // one step
+  double norm = 0;                                    // |g|, from the unclipped step
+  if (world_rank() == 0) {
+    for (std::size_t i = 0; i < plain.params.size(); ++i) {
+      const double g = (double(plain.initial[i]) - plain.params[i]) / cfg.lr;
+      norm += g * g;
+    }
+    norm = std::sqrt(norm);
+  }
+  MPI_Bcast(&norm, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  ASSERT_GT(norm, 0.0);
+  RunConfig clipped = cfg;
+  clipped.clip_grad_norm = norm / 4;
+  RunConfig loose = cfg;
+  loose.clip_grad_norm = norm * 4;
+  const Outcome not_clipped = run_on_first(1, loose, 64, 5);
+  for (int k : {1, 3}) {
+    const Outcome o = run_on_first(k, clipped, 64, 5);
+    if (world_rank() != 0) continue;
+    const double c = clipped.clip_grad_norm / (norm + 1e-6);
+    double moved = 0, off = 0, most = 0;
+    for (std::size_t i = 0; i < o.params.size(); ++i) {
+      const double step = double(o.initial[i]) - o.params[i];
+      const double want = c * (double(plain.initial[i]) - plain.params[i]);
+      moved += step * step;
+      off = std::max(off, std::abs(step - want));
+      most = std::max(most, std::abs(want));
+    }
+    const double step_norm = std::sqrt(moved) / cfg.lr;
+    std::printf(
+        "%d rank(s): |g| %.6g, --clip-grad-norm %.6g, the step's norm / lr %.6g, "
+        "max |step - c * unclipped step| / max %.3g\n",
+        k, norm, clipped.clip_grad_norm, step_norm, off / most);
+    EXPECT_NEAR(step_norm, clipped.clip_grad_norm, 1e-4 * clipped.clip_grad_norm);
+    EXPECT_LT(off / most, 1e-4);
+    EXPECT_EQ(o.history[0].clipped_steps, 1);
+  }
+  if (world_rank() != 0) return;
+  EXPECT_EQ(not_clipped.history[0].clipped_steps, 0);
+  EXPECT_EQ(not_clipped.params, plain.params);
 }

@@ -23,6 +23,7 @@ namespace {
 
 struct Outcome {
   std::map<std::string, std::vector<float>> tensors;  // whole parameters by name
+  std::map<std::string, std::vector<float>> initial;  // the same before the first step
   std::vector<EpochMetrics> history;
   EvalResult eval;
   CommBytes bytes;  // of the last step, rank 0
@@ -47,7 +48,7 @@ RunConfig small_alexnet() {
 }
 
 // Trains on the first k ranks of the world split into groups of m; world rank 0 gets the outcome.
-Outcome run_on_grid(int k, int m, const RunConfig& cfg) {
+Outcome run_on_grid(int k, int m, const RunConfig& cfg, std::int64_t train_size = 23) {
   Outcome out;
   MPI_Comm sub;
   MPI_Comm_split(MPI_COMM_WORLD, world_rank() < k ? 0 : MPI_UNDEFINED, world_rank(), &sub);
@@ -57,7 +58,7 @@ Outcome run_on_grid(int k, int m, const RunConfig& cfg) {
     Grid grid(sub, *comm, m, [](MPI_Comm c) { return make_mpi_communicator(c); });
     auto be = make_cpu_backend({CpuOptions::ConvAlgorithm::direct});
     data::DatasetOptions d = cfg.data;
-    d.synthetic_train_size = 23, d.synthetic_test_size = 17;
+    d.synthetic_train_size = train_size, d.synthetic_test_size = 17;
     auto train = data::open_dataset(d, data::Split::train);
     auto test = data::open_dataset(d, data::Split::test);
     ModelConfig mc;
@@ -72,6 +73,11 @@ Outcome run_on_grid(int k, int m, const RunConfig& cfg) {
     Reporter quiet(false, "", "off");
     Trainer trainer(cfg, {world, *comm, *be, model, *train, test.get(), transform, quiet, nullptr,
                           nullptr, nullptr, &grid});
+    const Snapshot s0 = take_whole_snapshot(model, CheckpointMeta{});
+    for (const ParamEntry& e : s0.params) {
+      const float* v = s0.param_data() + e.offset;
+      out.initial[e.spec.name].assign(v, v + e.spec.shape.numel());
+    }
     out.history = trainer.fit().history;
     out.bytes = trainer.last_step_bytes();
     out.eval = trainer.evaluate();
@@ -144,6 +150,58 @@ TEST(HybridEquivalence, ADifferentSeedIsNoticed) {
   if (world_rank() != 0) return;
   std::string worst;
   EXPECT_GT(max_relative_difference(one, other, &worst), 1e-2);
+}
+
+// --label-smoothing and --clip-grad-norm on the grid: the clipping norm is that of the whole
+// model -- a split layer's pieces counted once over a group, whole tensors once -- so every grid
+// clips every step by one process's factor.
+TEST(HybridEquivalence, SmoothingAndClippingOnEveryGrid) {
+  RunConfig cfg = small_alexnet();
+  cfg.label_smoothing = 0.2;
+  cfg.clip_grad_norm = 0.05;  // below the gradient's norm: every step is clipped
+  const Outcome one = run_on_grid(1, 1, cfg);
+  const struct { int n, m; } grids[] = {{2, 2}, {6, 3}, {6, 2}};
+  for (const auto& g : grids) {
+    const Outcome o = run_on_grid(g.n, g.m, cfg);
+    if (world_rank() != 0) continue;
+    std::string worst;
+    const double d = max_relative_difference(one, o, &worst);
+    std::printf(
+        "smoothing and clipping, N=%d M=%d: max relative difference from 1 process %.3g "
+        "(%s)\n",
+        g.n, g.m, d, worst.c_str());
+    EXPECT_LT(d, 2e-4) << "N=" << g.n << " M=" << g.m << " worst " << worst;
+    ASSERT_EQ(o.history.size(), 1u);
+    EXPECT_NEAR(o.history[0].loss, one.history[0].loss, 1e-4) << "N=" << g.n << " M=" << g.m;
+    EXPECT_EQ(o.history[0].clipped_steps, 3) << "N=" << g.n << " M=" << g.m;
+  }
+  if (world_rank() == 0) EXPECT_EQ(one.history[0].clipped_steps, 3);
+}
+
+// One clipped step of plain SGD moves the whole model by lr * MAX in norm on a grid as in one
+// process: a piece counted by every group, or not at all, would make the move another size.
+TEST(HybridEquivalence, AClippedStepHasTheNormMaxOnTheGrid) {
+  RunConfig cfg = small_alexnet();
+  cfg.momentum = 0, cfg.weight_decay = 0;
+  cfg.clip_grad_norm = 0.01;
+  for (const auto& [n, m] : {std::pair{1, 1}, std::pair{4, 2}, std::pair{6, 3}}) {
+    const Outcome o = run_on_grid(n, m, cfg, /*train_size=*/10);  // one step
+    if (world_rank() != 0) continue;
+    double moved = 0;
+    for (const auto& [name, after] : o.tensors) {
+      const auto& before = o.initial.at(name);
+      for (std::size_t i = 0; i < after.size(); ++i) {
+        const double step = double(before[i]) - after[i];
+        moved += step * step;
+      }
+    }
+    const double step_norm = std::sqrt(moved) / cfg.lr;
+    std::printf("N=%d M=%d: the clipped step's norm / lr %.6g (--clip-grad-norm %g)\n", n, m,
+                step_norm, cfg.clip_grad_norm);
+    EXPECT_NEAR(step_norm, cfg.clip_grad_norm, 1e-4 * cfg.clip_grad_norm)
+        << "N=" << n << " M=" << m;
+    EXPECT_EQ(o.history[0].clipped_steps, 1);
+  }
 }
 
 // Gradient buckets of a split model: cut per run of tensors summed over the same ranks (no bucket

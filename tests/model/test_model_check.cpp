@@ -172,8 +172,8 @@ class DroppedConvBiasGradient final : public Backend {
     in_->dropout_backward(n, per, p, k, ids, dy, dx);
   }
   void softmax_xent(int n, int classes, const float* z, const std::int32_t* labels, float scale,
-                    float* dz, double* stats) override {
-    in_->softmax_xent(n, classes, z, labels, scale, dz, stats);
+                    float* dz, double* stats, float eps) override {
+    in_->softmax_xent(n, classes, z, labels, scale, dz, stats, eps);
   }
   void count_nonfinite(std::int64_t c, const float* x, double* acc) override {
     in_->count_nonfinite(c, x, acc);
@@ -181,6 +181,7 @@ class DroppedConvBiasGradient final : public Backend {
   void sum_squares(std::int64_t c, const float* x, double* acc) override {
     in_->sum_squares(c, x, acc);
   }
+  void scale(std::int64_t c, float a, float* x) override { in_->scale(c, a, x); }
   void sgd_update(std::int64_t c, float* w, const float* g, float* v, const SgdParams& p) override {
     in_->sgd_update(c, w, g, v, p);
   }

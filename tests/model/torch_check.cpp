@@ -5,7 +5,9 @@
 // step. Rank 0 writes the gathered logits, the loss and every tensor after the step.
 //
 //   distnet_torch_check --model NAME|FILE --in DIR --out DIR [--sync-bn] [--lr X]
-//                       [--checkpoint FILE] [--forward-only]
+//                       [--checkpoint FILE] [--forward-only] [--label-smoothing EPS]
+//                       [--clip-grad-norm MAX]
+//   distnet_torch_check --loss-only --in DIR --out DIR [--label-smoothing EPS]
 //     DIR/tensors.txt: one line per tensor, "name d0 d1 ...", its floats in that order in
 //     DIR/tensors.bin (little-endian float32). The tensors: every parameter and running statistic
 //     of the model by its distnet name, "input" (N x C x H x W), "labels" (N, as floats) and
@@ -16,8 +18,15 @@
 //     (tests/interchange).
 //   --forward-only: one rank, evaluation mode (no dropout, batch-norm with its running
 //     statistics), no step; writes the logits alone. "labels" is not needed.
+//   --label-smoothing EPS: the loss of the step against (1 - EPS) onehot + EPS / classes.
+//   --clip-grad-norm MAX: the summed gradient clipped to global norm MAX before the step, with
+//     the trainer's coefficient (clip_coefficient); writes "grad_norm", the norm before clipping,
+//     and the "grad:" tensors after it.
+//   --loss-only: one rank, the fused softmax cross-entropy alone on "logits" (N x C) and
+//     "labels": writes "loss" (the mean over the rows) and "dlogits" (its gradient).
 #include <mpi.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -30,6 +39,7 @@
 #include "distnet/comm.hpp"
 #include "distnet/grid.hpp"
 #include "distnet/model.hpp"
+#include "distnet/trainer.hpp"
 
 using namespace distnet;
 
@@ -94,8 +104,9 @@ void load_weights(Model& m, const std::map<std::string, Host>& tensors, const st
 
 int run(int argc, char** argv) {
   std::string model, in, out, checkpoint;
-  bool sync_bn = false, forward_only = false;
-  float lr = 0.1f;
+  bool sync_bn = false, forward_only = false, loss_only = false;
+  float lr = 0.1f, smoothing = 0.0f;
+  double clip = 0.0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&] {
@@ -116,6 +127,12 @@ int run(int argc, char** argv) {
       checkpoint = next();
     else if (a == "--forward-only")
       forward_only = true;
+    else if (a == "--loss-only")
+      loss_only = true;
+    else if (a == "--label-smoothing")
+      smoothing = std::stof(next());
+    else if (a == "--clip-grad-norm")
+      clip = std::stod(next());
     else
       DISTNET_CHECK(false, "unknown argument " + a);
   }
@@ -126,6 +143,21 @@ int run(int argc, char** argv) {
   auto be = make_cpu_backend({CpuOptions::ConvAlgorithm::direct});
 
   auto tensors = read_tensors(in);
+  if (loss_only) {
+    DISTNET_CHECK(size == 1, "--loss-only runs on one rank");
+    DISTNET_CHECK(tensors.count("logits") && tensors.count("labels"),
+                  "no tensors logits and labels in " + in);
+    const Host& z = tensors.at("logits");
+    const int rows = int(z.shape[0]), classes = int(z.shape[1]);
+    std::vector<std::int32_t> labels;
+    for (float v : tensors.at("labels").data) labels.push_back(std::int32_t(v));
+    Host d{z.shape, std::vector<float>(z.data.size())};
+    double stats[3] = {0, 0, 0};
+    be->softmax_xent(rows, classes, z.data.data(), labels.data(), 1.0f / float(rows), d.data.data(),
+                     stats, smoothing);
+    write_tensors(out, {{"loss", {Shape{1}, {float(stats[0] / rows)}}}, {"dlogits", d}});
+    return 0;
+  }
   DISTNET_CHECK(tensors.count("input"), "no tensor input in " + in);
   const Host& x = tensors.at("input");
   const int n_all = int(x.shape[0]);
@@ -167,10 +199,15 @@ int run(int argc, char** argv) {
   const float* logits = m.forward(ctx, n, xs);
   double stats[3] = {0, 0, 0};
   if (n > 0)
-    be->softmax_xent(n, mc.classes, logits, labels.data(), 1.0f / float(n_all), m.dlogits(), stats);
+    be->softmax_xent(n, mc.classes, logits, labels.data(), 1.0f / float(n_all), m.dlogits(), stats,
+                     smoothing);
   DISTNET_CHECK(m.backward(ctx, n, xs), "backward was abandoned");
   comm->allreduce_sum(stats, 3);
   comm->allreduce_sum(m.grad_data(), std::size_t(m.flat_size()));
+  double grad_sq = 0;  // every rank holds the whole summed gradient
+  be->sum_squares(m.flat_size(), m.grad_data(), &grad_sq);
+  const double coef = clip_coefficient(std::sqrt(grad_sq), clip);
+  if (coef < 1.0) be->scale(m.flat_size(), float(coef), m.grad_data());
   const std::vector<float> grads(m.grad_data(), m.grad_data() + m.flat_size());
   be->sgd_update(m.flat_size(), m.param_data(), m.grad_data(), m.momentum_data(), {lr, 0.0f, 0.0f});
 
@@ -185,8 +222,10 @@ int run(int argc, char** argv) {
   MPI_Gatherv(n > 0 ? logits : nullptr, n * mc.classes, MPI_FLOAT, all.data.data(), counts.data(),
               displs.data(), MPI_FLOAT, 0, MPI_COMM_WORLD);
   if (rank == 0) {
-    std::vector<std::pair<std::string, Host>> list{{"logits", all},
-                                                   {"loss", {Shape{1}, {float(stats[0] / n_all)}}}};
+    std::vector<std::pair<std::string, Host>> list{
+        {"logits", all},
+        {"loss", {Shape{1}, {float(stats[0] / n_all)}}},
+        {"grad_norm", {Shape{1}, {float(std::sqrt(grad_sq))}}}};
     auto save = [&](const std::vector<ParamEntry>& entries, const float* base,
                     const std::string& prefix) {
       for (const ParamEntry& e : entries)

@@ -176,7 +176,10 @@ TEST(FlattenGradient, IsIdentity) {
   check_gradients(h, random_vector(h.in_count(), 13));
 }
 
-TEST(SoftmaxXentGradient, MatchesFiniteDifferences) {
+namespace {
+
+// Plain cross-entropy and with label smoothing (the target (1 - eps) onehot + eps / classes).
+void check_softmax_xent_gradient(float smoothing) {
   auto be = cpu();
   const int n = 3, classes = 5;
   auto logits = random_vector(n * classes, 14, -3.f, 3.f);
@@ -184,19 +187,30 @@ TEST(SoftmaxXentGradient, MatchesFiniteDifferences) {
   const float scale = 1.0f / 8;  // e.g. a global batch of 8 spread over ranks
   std::vector<float> d(logits.size());
   double stats[3] = {0, 0, 0};
-  be->softmax_xent(n, classes, logits.data(), labels.data(), scale, d.data(), stats);
+  be->softmax_xent(n, classes, logits.data(), labels.data(), scale, d.data(), stats, smoothing);
   const double eps = 1e-3;
   for (std::size_t i = 0; i < logits.size(); ++i) {
     auto loss_at = [&](float v) {
       const float keep = logits[i];
       logits[i] = v;
       double s[3] = {0, 0, 0};
-      be->softmax_xent(n, classes, logits.data(), labels.data(), scale, nullptr, s);
+      be->softmax_xent(n, classes, logits.data(), labels.data(), scale, nullptr, s, smoothing);
       logits[i] = keep;
       return s[0] * scale;
     };
     const double numeric =
         (loss_at(logits[i] + float(eps)) - loss_at(logits[i] - float(eps))) / (2 * eps);
-    EXPECT_NEAR(d[i], numeric, 1e-4) << "logit " << i;
+    EXPECT_NEAR(d[i], numeric, 1e-4) << "logit " << i << ", smoothing " << smoothing;
   }
+}
+
+}  // namespace
+
+TEST(SoftmaxXentGradient, MatchesFiniteDifferences) {
+  check_softmax_xent_gradient(0.0f);
+}
+
+TEST(SoftmaxXentGradient, WithLabelSmoothingMatchesFiniteDifferences) {
+  check_softmax_xent_gradient(0.1f);
+  check_softmax_xent_gradient(0.7f);
 }
