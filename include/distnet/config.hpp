@@ -47,7 +47,13 @@ struct RunConfig {
   int epochs = 10;
   std::int64_t batch = 128;  // global batch over all ranks
   double lr = 0.01, momentum = 0.0, weight_decay = 0.0;
+  // The optimizer (docs/training.md#optimizers): sgd, lars or adamw, and their settings.
+  std::string optimizer = "sgd";
+  double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_eps = 1e-8;
+  double lars_trust = 0.001;
+  bool no_decay_bias_bn = false;
   std::string lr_schedule = "constant";
+  double lr_poly_power = 2.0;  // --lr-schedule poly
   std::vector<double> lr_steps;
   double lr_gamma = 0.1, lr_min = 0.0, warmup_epochs = 0.0;
   bool lr_scale_by_world = false;
