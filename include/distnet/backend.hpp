@@ -184,9 +184,12 @@ struct LarsParams {
 // A segment's learning rate lr * lr_factor * local, from its sums {sum w^2, sum g^2}: the one
 // formula both backends use (host and device), in double.
 #if defined(__CUDACC__)
-__host__ __device__
+#define DISTNET_HOST_DEVICE __host__ __device__
+#else
+#define DISTNET_HOST_DEVICE
 #endif
-inline double lars_local_rate(const LarsSegment& s, const double* sums, const LarsParams& p) {
+DISTNET_HOST_DEVICE inline double lars_local_rate(const LarsSegment& s, const double* sums,
+                                                  const LarsParams& p) {
   double local = 1.0;
   if (s.adapt) {
     const double wn = sqrt(sums[0]), gn = sqrt(sums[1]);

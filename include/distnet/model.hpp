@@ -174,7 +174,7 @@ class Model {
   std::string optimizer_ = "sgd";
   std::vector<std::string> slot_names_{"momentum"};
   std::vector<Tensor> extra_slots_;  // slots 1.. (AdamW's second moment)
-  std::vector<Tensor> acts_;  // output of each layer
+  std::vector<Tensor> acts_;         // output of each layer
   // Gradients of the outputs: slots_ by liveness; layer i's in grad_slot_[i]; where an output
   // already has a gradient from a later layer, layer i writes its part to temp_slot_[i][k] and
   // adds it (-1: written in place).

@@ -185,7 +185,7 @@ class Trainer {
   TrainerParts p_;
   data::Sampler sampler_;
   LrSchedule schedule_;
-  ParamGroups groups_;  // --freeze-through, --lr-mult: what the optimizer updates, how fast
+  ParamGroups groups_;   // --freeze-through, --lr-mult: what the optimizer updates, how fast
   Optimizer optimizer_;  // --optimizer: the update, over groups_
   GradSync sync_;
   int workers_;

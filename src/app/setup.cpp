@@ -26,8 +26,7 @@ namespace distnet::app {
 namespace {
 
 // A batch that cannot fit is refused before anything is allocated.
-void check_gpu_memory(const Backend& be, const ModelConfig& mc, std::int64_t per_rank,
-                      int slots) {
+void check_gpu_memory(const Backend& be, const ModelConfig& mc, std::int64_t per_rank, int slots) {
   if (!be.device().is_cuda()) {  // the host's memory, shared by the ranks on it
     const double total = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
     const double need = double(Model::device_bytes(mc, int(per_rank), slots));

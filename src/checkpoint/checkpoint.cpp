@@ -79,8 +79,8 @@ Snapshot take_snapshot(const Model& model, const CheckpointMeta& meta, bool borr
   Snapshot s;
   s.meta = meta;
   s.meta.optimizer = model.optimizer();
-  s.meta.format_version = model.optimizer() == "sgd" ? kCheckpointFormatVersion
-                                                     : kCheckpointFormatVersionOptimizer;
+  s.meta.format_version =
+      model.optimizer() == "sgd" ? kCheckpointFormatVersion : kCheckpointFormatVersionOptimizer;
   s.params = model.params();
   s.state = model.state();
   s.slot_names = model.slot_names();
@@ -274,8 +274,9 @@ int classifier_layer(const Model& model) {
 void load_tensors(const std::string& path, const CheckpointMeta& meta, Model& model,
                   bool weights_only, int keep_layer) {
   if (!weights_only && meta.optimizer != model.optimizer())
-    throw Error(path + ": written by --optimizer " + meta.optimizer + ", this run has --optimizer " +
-                model.optimizer() + " (a resumed run keeps the optimizer; to start anew from " +
+    throw Error(path + ": written by --optimizer " + meta.optimizer +
+                ", this run has --optimizer " + model.optimizer() +
+                " (a resumed run keeps the optimizer; to start anew from " +
                 "these weights, use --init-from)");
   h5::Id file = h5::open_file_readonly(path);
   Backend& be = model.backend();

@@ -163,8 +163,8 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   train.add_options()                                                               //
       ("epochs", po::value(&c.epochs)->default_value(c.epochs), "epochs to train")  //
       ("batch-size", po::value(&c.batch)->default_value(c.batch),
-       "global batch, split over all ranks (as split_and_load)")                       //
-      ("lr", po::value(&c.lr)->default_value(c.lr), "learning rate")                   //
+       "global batch, split over all ranks (as split_and_load)")      //
+      ("lr", po::value(&c.lr)->default_value(c.lr), "learning rate")  //
       ("optimizer", po::value(&c.optimizer)->default_value(c.optimizer),
        "sgd (with --momentum), lars (layer-wise adaptive rates, with --momentum) or adamw")  //
       ("momentum", po::value(&c.momentum)->default_value(c.momentum),
@@ -482,10 +482,11 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   // that a printed configuration, which lists every key, reads back).
   need(c.optimizer != "adamw" || c.momentum == 0,
        "--momentum is for sgd and lars; adamw's first moment decays with --adam-beta1");
-  need(c.optimizer == "adamw" || (c.adam_beta1 == 0.9 && c.adam_beta2 == 0.999 &&
-                                  c.adam_eps == 1e-8),
+  need(c.optimizer == "adamw" ||
+           (c.adam_beta1 == 0.9 && c.adam_beta2 == 0.999 && c.adam_eps == 1e-8),
        "--adam-beta1, --adam-beta2 and --adam-eps are for --optimizer adamw, this run has "
-       "--optimizer " + c.optimizer);
+       "--optimizer " +
+           c.optimizer);
   need(c.optimizer == "lars" || c.lars_trust == 0.001,
        "--lars-trust is for --optimizer lars, this run has --optimizer " + c.optimizer);
   need(c.lr_schedule == "poly" || c.lr_poly_power == 2.0,

@@ -48,8 +48,7 @@ Optimizer::Optimizer(Model& model, const ParamGroups& groups, const OptimizerCon
   for (const ParamEntry& e : params) {
     const double f = factor_at(groups, e.offset);
     if (f == 0.0) continue;  // frozen: neither updated nor its state touched
-    const LarsSegment s{e.offset, e.spec.shape.numel(), float(f),
-                        is_bias_or_norm(e.spec) ? 0 : 1};
+    const LarsSegment s{e.offset, e.spec.shape.numel(), float(f), is_bias_or_norm(e.spec) ? 0 : 1};
     (e.spec.is_piece() ? segments_ : rest).push_back(s);
   }
   pieces_ = int(segments_.size());

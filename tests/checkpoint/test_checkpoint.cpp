@@ -136,10 +136,12 @@ TEST(Checkpoint, OptimizerStateSlotsRoundTripAndAreTiedToTheOptimizer) {
   for (std::size_t k = 0; k < 2; ++k)
     EXPECT_EQ(gather(a.params(), a.slot_data(k)), gather(b.params(), b.slot_data(k))) << k;
   EXPECT_EQ(error_of([&] { load_checkpoint(path, lars, false); }),
-            path + ": written by --optimizer adamw, this run has --optimizer lars (a resumed run "
-                   "keeps the optimizer; to start anew from these weights, use --init-from)");
-  EXPECT_NE(error_of([&] { load_checkpoint(path, sgd, false); }).find("this run has --optimizer sgd"),
-            std::string::npos);
+            path +
+                ": written by --optimizer adamw, this run has --optimizer lars (a resumed run "
+                "keeps the optimizer; to start anew from these weights, use --init-from)");
+  EXPECT_NE(
+      error_of([&] { load_checkpoint(path, sgd, false); }).find("this run has --optimizer sgd"),
+      std::string::npos);
   load_checkpoint(path, sgd, true);  // weights only: any optimizer, fresh state
   EXPECT_EQ(params_of(a), params_of(sgd));
   // SGD's files stay format 1, and an AdamW model does not resume from one.

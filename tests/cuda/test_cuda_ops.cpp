@@ -511,8 +511,10 @@ TEST(CudaOps, LarsMatchesTheCpu) {
   auto g = testkit::random_vector(std::size_t(total), 42);
   auto v = testkit::random_vector(std::size_t(total), 43);
   for (std::int64_t i = 3000; i < 3100; ++i) g[std::size_t(i)] = 0.0f;  // a zero gradient: rate 1
-  const std::vector<LarsSegment> segs = {
-      {0, 1003, 1.0f, 1}, {1024, 1976, 0.5f, 0}, {3000, 100, 1.0f, 1}, {4096, total - 4096, 2.0f, 1}};
+  const std::vector<LarsSegment> segs = {{0, 1003, 1.0f, 1},
+                                         {1024, 1976, 0.5f, 0},
+                                         {3000, 100, 1.0f, 1},
+                                         {4096, total - 4096, 2.0f, 1}};
   const int n = int(segs.size());
   Dev gw(*gpu, w), gg(*gpu, g), gv(*gpu, v);
   Buffer dsegs = gpu->allocate(sizeof(LarsSegment) * segs.size());

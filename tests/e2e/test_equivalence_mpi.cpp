@@ -118,8 +118,8 @@ TEST(Equivalence, LarsAndAdamWOnOneTwoAndThreeRanks) {
       if (world_rank() != 0) continue;
       EXPECT_EQ(many.history[0].steps, 5);
       const double err = max_relative_difference(many.params, one.params);
-      std::printf("%s, %d ranks vs 1: max relative parameter difference %.3g\n",
-                  optimizer.c_str(), k, err);
+      std::printf("%s, %d ranks vs 1: max relative parameter difference %.3g\n", optimizer.c_str(),
+                  k, err);
       EXPECT_LT(err, 1e-5) << optimizer;
       EXPECT_NEAR(many.history[0].loss, one.history[0].loss, 1e-5 * one.history[0].loss);
     }
