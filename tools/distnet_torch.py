@@ -246,8 +246,11 @@ def arrays_from_checkpoint(path, arch=None):
             v = f.attrs[name]
             return v.decode("utf-8") if isinstance(v, bytes) else v
 
-        if int(attr("format_version")) != 1:
-            raise ConversionError(f"{path}: format version {attr('format_version')}, expected 1")
+        # Version 2 (--optimizer lars, adamw) differs in the optimizer's state alone, which a
+        # conversion leaves out.
+        if int(attr("format_version")) not in (1, 2):
+            raise ConversionError(f"{path}: format version {attr('format_version')}, "
+                                  f"expected 1 or 2")
         model = str(attr("model"))
         if arch is None:
             if model not in MODEL_ARCH:

@@ -7,6 +7,7 @@
 // "Overwrite" is the rule for gradients: an op writes its parameter gradients, never adds to them.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -159,6 +160,44 @@ struct SgdParams {
   float weight_decay = 0.0f;
 };
 
+// One AdamW step (PyTorch's torch.optim.AdamW), with the host's figures for step t:
+// decay = 1 - lr * weight_decay, step_size = lr / (1 - beta1^t),
+// bias_correction2_sqrt = sqrt(1 - beta2^t).
+struct AdamWParams {
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+  float decay = 1.0f, step_size = 0.0f, bias_correction2_sqrt = 1.0f;
+};
+
+// One tensor of a LARS step: floats [offset, offset + count) of the flat buffers, its learning-
+// rate factor (--lr-mult), and whether it is adapted (a layer's weight: trust ratio and weight
+// decay) or not (biases and batch-norm parameters: plain momentum, no decay).
+struct LarsSegment {
+  std::int64_t offset = 0, count = 0;
+  float lr_factor = 1.0f;
+  std::int32_t adapt = 1;
+};
+
+struct LarsParams {
+  float lr = 0.01f, momentum = 0.9f, weight_decay = 0.0f, trust = 0.001f;
+};
+
+// A segment's learning rate lr * lr_factor * local, from its sums {sum w^2, sum g^2}: the one
+// formula both backends use (host and device), in double.
+#if defined(__CUDACC__)
+#define DISTNET_HOST_DEVICE __host__ __device__
+#else
+#define DISTNET_HOST_DEVICE
+#endif
+DISTNET_HOST_DEVICE inline double lars_local_rate(const LarsSegment& s, const double* sums,
+                                                  const LarsParams& p) {
+  double local = 1.0;
+  if (s.adapt) {
+    const double wn = sqrt(sums[0]), gn = sqrt(sums[1]);
+    if (wn > 0 && gn > 0) local = double(p.trust) * wn / (gn + double(p.weight_decay) * wn);
+  }
+  return double(p.lr) * double(s.lr_factor) * local;
+}
+
 // A few bytes of device memory read without making the host wait for the device: start() queues
 // the copy behind the work already queued, ready() says whether it has arrived, data() is the
 // host copy from the last start() once ready. For progress figures, which may lag a step.
@@ -258,6 +297,22 @@ class Backend {
   //   v = momentum * v + (g + weight_decay * w);  w -= lr * v     (v unused if momentum == 0)
   virtual void sgd_update(std::int64_t count, float* w, const float* g, float* v,
                           const SgdParams& p) = 0;
+  // AdamW (PyTorch's formulation, decoupled weight decay), m and v the first and second moments:
+  //   w *= decay;  m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2;
+  //   w -= step_size * m / (sqrt(v) / bias_correction2_sqrt + eps)
+  virtual void adamw_update(std::int64_t count, float* w, const float* g, float* m, float* v,
+                            const AdamWParams& p) = 0;
+  // LARS, the two halves of a step over `n` segments (`segments` on this device):
+  // sums[2s] = sum of w^2 and sums[2s + 1] = sum of g^2 over segment s, in double (overwritten);
+  // the caller may sum them over the ranks that hold pieces of one tensor in between. Then with
+  // ||w||, ||g|| their roots, per segment: local = trust ||w|| / (||g|| + wd ||w||) (1 when either
+  // norm is 0), and per element of an adapted segment
+  //   v = momentum v + lr lr_factor local (g + wd w);  w -= v
+  // and of one that is not: v = momentum v + lr lr_factor g;  w -= v.
+  virtual void lars_sums(int n, const LarsSegment* segments, const float* w, const float* g,
+                         double* sums) = 0;
+  virtual void lars_update(int n, const LarsSegment* segments, const double* sums, float* w,
+                           const float* g, float* v, const LarsParams& p) = 0;
 
   // n raw images (on this device) resized and normalised into `out` (on this device).
   virtual void resize_normalize(int n, const ResizeNormalize& spec, const std::uint8_t* images,

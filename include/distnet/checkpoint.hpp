@@ -19,7 +19,10 @@
 
 namespace distnet {
 
+// Version 1: SGD's layout (/momentum), still what --optimizer sgd writes. Version 2: the
+// optimizer's named state under /optimizer/<slot> (lars, adamw). Both load.
 constexpr std::int64_t kCheckpointFormatVersion = 1;
+constexpr std::int64_t kCheckpointFormatVersionOptimizer = 2;
 
 struct TrainingState {
   std::int64_t step = 0;            // optimizer steps taken
@@ -56,6 +59,7 @@ struct CheckpointMeta {
   std::string config;              // the full effective configuration, INI
   std::string run_id;              // the run that wrote it ("" in checkpoints older than run ids)
   std::optional<BestMark> best;    // best.h5 only
+  std::string optimizer = "sgd";   // version 2's attribute; "sgd" for version 1
   TrainingState state;
 };
 
@@ -64,16 +68,20 @@ struct CheckpointMeta {
 struct Snapshot {
   CheckpointMeta meta;
   std::vector<ParamEntry> params, state;
-  std::vector<float> param_values, momentum_values, state_values;
+  std::vector<float> param_values, state_values;
+  // The optimizer's state slots (Model::slot_names), laid out as param_values.
+  std::vector<std::string> slot_names;
+  std::vector<std::vector<float>> slot_values;
   const float* borrowed_params = nullptr;  // set together, or none
-  const float* borrowed_momentum = nullptr;
+  std::vector<const float*> borrowed_slots;
   const float* borrowed_state = nullptr;
   const float* param_data() const {
     return borrowed_params ? borrowed_params : param_values.data();
   }
-  const float* momentum_data() const {
-    return borrowed_params ? borrowed_momentum : momentum_values.data();
+  const float* slot_data(std::size_t k) const {
+    return borrowed_params ? borrowed_slots[k] : slot_values[k].data();
   }
+  const float* momentum_data() const { return slot_data(0); }
   const float* state_data() const { return borrowed_params ? borrowed_state : state_values.data(); }
 };
 
@@ -94,7 +102,9 @@ void write_checkpoint(const Snapshot& snap, const std::string& path);
 CheckpointMeta read_checkpoint_meta(const std::string& path);
 
 // Validates `path` against `model` (model name, input shape, classes, every tensor's presence and
-// shape) and loads parameters, batch-norm statistics and -- unless weights_only -- momentum.
+// shape) and loads parameters, batch-norm statistics and -- unless weights_only -- the
+// optimizer's state, which must be of the model's optimizer (Model::set_optimizer); with
+// weights_only the state slots are zeroed.
 // On any problem throws one line naming the file (and tensor) and leaves the model untouched.
 CheckpointMeta load_checkpoint(const std::string& path, Model& model, bool weights_only);
 

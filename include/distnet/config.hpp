@@ -55,7 +55,13 @@ struct RunConfig {
   // The summed gradient scaled to this global L2 norm when it is larger (PyTorch's
   // clip_grad_norm_); 0: off.
   double clip_grad_norm = 0.0;
+  // The optimizer (docs/training.md#optimizers): sgd, lars or adamw, and their settings.
+  std::string optimizer = "sgd";
+  double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_eps = 1e-8;
+  double lars_trust = 0.001;
+  bool no_decay_bias_bn = false;
   std::string lr_schedule = "constant";
+  double lr_poly_power = 2.0;  // --lr-schedule poly
   std::vector<double> lr_steps;
   double lr_gamma = 0.1, lr_min = 0.0, warmup_epochs = 0.0;
   bool lr_scale_by_world = false;

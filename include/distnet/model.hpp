@@ -56,6 +56,10 @@ int default_resize(const std::string& model);
 std::vector<std::unique_ptr<Layer>> build_layers(const ModelConfig& cfg,
                                                  const LayerSplit& split = {});
 
+// The optimizer's state slots by name, as checkpoints store them: sgd and lars {"momentum"},
+// adamw {"exp_avg", "exp_avg_sq"} (PyTorch's names). Throws UsageError for another name.
+std::vector<std::string> optimizer_slot_names(const std::string& optimizer);
+
 // One tensor inside a flat buffer.
 struct ParamEntry {
   ParamSpec spec;
@@ -82,7 +86,8 @@ class Model {
   // Bytes the constructor allocates on the device for `max_batch` (parameters, gradients,
   // momentum, running statistics, every layer's output, two gradient scratch buffers); ops add
   // their own workspaces on top. For a clear message before a GPU runs out of memory.
-  static std::int64_t device_bytes(const ModelConfig& cfg, int max_batch);
+  // `state_slots`: the optimizer's state buffers (optimizer_slot_names(...).size()).
+  static std::int64_t device_bytes(const ModelConfig& cfg, int max_batch, int state_slots = 1);
 
   const ModelConfig& config() const { return cfg_; }
   const LayerSplit& split() const { return split_; }
@@ -104,6 +109,18 @@ class Model {
   float* param_data() const { return param_.data<float>(); }
   float* grad_data() const { return grad_.data<float>(); }
   float* momentum_data() const { return momentum_.data<float>(); }
+  // The optimizer's state, named slots laid out as the flat parameter buffer: slot 0 is the
+  // buffer above (SGD's and LARS's momentum, AdamW's first moment), slot 1 AdamW's second
+  // moment, allocated only for AdamW. set_optimizer() ("sgd", the default, "lars" or "adamw")
+  // allocates what the optimizer needs and zeroes every slot when the optimizer changes; the
+  // same name again changes nothing (a checkpoint loaded before the trainer is made keeps its
+  // state).
+  void set_optimizer(const std::string& name);
+  const std::string& optimizer() const { return optimizer_; }
+  const std::vector<std::string>& slot_names() const { return slot_names_; }
+  float* slot_data(std::size_t k) const {
+    return k == 0 ? momentum_data() : extra_slots_[k - 1].data<float>();
+  }
   float* state_data() const { return state_buf_.data<float>(); }
   std::int64_t state_size() const { return state_size_; }
 
@@ -170,7 +187,10 @@ class Model {
   Tensor kept_;  // --accumulate: the earlier micro-batches' gradient sum (empty until used)
   // Per layer: the range [begin, end) of its trainable tensors in the flat buffers (empty: none).
   std::vector<std::pair<std::int64_t, std::int64_t>> layer_range_;
-  std::vector<Tensor> acts_;  // output of each layer
+  std::string optimizer_ = "sgd";
+  std::vector<std::string> slot_names_{"momentum"};
+  std::vector<Tensor> extra_slots_;  // slots 1.. (AdamW's second moment)
+  std::vector<Tensor> acts_;         // output of each layer
   // Gradients of the outputs: slots_ by liveness; layer i's in grad_slot_[i]; where an output
   // already has a gradient from a later layer, layer i writes its part to temp_slot_[i][k] and
   // adds it (-1: written in place).

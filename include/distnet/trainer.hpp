@@ -17,6 +17,7 @@
 #include "distnet/grad_sync.hpp"
 #include "distnet/grid.hpp"
 #include "distnet/model.hpp"
+#include "distnet/optimizer.hpp"
 #include "distnet/param_groups.hpp"
 #include "distnet/report.hpp"
 #include "distnet/world.hpp"
@@ -198,7 +199,8 @@ class Trainer {
   TrainerParts p_;
   data::Sampler sampler_;
   LrSchedule schedule_;
-  ParamGroups groups_;  // --freeze-through, --lr-mult: what the optimizer updates, how fast
+  ParamGroups groups_;   // --freeze-through, --lr-mult: what the optimizer updates, how fast
+  Optimizer optimizer_;  // --optimizer: the update, over groups_
   GradSync sync_;
   int workers_;
   std::int64_t step_ = 0;

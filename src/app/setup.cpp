@@ -26,12 +26,12 @@ namespace distnet::app {
 namespace {
 
 // A batch that cannot fit is refused before anything is allocated.
-void check_gpu_memory(const Backend& be, const ModelConfig& mc, std::int64_t per_rank,
+void check_gpu_memory(const Backend& be, const ModelConfig& mc, std::int64_t per_rank, int slots,
                       bool accumulate) {
   const std::int64_t kept = accumulate ? Model::accumulation_bytes(mc) : 0;
   if (!be.device().is_cuda()) {  // the host's memory, shared by the ranks on it
     const double total = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
-    const double need = double(Model::device_bytes(mc, int(per_rank)) + kept);
+    const double need = double(Model::device_bytes(mc, int(per_rank), slots) + kept);
     if (total > 0 && need > total)
       throw UsageError("a batch of " + std::to_string(per_rank) + " per rank needs at least " +
                        std::to_string(std::int64_t(need) >> 20) +
@@ -41,7 +41,7 @@ void check_gpu_memory(const Backend& be, const ModelConfig& mc, std::int64_t per
     return;
   }
   const gpu::DeviceInfo info = gpu::device_info(be.device().index);
-  const std::int64_t need = Model::device_bytes(mc, int(per_rank)) + kept;
+  const std::int64_t need = Model::device_bytes(mc, int(per_rank), slots) + kept;
   if (std::size_t(need) <= info.free_bytes) return;
   throw UsageError("a batch of " + std::to_string(per_rank) + " per rank needs at least " +
                    std::to_string(need >> 20) + " MiB on " + be.device().str() + " (" + info.name +
@@ -313,12 +313,15 @@ Setup set_up(const RunConfig& cfg, const World& world, Setup s) {
       shape_of.image_shape(), data::TransformSpec{int(mc.input[1]), cfg.norm_mean, cfg.norm_std});
   const std::int64_t per_rank = rank_micro_batch(cfg, world.size());
   const std::int64_t eval = cfg.eval_batch > 0 ? cfg.eval_batch : per_rank;
-  check_gpu_memory(*s.backend, mc, std::max(per_rank, eval), cfg.accumulate > 1 && !cfg.eval_only);
+  check_gpu_memory(*s.backend, mc, std::max(per_rank, eval),
+                   int(optimizer_slot_names(cfg.optimizer).size()),
+                   cfg.accumulate > 1 && !cfg.eval_only);
   SlowNotice building(world.is_root(), "building and initialising " + mc.name);
   LayerSplit split;
   if (s.grid->hybrid())
     split = LayerSplit{s.grid->group_comm(), s.grid->model_parallel(), s.grid->shard()};
   s.model = std::make_unique<Model>(mc, *s.backend, int(std::max(per_rank, eval)), split);
+  s.model->set_optimizer(cfg.optimizer);  // its state slots, before a checkpoint loads them
   InitConfig init;
   init.kind = cfg.init == "normal" ? InitConfig::Kind::normal : InitConfig::Kind::xavier;
   init.xavier_magnitude = cfg.init_magnitude;

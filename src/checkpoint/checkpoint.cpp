@@ -78,21 +78,28 @@ std::int64_t step_from_name(const std::string& name) {
 Snapshot take_snapshot(const Model& model, const CheckpointMeta& meta, bool borrow) {
   Snapshot s;
   s.meta = meta;
+  s.meta.optimizer = model.optimizer();
+  s.meta.format_version =
+      model.optimizer() == "sgd" ? kCheckpointFormatVersion : kCheckpointFormatVersionOptimizer;
   s.params = model.params();
   s.state = model.state();
+  s.slot_names = model.slot_names();
   Backend& be = model.backend();
   if (borrow && be.device().is_cpu()) {
     s.borrowed_params = model.param_data();
-    s.borrowed_momentum = model.momentum_data();
+    for (std::size_t k = 0; k < s.slot_names.size(); ++k)
+      s.borrowed_slots.push_back(model.slot_data(k));
     s.borrowed_state = model.state_data();
     return s;
   }
   const auto n = static_cast<std::size_t>(model.flat_size());
   s.param_values.resize(n);
-  s.momentum_values.resize(n);
   s.state_values.resize(static_cast<std::size_t>(model.state_size()));
   be.download(s.param_values.data(), model.param_data(), n * sizeof(float));
-  be.download(s.momentum_values.data(), model.momentum_data(), n * sizeof(float));
+  for (std::size_t k = 0; k < s.slot_names.size(); ++k) {
+    s.slot_values.emplace_back(n);
+    be.download(s.slot_values.back().data(), model.slot_data(k), n * sizeof(float));
+  }
   be.download(s.state_values.data(), model.state_data(), s.state_values.size() * sizeof(float));
   return s;
 }
@@ -112,15 +119,19 @@ void write_checkpoint(const Snapshot& snap, const std::string& path) {
   const std::string dir = dir_of(path);
   // The trainer never saves a diverged model; this is the last line of defence, so that rotation
   // can never replace a good checkpoint by a useless one.
-  for (const auto& [entries, values, what] :
-       {std::tuple{&snap.params, snap.param_data(), "parameter"},
-        std::tuple{&snap.params, snap.momentum_data(), "momentum"},
-        std::tuple{&snap.state, snap.state_data(), "running statistic"}}) {
+  std::vector<std::tuple<const std::vector<ParamEntry>*, const float*, std::string>> parts = {
+      {&snap.params, snap.param_data(), "parameter"},
+      {&snap.state, snap.state_data(), "running statistic"}};
+  for (std::size_t k = 0; k < snap.slot_names.size(); ++k)
+    parts.emplace_back(&snap.params, snap.slot_data(k), "optimizer state " + snap.slot_names[k]);
+  for (const auto& [entries, values, what] : parts) {
     const std::string bad = first_nonfinite(*entries, values);
     if (!bad.empty())
       throw Error(path + ": checkpoint not written: " + what + " " + bad +
                   " holds a non-finite value");
   }
+  const bool v1 = snap.meta.format_version == kCheckpointFormatVersion;
+  DISTNET_CHECK(v1 == (snap.meta.optimizer == "sgd"), "format version 1 is SGD's alone");
   const std::string tmp =
       dir + "/." + path.substr(path.rfind('/') + 1) + ".tmp-" + std::to_string(::getpid());
   try {
@@ -152,7 +163,15 @@ void write_checkpoint(const Snapshot& snap, const std::string& path) {
     }
     // Batch-norm statistics sit beside their layer's parameters under /params.
     write_group(f, "params", {{&snap.params, snap.param_data()}, {&snap.state, snap.state_data()}});
-    write_group(f, "momentum", {{&snap.params, snap.momentum_data()}});
+    if (v1) {
+      write_group(f, "momentum", {{&snap.params, snap.momentum_data()}});
+    } else {  // version 2: the optimizer's named state
+      h5::set_attr(f, "optimizer", m.optimizer);
+      h5::set_attr(f, "optimizer_steps", m.state.step - m.state.skipped_steps);
+      h5::create_group(f, "optimizer");
+      for (std::size_t k = 0; k < snap.slot_names.size(); ++k)
+        write_group(f, "optimizer/" + snap.slot_names[k], {{&snap.params, snap.slot_data(k)}});
+    }
     DISTNET_CHECK_HDF5(H5Fflush(f, H5F_SCOPE_GLOBAL));
     file.close_checked();
     fsync_path(tmp, false);
@@ -172,9 +191,11 @@ CheckpointMeta read_checkpoint_meta(const std::string& path) {
   CheckpointMeta m;
   try {
     m.format_version = h5::get_int(f, "format_version");
-    if (m.format_version != kCheckpointFormatVersion) {
+    if (m.format_version != kCheckpointFormatVersion &&
+        m.format_version != kCheckpointFormatVersionOptimizer) {
       throw Error("format version " + std::to_string(m.format_version) + ", expected " +
-                  std::to_string(kCheckpointFormatVersion));
+                  std::to_string(kCheckpointFormatVersion) + " or " +
+                  std::to_string(kCheckpointFormatVersionOptimizer));
     }
     m.distnet_version = h5::get_string(f, "distnet_version");
     m.model = h5::get_string(f, "model");
@@ -194,6 +215,15 @@ CheckpointMeta read_checkpoint_meta(const std::string& path) {
     // Written since run ids exist; older checkpoints have neither.
     if (H5Aexists(f, "run_id") > 0) m.run_id = h5::get_string(f, "run_id");
     if (H5Aexists(f, "skipped_steps") > 0) m.state.skipped_steps = h5::get_int(f, "skipped_steps");
+    if (m.format_version == kCheckpointFormatVersionOptimizer) {
+      m.optimizer = h5::get_string(f, "optimizer");
+      optimizer_slot_names(m.optimizer);  // a known name (throws otherwise)
+      const std::int64_t updates = h5::get_int(f, "optimizer_steps");
+      if (updates != m.state.step - m.state.skipped_steps)
+        throw Error("attribute 'optimizer_steps' is " + std::to_string(updates) + ", expected " +
+                    std::to_string(m.state.step - m.state.skipped_steps) +
+                    " (step - skipped_steps)");
+    }
     if (H5Aexists(f, "best_metric") > 0) {  // best.h5 (--keep-best)
       m.best = BestMark{h5::get_string(f, "best_metric"), h5::get_double(f, "best_value"),
                         h5::get_int(f, "best_epoch")};
@@ -241,11 +271,24 @@ int classifier_layer(const Model& model) {
 
 // Reads everything into host buffers first; the model changes only if all of it is valid.
 // `keep_layer` >= 0: that layer's tensors are not read; they keep the model's current values.
-void load_tensors(const std::string& path, Model& model, bool weights_only, int keep_layer) {
+void load_tensors(const std::string& path, const CheckpointMeta& meta, Model& model,
+                  bool weights_only, int keep_layer) {
+  if (!weights_only && meta.optimizer != model.optimizer())
+    throw Error(path + ": written by --optimizer " + meta.optimizer +
+                ", this run has --optimizer " + model.optimizer() +
+                " (a resumed run keeps the optimizer; to start anew from " +
+                "these weights, use --init-from)");
   h5::Id file = h5::open_file_readonly(path);
   Backend& be = model.backend();
   std::vector<float> params(static_cast<std::size_t>(model.flat_size()), 0.0f);
-  std::vector<float> momentum(params.size(), 0.0f);
+  const std::size_t slots = model.slot_names().size();
+  std::vector<std::vector<float>> slot(weights_only ? 0 : slots,
+                                       std::vector<float>(params.size(), 0.0f));
+  // Version 1 holds SGD's momentum as /momentum; version 2 every slot as /optimizer/<slot>.
+  std::vector<std::string> slot_group;
+  for (const std::string& name : model.slot_names())
+    slot_group.push_back(meta.format_version == kCheckpointFormatVersion ? "momentum"
+                                                                         : "optimizer/" + name);
   std::vector<float> state(static_cast<std::size_t>(model.state_size()), 0.0f);
   if (keep_layer >= 0) {
     be.download(params.data(), model.param_data(), params.size() * sizeof(float));
@@ -263,7 +306,8 @@ void load_tensors(const std::string& path, Model& model, bool weights_only, int 
   for (const ParamEntry& e : model.params()) {
     if (e.layer == keep_layer) continue;
     read("params", e.spec, params.data() + e.offset);
-    if (!weights_only) read("momentum", e.spec, momentum.data() + e.offset);
+    for (std::size_t k = 0; k < slot.size(); ++k)
+      read(slot_group[k], e.spec, slot[k].data() + e.offset);
   }
   for (const ParamEntry& e : model.state()) {
     if (e.layer == keep_layer) continue;
@@ -271,19 +315,25 @@ void load_tensors(const std::string& path, Model& model, bool weights_only, int 
                     state.data() + e.offset, path);
   }
   // A checkpoint with a non-finite value is refused like a damaged one (distnet never writes one).
-  for (const auto& [entries, values, what] :
-       {std::tuple{&model.params(), params.data(), "parameter"},
-        std::tuple{&model.params(), momentum.data(), "momentum"},
-        std::tuple{&model.state(), state.data(), "running statistic"}}) {
+  std::vector<std::tuple<const std::vector<ParamEntry>*, const float*, std::string>> parts = {
+      {&model.params(), params.data(), "parameter"},
+      {&model.state(), state.data(), "running statistic"}};
+  for (std::size_t k = 0; k < slot.size(); ++k)
+    parts.emplace_back(&model.params(), slot[k].data(),
+                       meta.format_version == kCheckpointFormatVersion
+                           ? std::string("momentum")
+                           : "optimizer state " + model.slot_names()[k]);
+  for (const auto& [entries, values, what] : parts) {
     const std::string bad = first_nonfinite(*entries, values);
     if (!bad.empty()) throw Error(path + ": " + what + " " + bad + " holds a non-finite value");
   }
   be.upload(model.param_data(), params.data(), params.size() * sizeof(float));
   be.upload(model.state_data(), state.data(), state.size() * sizeof(float));
-  if (weights_only) {
-    be.fill_zero(model.momentum_data(), momentum.size() * sizeof(float));
-  } else {
-    be.upload(model.momentum_data(), momentum.data(), momentum.size() * sizeof(float));
+  for (std::size_t k = 0; k < slots; ++k) {
+    if (weights_only)
+      be.fill_zero(model.slot_data(k), params.size() * sizeof(float));
+    else
+      be.upload(model.slot_data(k), slot[k].data(), params.size() * sizeof(float));
   }
 }
 
@@ -301,7 +351,7 @@ CheckpointMeta load_checkpoint(const std::string& path, Model& model, bool weigh
   if (m.classes != mc.classes)
     throw Error(path + ": checkpoint for " + std::to_string(m.classes) + " classes, this run has " +
                 std::to_string(mc.classes));
-  load_tensors(path, model, weights_only, -1);
+  load_tensors(path, m, model, weights_only, -1);
   return m;
 }
 
@@ -315,7 +365,7 @@ InitFrom load_initial_weights(const std::string& path, Model& model) {
                      "' (--init-from needs the same model; the class count may differ)");
   const int keep = m.classes != mc.classes ? classifier_layer(model) : -1;
   try {
-    load_tensors(path, model, /*weights_only=*/true, keep);
+    load_tensors(path, r.meta, model, /*weights_only=*/true, keep);
   } catch (const Error& e) {
     // A shape that differs because the input does (a dense layer after the convolutions).
     if (m.input == mc.input) throw;

@@ -348,6 +348,21 @@ void CudaBackend::sgd_update(std::int64_t count, float* w, const float* g, float
   launch_sgd(count, w, g, v, p, ctx_->stream);
 }
 
+void CudaBackend::adamw_update(std::int64_t count, float* w, const float* g, float* m, float* v,
+                               const AdamWParams& p) {
+  launch_adamw(count, w, g, m, v, p, ctx_->stream);
+}
+
+void CudaBackend::lars_sums(int n, const LarsSegment* segments, const float* w, const float* g,
+                            double* sums) {
+  launch_lars_sums(n, segments, w, g, sums, ctx_->stream);
+}
+
+void CudaBackend::lars_update(int n, const LarsSegment* segments, const double* sums, float* w,
+                              const float* g, float* v, const LarsParams& p) {
+  launch_lars_update(n, segments, sums, w, g, v, p, ctx_->stream);
+}
+
 void CudaBackend::resize_normalize(int n, const ResizeNormalize& spec, const std::uint8_t* images,
                                    float* out) {
   launch_resize_normalize(n, spec, images, out, ctx_->stream);

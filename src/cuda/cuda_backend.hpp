@@ -93,6 +93,12 @@ class CudaBackend final : public Backend {
   void scale(std::int64_t count, float alpha, float* x) override;
   void sgd_update(std::int64_t count, float* w, const float* g, float* v,
                   const SgdParams& p) override;
+  void adamw_update(std::int64_t count, float* w, const float* g, float* m, float* v,
+                    const AdamWParams& p) override;
+  void lars_sums(int n, const LarsSegment* segments, const float* w, const float* g,
+                 double* sums) override;
+  void lars_update(int n, const LarsSegment* segments, const double* sums, float* w, const float* g,
+                   float* v, const LarsParams& p) override;
   void resize_normalize(int n, const ResizeNormalize& spec, const std::uint8_t* images,
                         float* out) override;
   bool transforms_images() const override { return true; }

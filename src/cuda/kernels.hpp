@@ -49,6 +49,14 @@ void launch_scale(std::int64_t count, float alpha, float* x, cudaStream_t stream
 // Backend::sgd_update over a flat buffer.
 void launch_sgd(std::int64_t count, float* w, const float* g, float* v, const SgdParams& p,
                 cudaStream_t stream);
+// Backend::adamw_update over a range of the flat buffers.
+void launch_adamw(std::int64_t count, float* w, const float* g, float* m, float* v,
+                  const AdamWParams& p, cudaStream_t stream);
+// Backend::lars_sums and lars_update: `segments` and `sums` on the device.
+void launch_lars_sums(int n, const LarsSegment* segments, const float* w, const float* g,
+                      double* sums, cudaStream_t stream);
+void launch_lars_update(int n, const LarsSegment* segments, const double* sums, float* w,
+                        const float* g, float* v, const LarsParams& p, cudaStream_t stream);
 
 // Backend::resize_normalize: one thread per output pixel.
 void launch_resize_normalize(int n, const ResizeNormalize& spec, const std::uint8_t* images,

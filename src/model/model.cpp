@@ -210,7 +210,25 @@ Model::Model(const ModelConfig& cfg, std::vector<std::unique_ptr<Layer>> layers,
   }
 }
 
-std::int64_t Model::device_bytes(const ModelConfig& cfg, int max_batch) {
+std::vector<std::string> optimizer_slot_names(const std::string& optimizer) {
+  if (optimizer == "sgd" || optimizer == "lars") return {"momentum"};
+  if (optimizer == "adamw") return {"exp_avg", "exp_avg_sq"};
+  throw UsageError("--optimizer must be sgd, lars or adamw, got '" + optimizer + "'");
+}
+
+void Model::set_optimizer(const std::string& name) {
+  if (name == optimizer_) return;
+  std::vector<std::string> names = optimizer_slot_names(name);
+  extra_slots_.clear();
+  for (std::size_t k = 1; k < names.size(); ++k)
+    extra_slots_.push_back(device_tensor(*be_, Shape{flat_size_}));
+  optimizer_ = name;
+  slot_names_ = std::move(names);
+  for (std::size_t k = 0; k < slot_names_.size(); ++k)
+    be_->fill_zero(slot_data(k), sizeof(float) * static_cast<std::size_t>(flat_size_));
+}
+
+std::int64_t Model::device_bytes(const ModelConfig& cfg, int max_batch, int state_slots) {
   std::int64_t params = 0, state = 0, acts = 0, widest = cfg.input.numel();
   const auto layers = build_layers(cfg);
   for (const auto& l : layers) {
@@ -220,7 +238,8 @@ std::int64_t Model::device_bytes(const ModelConfig& cfg, int max_batch) {
     widest = std::max(widest, l->output_shape().numel());
   }
   const std::int64_t slots = plan_gradients(resolve_inputs(layers)).slots;
-  return std::int64_t(sizeof(float)) * (3 * params + state + max_batch * (acts + slots * widest));
+  return std::int64_t(sizeof(float)) *
+         ((2 + state_slots) * params + state + max_batch * (acts + slots * widest));
 }
 
 std::int64_t Model::accumulation_bytes(const ModelConfig& cfg) {
@@ -279,7 +298,8 @@ void Model::initialize(const InitConfig& init) {
   };
   fill(params_, flat_size_, param_data());
   fill(state_, state_size_, state_data());
-  be_->fill_zero(momentum_data(), sizeof(float) * static_cast<std::size_t>(flat_size_));
+  for (std::size_t k = 0; k < slot_names_.size(); ++k)
+    be_->fill_zero(slot_data(k), sizeof(float) * static_cast<std::size_t>(flat_size_));
 }
 
 int Model::rows_in(std::size_t layer) const {

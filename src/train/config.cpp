@@ -170,9 +170,23 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
        "batch-size / (accumulate x ranks) samples at a time, and the gradients are summed and "
        "all-reduced once per step; the learning rate follows the global batch")        //
       ("lr", po::value(&c.lr)->default_value(c.lr), "learning rate")                   //
-      ("momentum", po::value(&c.momentum)->default_value(c.momentum), "SGD momentum")  //
+      ("optimizer", po::value(&c.optimizer)->default_value(c.optimizer),
+       "sgd (with --momentum), lars (layer-wise adaptive rates, with --momentum) or adamw")  //
+      ("momentum", po::value(&c.momentum)->default_value(c.momentum),
+       "SGD's and LARS's momentum")  //
       ("weight-decay", po::value(&c.weight_decay)->default_value(c.weight_decay),
-       "L2 weight decay")  //
+       "weight decay: L2 for sgd and lars, decoupled (w -= lr * wd * w) for adamw")  //
+      ("no-decay-bias-bn", po::bool_switch(&c.no_decay_bias_bn),
+       "sgd, adamw: no weight decay for biases and batch-norm's gamma and beta (lars never "
+       "decays them)")  //
+      ("adam-beta1", po::value(&c.adam_beta1)->default_value(c.adam_beta1, "0.9"),
+       "adamw: decay of the first moment")  //
+      ("adam-beta2", po::value(&c.adam_beta2)->default_value(c.adam_beta2, "0.999"),
+       "adamw: decay of the second moment")  //
+      ("adam-eps", po::value(&c.adam_eps)->default_value(c.adam_eps, "1e-08"),
+       "adamw: added to the root of the second moment")  //
+      ("lars-trust", po::value(&c.lars_trust)->default_value(c.lars_trust, "0.001"),
+       "lars: the trust coefficient eta of the local rate eta * |w| / (|g| + wd * |w|)")  //
       ("label-smoothing", po::value(&c.label_smoothing)->default_value(c.label_smoothing),
        "training loss against the target (1 - EPS) one-hot + EPS / classes, as PyTorch's "
        "label_smoothing; in [0, 1), 0: off")  //
@@ -180,7 +194,9 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
        "scale the summed gradient down to this global L2 norm (over all ranks and shards) when "
        "it is larger, as PyTorch's clip_grad_norm_; 0: off")  //
       ("lr-schedule", po::value(&c.lr_schedule)->default_value(c.lr_schedule),
-       "constant, step or cosine")  //
+       "constant, step, cosine or poly")  //
+      ("lr-poly-power", po::value(&c.lr_poly_power)->default_value(c.lr_poly_power, "2"),
+       "poly schedule: lr = lr-min + (lr - lr-min) * (1 - t)^power after the warm-up")  //
       ("lr-steps", po::value(&lr_steps),
        "step schedule: epochs at which lr is multiplied by --lr-gamma (e.g. 30,60)")  //
       ("lr-gamma", po::value(&c.lr_gamma)->default_value(c.lr_gamma, num(c.lr_gamma)),
@@ -463,7 +479,32 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
   need(c.lr > 0 && std::isfinite(c.lr), "--lr must be > 0, got " + num(c.lr));
   need(c.epochs >= 1, "--epochs must be at least 1, got " + std::to_string(c.epochs));
   need(c.momentum >= 0 && c.momentum < 1, "--momentum must be in [0, 1), got " + num(c.momentum));
-  need(c.weight_decay >= 0, "--weight-decay must be >= 0, got " + num(c.weight_decay));
+  need(c.weight_decay >= 0 && std::isfinite(c.weight_decay),
+       "--weight-decay must be >= 0, got " + num(c.weight_decay));
+  one_of("optimizer", c.optimizer, {"sgd", "lars", "adamw"});
+  need(c.adam_beta1 >= 0 && c.adam_beta1 < 1,
+       "--adam-beta1 must be in [0, 1), got " + num(c.adam_beta1));
+  need(c.adam_beta2 >= 0 && c.adam_beta2 < 1,
+       "--adam-beta2 must be in [0, 1), got " + num(c.adam_beta2));
+  need(c.adam_eps > 0 && std::isfinite(c.adam_eps),
+       "--adam-eps must be > 0, got " + num(c.adam_eps));
+  need(c.lars_trust > 0 && std::isfinite(c.lars_trust),
+       "--lars-trust must be > 0, got " + num(c.lars_trust));
+  need(c.lr_poly_power > 0 && std::isfinite(c.lr_poly_power),
+       "--lr-poly-power must be > 0, got " + num(c.lr_poly_power));
+  // Settings of another optimizer would be silently ignored: refused instead (by value, so
+  // that a printed configuration, which lists every key, reads back).
+  need(c.optimizer != "adamw" || c.momentum == 0,
+       "--momentum is for sgd and lars; adamw's first moment decays with --adam-beta1");
+  need(c.optimizer == "adamw" ||
+           (c.adam_beta1 == 0.9 && c.adam_beta2 == 0.999 && c.adam_eps == 1e-8),
+       "--adam-beta1, --adam-beta2 and --adam-eps are for --optimizer adamw, this run has "
+       "--optimizer " +
+           c.optimizer);
+  need(c.optimizer == "lars" || c.lars_trust == 0.001,
+       "--lars-trust is for --optimizer lars, this run has --optimizer " + c.optimizer);
+  need(c.lr_schedule == "poly" || c.lr_poly_power == 2.0,
+       "--lr-poly-power is for --lr-schedule poly, this run has --lr-schedule " + c.lr_schedule);
   need(c.label_smoothing >= 0 && c.label_smoothing < 1,
        "--label-smoothing must be in [0, 1), got " + num(c.label_smoothing));
   need(c.clip_grad_norm >= 0 && std::isfinite(c.clip_grad_norm),
@@ -615,12 +656,19 @@ void check_resume_settings(const RunConfig& c, const std::string& checkpoint_ini
                                    "synthetic-train-size",
                                    "synthetic-classes",
                                    "batch-size",
+                                   "optimizer",
                                    "lr",
                                    "momentum",
                                    "weight-decay",
                                    "label-smoothing",
                                    "clip-grad-norm",
+                                   "no-decay-bias-bn",
+                                   "adam-beta1",
+                                   "adam-beta2",
+                                   "adam-eps",
+                                   "lars-trust",
                                    "lr-schedule",
+                                   "lr-poly-power",
                                    "lr-steps",
                                    "lr-gamma",
                                    "lr-min",
@@ -631,11 +679,14 @@ void check_resume_settings(const RunConfig& c, const std::string& checkpoint_ini
                                    "seed",
                                    "grad-compression"};
   // A cosine schedule spans all epochs: more epochs change every later learning rate.
-  if (c.lr_schedule == "cosine") keys.push_back("epochs");
+  if (c.lr_schedule == "cosine" || c.lr_schedule == "poly") keys.push_back("epochs");
+  // Checkpoints from before --optimizer existed were all written by SGD.
+  auto was_all = was;
+  was_all.emplace("optimizer", "sgd");
   for (const std::string& key : keys) {
-    const auto w = was.find(key);
+    const auto w = was_all.find(key);
     const auto n = now.find(key);
-    if (w == was.end() || n == now.end() || same_setting(w->second, n->second)) continue;
+    if (w == was_all.end() || n == now.end() || same_setting(w->second, n->second)) continue;
     throw UsageError(source + ": cannot resume with " + key + " = " +
                      (n->second.empty() ? "(none)" : n->second) + ": the run was started with " +
                      key + " = " + (w->second.empty() ? "(none)" : w->second) +
@@ -760,11 +811,15 @@ std::string RunConfig::effective_ini() const {
     << "\nsynthetic-test-size = " << data.synthetic_test_size
     << "\nsynthetic-classes = " << data.synthetic_classes << "\nepochs = " << epochs
     << "\nbatch-size = " << batch << "\naccumulate = " << accumulate << "\nlr = " << t(lr)
-    << "\nmomentum = " << t(momentum) << "\nweight-decay = " << t(weight_decay)
+    << "\noptimizer = " << optimizer << "\nmomentum = " << t(momentum)
+    << "\nweight-decay = " << t(weight_decay)
+    << "\nno-decay-bias-bn = " << (no_decay_bias_bn ? "true" : "false")
+    << "\nadam-beta1 = " << t(adam_beta1) << "\nadam-beta2 = " << t(adam_beta2)
+    << "\nadam-eps = " << t(adam_eps) << "\nlars-trust = " << t(lars_trust)
     << "\nlabel-smoothing = " << t(label_smoothing) << "\nclip-grad-norm = " << t(clip_grad_norm)
-    << "\nlr-schedule = " << lr_schedule << "\nlr-steps = " << list(lr_steps)
-    << "\nlr-gamma = " << t(lr_gamma) << "\nlr-min = " << t(lr_min)
-    << "\nwarmup-epochs = " << t(warmup_epochs)
+    << "\nlr-schedule = " << lr_schedule << "\nlr-poly-power = " << t(lr_poly_power)
+    << "\nlr-steps = " << list(lr_steps) << "\nlr-gamma = " << t(lr_gamma)
+    << "\nlr-min = " << t(lr_min) << "\nwarmup-epochs = " << t(warmup_epochs)
     << "\nlr-scale-by-world = " << (lr_scale_by_world ? "true" : "false")
     << "\nfreeze-through = " << freeze_through << "\nlr-mult = " << lr_mult << "\nseed = " << seed
     << "\ndevice = " << device << "\ncpu-conv = " << cpu_conv << "\nmath = " << math

@@ -22,6 +22,16 @@ using steady::seconds_since;
 
 namespace {
 
+OptimizerConfig optimizer_config(const RunConfig& c) {
+  OptimizerConfig o;
+  o.name = c.optimizer;
+  o.momentum = c.momentum, o.weight_decay = c.weight_decay;
+  o.beta1 = c.adam_beta1, o.beta2 = c.adam_beta2, o.eps = c.adam_eps;
+  o.lars_trust = c.lars_trust;
+  o.no_decay_bias_bn = c.no_decay_bias_bn;
+  return o;
+}
+
 LrSchedule make_schedule(const RunConfig& c, std::int64_t steps_per_epoch, int world) {
   LrSchedule s;
   s.kind = parse_schedule_kind(c.lr_schedule);
@@ -29,6 +39,7 @@ LrSchedule make_schedule(const RunConfig& c, std::int64_t steps_per_epoch, int w
   s.milestones = c.lr_steps;
   s.gamma = c.lr_gamma;
   s.min_lr = c.lr_min;
+  s.power = c.lr_poly_power;
   s.warmup_epochs = c.warmup_epochs;
   s.steps_per_epoch = steps_per_epoch;
   s.total_steps = steps_per_epoch * c.epochs;
@@ -43,6 +54,7 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerParts& parts)
       sampler_(parts.train.size(), cfg.batch, /*shuffle=*/true, cfg.drop_last, cfg.seed),
       schedule_(make_schedule(cfg, sampler_.batches_per_epoch(), parts.world.size())),
       groups_(make_param_groups(parts.model, cfg.freeze_through, cfg.lr_mults)),
+      optimizer_(parts.model, groups_, optimizer_config(cfg)),
       sync_(parts.model, parts.comm,
             GradSyncOptions{cfg.bucket_mb, cfg.overlap == "on", parse_wire(cfg.grad_compression),
                             cfg.comm == "none"},
@@ -77,7 +89,8 @@ void Trainer::broadcast_parameters() {
   Communicator& c = m.is_split() ? p_.grid->shard_comm() : p_.comm;
   c.broadcast(m.param_data(), sizeof(float) * std::size_t(m.flat_size()), 0);
   c.broadcast(m.state_data(), sizeof(float) * std::size_t(m.state_size()), 0);
-  c.broadcast(m.momentum_data(), sizeof(float) * std::size_t(m.flat_size()), 0);
+  for (std::size_t k = 0; k < m.slot_names().size(); ++k)
+    c.broadcast(m.slot_data(k), sizeof(float) * std::size_t(m.flat_size()), 0);
 }
 
 CommBytes Trainer::bytes_sent() const {
@@ -463,8 +476,6 @@ Trainer::StepOutcome Trainer::train_step(const std::function<data::Batch()>& nex
                    std::to_string(cfg_.max_skipped_steps) + " skipped steps)");
     return StepOutcome::skipped;  // a stop request is taken at the next step's vote
   }
-  const SgdParams sgd{static_cast<float>(lr_at(schedule_, step_)),
-                      static_cast<float>(cfg_.momentum), static_cast<float>(cfg_.weight_decay)};
   {
     Timeline::Scope span(p_.timeline, Timeline::Track::compute, "optimizer", "optimizer");
     LayerTimes* profile = m.profiling();  // the benchmark's synchronised passes
@@ -479,17 +490,8 @@ Trainer::StepOutcome Trainer::train_step(const std::function<data::Batch()>& nex
         ++clipped_steps_;
       }
     }
-    if (groups_.trivial()) {
-      be.sgd_update(m.flat_size(), m.param_data(), m.grad_data(), m.momentum_data(), sgd);
-    } else {  // fine-tuning: each group at its own rate; a frozen one is left as it is
-      for (const UpdateRange& r : groups_.ranges) {
-        if (r.lr_factor == 0.0) continue;
-        SgdParams p = sgd;
-        p.lr = static_cast<float>(double(sgd.lr) * r.lr_factor);
-        be.sgd_update(r.count, m.param_data() + r.offset, m.grad_data() + r.offset,
-                      m.momentum_data() + r.offset, p);
-      }
-    }
+    // The update's number counts applied steps only (skipped ones changed nothing).
+    optimizer_.step(lr_at(schedule_, step_), step_ - skipped_steps_ + 1);
     if (profile) {
       be.synchronize();
       profile->optimizer_ms = 1000.0 * seconds_since(t0);

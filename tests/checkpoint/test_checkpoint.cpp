@@ -111,6 +111,48 @@ TEST(Checkpoint, RoundTripIsBitExact) {
   for (std::int64_t i = 0; i < b.flat_size(); ++i) ASSERT_EQ(b.momentum_data()[i], 0.0f);
 }
 
+// Format 2: AdamW's two state slots round-trip bit for bit; the file is refused by a model of
+// another optimizer (and by SGD's), read as weights only by any; SGD still writes format 1.
+TEST(Checkpoint, OptimizerStateSlotsRoundTripAndAreTiedToTheOptimizer) {
+  auto be = make_cpu_backend();
+  const ModelConfig mc = cfg("lenet", Shape{1, 28, 28});
+  Model a(mc, *be, 1), b(mc, *be, 1), lars(mc, *be, 1), sgd(mc, *be, 1);
+  a.set_optimizer("adamw");
+  b.set_optimizer("adamw");
+  lars.set_optimizer("lars");
+  ASSERT_EQ(a.slot_names(), (std::vector<std::string>{"exp_avg", "exp_avg_sq"}));
+  EXPECT_EQ(sgd.slot_names(), (std::vector<std::string>{"momentum"}));
+  scramble(a, 0.25f);
+  for (std::int64_t i = 0; i < a.flat_size(); ++i) a.slot_data(1)[i] = float(i % 13) * 0.01f;
+  TempDir d;
+  const std::string path = d.path() + "/" + checkpoint_file_name(1, 100);
+  CheckpointMeta meta = meta_for(a, 100);
+  meta.state.skipped_steps = 2;
+  write_checkpoint(take_snapshot(a, meta), path);
+  const CheckpointMeta m = load_checkpoint(path, b, false);
+  EXPECT_EQ(m.format_version, 2);
+  EXPECT_EQ(m.optimizer, "adamw");
+  EXPECT_EQ(params_of(a), params_of(b));
+  for (std::size_t k = 0; k < 2; ++k)
+    EXPECT_EQ(gather(a.params(), a.slot_data(k)), gather(b.params(), b.slot_data(k))) << k;
+  EXPECT_EQ(error_of([&] { load_checkpoint(path, lars, false); }),
+            path +
+                ": written by --optimizer adamw, this run has --optimizer lars (a resumed run "
+                "keeps the optimizer; to start anew from these weights, use --init-from)");
+  EXPECT_NE(
+      error_of([&] { load_checkpoint(path, sgd, false); }).find("this run has --optimizer sgd"),
+      std::string::npos);
+  load_checkpoint(path, sgd, true);  // weights only: any optimizer, fresh state
+  EXPECT_EQ(params_of(a), params_of(sgd));
+  // SGD's files stay format 1, and an AdamW model does not resume from one.
+  const std::string v1 = d.path() + "/" + checkpoint_file_name(1, 101);
+  write_checkpoint(take_snapshot(sgd, meta_for(sgd, 101)), v1);
+  EXPECT_EQ(read_checkpoint_meta(v1).format_version, 1);
+  EXPECT_EQ(read_checkpoint_meta(v1).optimizer, "sgd");
+  EXPECT_NE(error_of([&] { load_checkpoint(v1, b, false); }).find("written by --optimizer sgd"),
+            std::string::npos);
+}
+
 TEST(Checkpoint, DirectoryListingAndPruning) {
   auto be = make_cpu_backend();
   Model m(cfg("lenet", Shape{1, 28, 28}), *be, 1);

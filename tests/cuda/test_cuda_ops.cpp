@@ -519,6 +519,69 @@ TEST(CudaOps, SumSquaresMatchesTheCpu) {
   }
 }
 
+// AdamW over a range: the CPU's loop up to the rounding of sqrt and the division (fp32 ops).
+TEST(CudaOps, AdamWMatchesTheCpu) {
+  SKIP_WITHOUT_GPU();
+  auto cpu = cpu_reference();
+  auto gpu = gpu_backend(Math::fp32);
+  for (std::int64_t cnt : {std::int64_t(1003), std::int64_t(1) << 20}) {
+    auto w = testkit::random_vector(std::size_t(cnt), 31);
+    const auto g = testkit::random_vector(std::size_t(cnt), 32);
+    auto m = testkit::random_vector(std::size_t(cnt), 33);
+    auto v = testkit::random_vector(std::size_t(cnt), 34);
+    for (float& x : v) x = x * x;  // a second moment is never negative
+    Dev gw(*gpu, w), gg(*gpu, g), gm(*gpu, m), gv(*gpu, v);
+    AdamWParams p;
+    p.beta1 = 0.9f, p.beta2 = 0.999f, p.eps = 1e-8f;
+    p.decay = 1.0f - 1e-3f * 0.05f, p.step_size = 1e-3f / (1.0f - 0.9f * 0.9f * 0.9f);
+    p.bias_correction2_sqrt = std::sqrt(1.0f - 0.999f * 0.999f * 0.999f);
+    for (int step = 0; step < 3; ++step) {
+      cpu->adamw_update(cnt, w.data(), g.data(), m.data(), v.data(), p);
+      gpu->adamw_update(cnt, gw.p(), gg.p(), gm.p(), gv.p(), p);
+    }
+    expect_fp32_op_close("adamw weights", gw.get(), w);
+    expect_fp32_op_close("adamw first moment", gm.get(), m);
+    expect_fp32_op_close("adamw second moment", gv.get(), v);
+  }
+}
+
+// LARS: the per-segment sums in double (to the order of the additions), then the update with
+// each segment's local rate, adapted and plain segments, a factor, a gap left untouched.
+TEST(CudaOps, LarsMatchesTheCpu) {
+  SKIP_WITHOUT_GPU();
+  auto cpu = cpu_reference();
+  auto gpu = gpu_backend(Math::fp32);
+  const std::int64_t total = (std::int64_t(1) << 20) + 4096;
+  auto w = testkit::random_vector(std::size_t(total), 41);
+  auto g = testkit::random_vector(std::size_t(total), 42);
+  auto v = testkit::random_vector(std::size_t(total), 43);
+  for (std::int64_t i = 3000; i < 3100; ++i) g[std::size_t(i)] = 0.0f;  // a zero gradient: rate 1
+  const std::vector<LarsSegment> segs = {{0, 1003, 1.0f, 1},
+                                         {1024, 1976, 0.5f, 0},
+                                         {3000, 100, 1.0f, 1},
+                                         {4096, total - 4096, 2.0f, 1}};
+  const int n = int(segs.size());
+  Dev gw(*gpu, w), gg(*gpu, g), gv(*gpu, v);
+  Buffer dsegs = gpu->allocate(sizeof(LarsSegment) * segs.size());
+  gpu->upload(dsegs.data(), segs.data(), sizeof(LarsSegment) * segs.size());
+  Buffer dsums = gpu->allocate(sizeof(double) * 2 * segs.size());
+  std::vector<double> sums(2 * segs.size()), got(sums.size());
+  const LarsParams p{0.5f, 0.9f, 5e-4f, 0.01f};
+  for (int step = 0; step < 3; ++step) {
+    cpu->lars_sums(n, segs.data(), w.data(), g.data(), sums.data());
+    gpu->lars_sums(n, static_cast<const LarsSegment*>(dsegs.data()), gw.p(), gg.p(),
+                   static_cast<double*>(dsums.data()));
+    gpu->download(got.data(), dsums.data(), sizeof(double) * got.size());
+    for (std::size_t k = 0; k < sums.size(); ++k)
+      EXPECT_NEAR(got[k], sums[k], 1e-12 * std::max(1.0, sums[k])) << "sum " << k;
+    cpu->lars_update(n, segs.data(), sums.data(), w.data(), g.data(), v.data(), p);
+    gpu->lars_update(n, static_cast<const LarsSegment*>(dsegs.data()),
+                     static_cast<const double*>(dsums.data()), gw.p(), gg.p(), gv.p(), p);
+  }
+  expect_fp32_op_close("lars weights", gw.get(), w);
+  expect_fp32_op_close("lars momentum", gv.get(), v);
+}
+
 // Host waits on the GPU are bounded by --comm-timeout: with the compute stream held up (here by a
 // host function that sleeps 3 s on it, standing in for a collective a dead peer never joins), a
 // download gives up with an error after the timeout (1 s) instead of waiting, and so does the

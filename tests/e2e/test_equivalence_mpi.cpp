@@ -100,6 +100,34 @@ TEST(Equivalence, OneTwoAndThreeRanksGiveTheSameParameters) {
   }
 }
 
+// LARS (per-tensor norms of the summed gradient) and AdamW (two state slots, bias-corrected by
+// the step count) on the graph model with a batch norm-free stem: the same invariant.
+TEST(Equivalence, LarsAndAdamWOnOneTwoAndThreeRanks) {
+  for (const std::string optimizer : {"lars", "adamw"}) {
+    RunConfig cfg = small_alexnet(32);
+    cfg.model = DISTNET_TEST_MODELS "/graph-small.yaml";
+    cfg.data.synthetic_shape = Shape{1, 16, 16};
+    cfg.optimizer = optimizer;
+    if (optimizer == "adamw") {
+      cfg.momentum = 0, cfg.lr = 1e-3, cfg.weight_decay = 0.05, cfg.adam_eps = 1e-6;
+    } else {
+      cfg.lr = 1.0, cfg.weight_decay = 5e-4, cfg.lars_trust = 0.01;
+      cfg.lr_schedule = "poly", cfg.warmup_epochs = 0.4;
+    }
+    const Outcome one = run_on_first(1, cfg, 4 * 32 + 2, 20);
+    for (int k : {2, 3}) {
+      const Outcome many = run_on_first(k, cfg, 4 * 32 + 2, 20);
+      if (world_rank() != 0) continue;
+      EXPECT_EQ(many.history[0].steps, 5);
+      const double err = max_relative_difference(many.params, one.params);
+      std::printf("%s, %d ranks vs 1: max relative parameter difference %.3g\n", optimizer.c_str(),
+                  k, err);
+      EXPECT_LT(err, 1e-5) << optimizer;
+      EXPECT_NEAR(many.history[0].loss, one.history[0].loss, 1e-5 * one.history[0].loss);
+    }
+  }
+}
+
 // A graph (residual blocks, a concat of three branches, dropout): the same invariant, with the
 // empty slice of a partial batch on the third rank.
 TEST(Equivalence, AGraphModelOnOneTwoAndThreeRanks) {

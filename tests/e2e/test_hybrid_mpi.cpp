@@ -141,6 +141,31 @@ TEST(HybridEquivalence, EveryGridTakesTheStepsOfOneProcess) {
   }
 }
 
+// LARS's norms of a split tensor are those of the whole tensor (its pieces' sums added over the
+// group), and AdamW's state follows the pieces: a grid takes one process's steps.
+TEST(HybridEquivalence, LarsAndAdamWOnTheGrid) {
+  for (const std::string optimizer : {"lars", "adamw"}) {
+    RunConfig cfg = small_alexnet();
+    cfg.optimizer = optimizer;
+    if (optimizer == "adamw") {
+      cfg.momentum = 0, cfg.lr = 1e-3, cfg.weight_decay = 0.05, cfg.adam_eps = 1e-6;
+    } else {
+      cfg.lr = 2.0, cfg.lars_trust = 0.01, cfg.lr_schedule = "poly";
+    }
+    const Outcome one = run_on_grid(1, 1, cfg);
+    for (const auto& [n, m] : {std::pair{2, 2}, std::pair{6, 3}}) {
+      const Outcome o = run_on_grid(n, m, cfg);
+      if (world_rank() != 0) continue;
+      std::string worst;
+      const double d = max_relative_difference(one, o, &worst);
+      std::printf("%s N=%d M=%d: max relative difference from 1 process %.3g (%s)\n",
+                  optimizer.c_str(), n, m, d, worst.c_str());
+      EXPECT_LT(d, 2e-4) << optimizer << " N=" << n << " M=" << m << " worst " << worst;
+      EXPECT_NEAR(o.history[0].loss, one.history[0].loss, 1e-4) << optimizer;
+    }
+  }
+}
+
 // The test must be able to fail: a wrong dropout offset in a split layer changes the steps.
 TEST(HybridEquivalence, ADifferentSeedIsNoticed) {
   RunConfig cfg = small_alexnet();

@@ -178,6 +178,18 @@ class DroppedConvBiasGradient final : public Backend {
   void count_nonfinite(std::int64_t c, const float* x, double* acc) override {
     in_->count_nonfinite(c, x, acc);
   }
+  void adamw_update(std::int64_t c, float* w, const float* g, float* m, float* v,
+                    const AdamWParams& p) override {
+    in_->adamw_update(c, w, g, m, v, p);
+  }
+  void lars_sums(int n, const LarsSegment* s, const float* w, const float* g,
+                 double* sums) override {
+    in_->lars_sums(n, s, w, g, sums);
+  }
+  void lars_update(int n, const LarsSegment* s, const double* sums, float* w, const float* g,
+                   float* v, const LarsParams& p) override {
+    in_->lars_update(n, s, sums, w, g, v, p);
+  }
   void sum_squares(std::int64_t c, const float* x, double* acc) override {
     in_->sum_squares(c, x, acc);
   }

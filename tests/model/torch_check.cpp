@@ -24,6 +24,12 @@
 //     and the "grad:" tensors after it.
 //   --loss-only: one rank, the fused softmax cross-entropy alone on "logits" (N x C) and
 //     "labels": writes "loss" (the mean over the rows) and "dlogits" (its gradient).
+//   --optimizer sgd|lars|adamw --lrs L1,L2,...: instead of the one plain SGD step, one step per
+//     learning rate on the same batch through the trainer's Optimizer (distnet/optimizer.hpp),
+//     with [--momentum X] [--weight-decay X] [--beta1 X] [--beta2 X] [--eps X] [--trust X]
+//     [--no-decay-bias-bn] [--freeze-through LAYER] [--lr-mult PATTERN=F,...]; the logits and
+//     loss written are the last step's, "grad:" the last step's gradients and "grad<t>:" those of
+//     step t from 0 (tests/model/test_optimizers_torch.py).
 #include <mpi.h>
 
 #include <cmath>
@@ -31,15 +37,19 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "distnet/checkpoint.hpp"
 #include "distnet/comm.hpp"
+#include "distnet/config.hpp"
 #include "distnet/grid.hpp"
 #include "distnet/model.hpp"
 #include "distnet/trainer.hpp"
+#include "distnet/optimizer.hpp"
+#include "distnet/param_groups.hpp"
 
 using namespace distnet;
 
@@ -107,6 +117,10 @@ int run(int argc, char** argv) {
   bool sync_bn = false, forward_only = false, loss_only = false;
   float lr = 0.1f, smoothing = 0.0f;
   double clip = 0.0;
+  OptimizerConfig opt;
+  opt.name.clear();  // none: the one plain SGD step
+  std::vector<double> lrs;
+  std::string freeze_through, lr_mult;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&] {
@@ -133,6 +147,29 @@ int run(int argc, char** argv) {
       smoothing = std::stof(next());
     else if (a == "--clip-grad-norm")
       clip = std::stod(next());
+    else if (a == "--optimizer")
+      opt.name = next();
+    else if (a == "--lrs") {
+      std::istringstream items(next());
+      for (std::string item; std::getline(items, item, ',');) lrs.push_back(std::stod(item));
+    } else if (a == "--momentum")
+      opt.momentum = std::stod(next());
+    else if (a == "--weight-decay")
+      opt.weight_decay = std::stod(next());
+    else if (a == "--beta1")
+      opt.beta1 = std::stod(next());
+    else if (a == "--beta2")
+      opt.beta2 = std::stod(next());
+    else if (a == "--eps")
+      opt.eps = std::stod(next());
+    else if (a == "--trust")
+      opt.lars_trust = std::stod(next());
+    else if (a == "--no-decay-bias-bn")
+      opt.no_decay_bias_bn = true;
+    else if (a == "--freeze-through")
+      freeze_through = next();
+    else if (a == "--lr-mult")
+      lr_mult = next();
     else
       DISTNET_CHECK(false, "unknown argument " + a);
   }
@@ -195,21 +232,42 @@ int run(int argc, char** argv) {
     labels.push_back(std::int32_t(y.data[std::size_t(slice.begin + i)]));
   }
   const float* xs = x.data.data() + slice.begin * per;
-  const StepContext ctx{true, 7, 0, ids.data()};
-  const float* logits = m.forward(ctx, n, xs);
+  std::optional<Optimizer> optimizer;
+  std::optional<ParamGroups> groups;
+  if (!opt.name.empty()) {
+    DISTNET_CHECK(!lrs.empty(), "--optimizer needs --lrs");
+    groups.emplace(make_param_groups(m, freeze_through, parse_lr_mults(lr_mult)));
+    optimizer.emplace(m, *groups, opt);
+  } else {
+    lrs = {double(lr)};
+  }
+  const float* logits = nullptr;
   double stats[3] = {0, 0, 0};
-  if (n > 0)
-    be->softmax_xent(n, mc.classes, logits, labels.data(), 1.0f / float(n_all), m.dlogits(), stats,
-                     smoothing);
-  DISTNET_CHECK(m.backward(ctx, n, xs), "backward was abandoned");
-  comm->allreduce_sum(stats, 3);
-  comm->allreduce_sum(m.grad_data(), std::size_t(m.flat_size()));
-  double grad_sq = 0;  // every rank holds the whole summed gradient
-  be->sum_squares(m.flat_size(), m.grad_data(), &grad_sq);
-  const double coef = clip_coefficient(std::sqrt(grad_sq), clip);
-  if (coef < 1.0) be->scale(m.flat_size(), float(coef), m.grad_data());
-  const std::vector<float> grads(m.grad_data(), m.grad_data() + m.flat_size());
-  be->sgd_update(m.flat_size(), m.param_data(), m.grad_data(), m.momentum_data(), {lr, 0.0f, 0.0f});
+  std::vector<float> grads;
+  std::vector<std::vector<float>> step_grads;  // of every step, with --optimizer
+  double grad_sq = 0;                          // of the last step, before clipping
+  for (std::size_t t = 0; t < lrs.size(); ++t) {
+    const StepContext ctx{true, 7, std::uint32_t(t), ids.data()};
+    logits = m.forward(ctx, n, xs);
+    stats[0] = stats[1] = stats[2] = 0;
+    if (n > 0)
+      be->softmax_xent(n, mc.classes, logits, labels.data(), 1.0f / float(n_all), m.dlogits(),
+                       stats, smoothing);
+    DISTNET_CHECK(m.backward(ctx, n, xs), "backward was abandoned");
+    comm->allreduce_sum(stats, 3);
+    comm->allreduce_sum(m.grad_data(), std::size_t(m.flat_size()));
+    grad_sq = 0;  // every rank holds the whole summed gradient
+    be->sum_squares(m.flat_size(), m.grad_data(), &grad_sq);
+    const double coef = clip_coefficient(std::sqrt(grad_sq), clip);
+    if (coef < 1.0) be->scale(m.flat_size(), float(coef), m.grad_data());
+    grads.assign(m.grad_data(), m.grad_data() + m.flat_size());
+    if (optimizer) step_grads.push_back(grads);
+    if (optimizer)
+      optimizer->step(lrs[t], std::int64_t(t) + 1);
+    else
+      be->sgd_update(m.flat_size(), m.param_data(), m.grad_data(), m.momentum_data(),
+                     {lr, 0.0f, 0.0f});
+  }
 
   // Logits of every sample, in order, on rank 0.
   std::vector<int> counts(static_cast<std::size_t>(size)), displs(counts);
@@ -236,6 +294,8 @@ int run(int argc, char** argv) {
     };
     save(m.params(), m.param_data(), "");
     save(m.params(), grads.data(), "grad:");
+    for (std::size_t t = 0; t < step_grads.size(); ++t)
+      save(m.params(), step_grads[t].data(), "grad" + std::to_string(t) + ":");
     save(m.state(), m.state_data(), "");
     write_tensors(out, list);
   }

@@ -40,6 +40,22 @@ TEST(Schedule, CosineFromBaseToMin) {
   EXPECT_NEAR(lr_at(s, 49), 0.001 + (0.1 - 0.001) * 0.5 * (1 + std::cos(M_PI * 49 / 99.0)), 1e-12);
 }
 
+TEST(Schedule, PolyAfterTheWarmupDownToMin) {
+  auto s = base(LrSchedule::Kind::poly);
+  s.min_lr = 0.001;
+  s.power = 2;
+  s.warmup_epochs = 1;  // 10 steps, then t from 0 (step 10) to 1 (step 99)
+  EXPECT_NEAR(lr_at(s, 4), 0.1 * 5 / 10, 1e-15);
+  EXPECT_DOUBLE_EQ(lr_at(s, 10), 0.1);
+  const double t = (40.0 - 10.0) / 89.0;
+  EXPECT_NEAR(lr_at(s, 40), 0.001 + (0.1 - 0.001) * (1 - t) * (1 - t), 1e-15);
+  EXPECT_NEAR(lr_at(s, 99), 0.001, 1e-15);
+  s.power = 1;  // linear
+  EXPECT_NEAR(lr_at(s, 40), 0.001 + (0.1 - 0.001) * (1 - t), 1e-15);
+  for (std::int64_t k = 11; k < 100; ++k) EXPECT_LT(lr_at(s, k), lr_at(s, k - 1));
+  EXPECT_EQ(parse_schedule_kind("poly"), LrSchedule::Kind::poly);
+}
+
 TEST(Schedule, LinearWarmupThenTheSchedule) {
   auto s = base(LrSchedule::Kind::constant);
   s.warmup_epochs = 2;  // 20 steps
