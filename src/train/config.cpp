@@ -168,8 +168,8 @@ RunConfig parse_run_config(int argc, const char* const argv[]) {
       ("accumulate", po::value(&c.accumulate)->default_value(c.accumulate),
        "micro-batches per optimizer step (gradient accumulation): each rank computes about "
        "batch-size / (accumulate x ranks) samples at a time, and the gradients are summed and "
-       "all-reduced once per step; the learning rate follows the global batch")        //
-      ("lr", po::value(&c.lr)->default_value(c.lr), "learning rate")                   //
+       "all-reduced once per step; the learning rate follows the global batch")  //
+      ("lr", po::value(&c.lr)->default_value(c.lr), "learning rate")             //
       ("optimizer", po::value(&c.optimizer)->default_value(c.optimizer),
        "sgd (with --momentum), lars (layer-wise adaptive rates, with --momentum) or adamw")  //
       ("momentum", po::value(&c.momentum)->default_value(c.momentum),

@@ -47,9 +47,9 @@
 #include "distnet/config.hpp"
 #include "distnet/grid.hpp"
 #include "distnet/model.hpp"
-#include "distnet/trainer.hpp"
 #include "distnet/optimizer.hpp"
 #include "distnet/param_groups.hpp"
+#include "distnet/trainer.hpp"
 
 using namespace distnet;
 
