@@ -37,6 +37,8 @@ try:
 except ImportError:
     h5py = None
 
+from tensor_files import read_tensors  # noqa: E402  (beside this file: the driver's tensor files)
+
 TOLERANCE = 1e-5
 IMAGES, RANDOM = 8, 2
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -63,18 +65,6 @@ CASES = [
     ("every-op (tests/interchange/defs)", os.path.join(HERE, "defs", "every-op.yaml"),
      (1, 32, 32), "random", None, []),
 ]
-
-
-def read_tensors(path):
-    out = {}
-    with open(os.path.join(path, "tensors.txt")) as index, \
-            open(os.path.join(path, "tensors.bin"), "rb") as data:
-        for line in index:
-            name, *dims = line.split()
-            shape = [int(d) for d in dims]
-            out[name] = np.frombuffer(data.read(4 * int(np.prod(shape))),
-                                      dtype="<f4").reshape(shape)
-    return out
 
 
 def run(cmd, cwd):

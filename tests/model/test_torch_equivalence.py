@@ -30,29 +30,11 @@ except ImportError as e:  # pragma: no cover - depends on the machine
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
 from torch_models import InceptionStage, ResNet18, distnet_names  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "interchange"))
+# The driver's tensor files; read_tensors and write_tensors are imported from here by others too.
+from tensor_files import read_tensors, write_tensors  # noqa: E402,F401
 
 TOLERANCE = 1e-5  # relative, per tensor: max |distnet - torch| / max |torch|
-
-
-def write_tensors(path, tensors):
-    with open(os.path.join(path, "tensors.txt"), "w") as index, \
-            open(os.path.join(path, "tensors.bin"), "wb") as data:
-        for name, t in tensors.items():
-            a = np.ascontiguousarray(t, dtype="<f4")
-            index.write(" ".join([name] + [str(d) for d in a.shape]) + "\n")
-            data.write(a.tobytes())
-
-
-def read_tensors(path):
-    out = {}
-    with open(os.path.join(path, "tensors.txt")) as index, \
-            open(os.path.join(path, "tensors.bin"), "rb") as data:
-        for line in index:
-            name, *dims = line.split()
-            shape = [int(d) for d in dims]
-            count = int(np.prod(shape)) if shape else 1
-            out[name] = np.frombuffer(data.read(4 * count), dtype="<f4").reshape(shape)
-    return out
 
 
 def relative(got, want):
