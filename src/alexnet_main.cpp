@@ -30,6 +30,7 @@
 #include "distnet/gpu.hpp"
 #include "distnet/grid.hpp"
 #include "distnet/report.hpp"
+#include "distnet/run_dir.hpp"
 #include "distnet/signals.hpp"
 #include "distnet/timeline.hpp"
 #include "distnet/trainer.hpp"
@@ -170,14 +171,22 @@ void print_start(const RunConfig& cfg, const World& world, const Setup& s, Repor
     char text[512];
     const std::string warmup =
         cfg.warmup_epochs > 0 ? ", linear warm-up over " + num(cfg.warmup_epochs) + " epochs" : "";
-    std::snprintf(
-        text, sizeof text,
-        "training %d epoch%s, SGD lr %g%s (%s%s), momentum %g, weight decay %g, seed %llu, "
-        "gradient buckets of %g MiB",
-        cfg.epochs, cfg.epochs == 1 ? "" : "s", cfg.lr,
-        cfg.lr_scale_by_world ? (" x " + std::to_string(world.size())).c_str() : "",
-        cfg.lr_schedule.c_str(), warmup.c_str(), cfg.momentum, cfg.weight_decay,
-        static_cast<unsigned long long>(cfg.seed), cfg.bucket_mb);
+    // The optimizer as the user chose it, with the settings that it reads.
+    char opt[160];
+    if (cfg.optimizer == "adamw")
+      std::snprintf(opt, sizeof opt, "AdamW (betas %g, %g, eps %g)", cfg.adam_beta1, cfg.adam_beta2,
+                    cfg.adam_eps);
+    else if (cfg.optimizer == "lars")
+      std::snprintf(opt, sizeof opt, "LARS (trust %g, momentum %g)", cfg.lars_trust, cfg.momentum);
+    else
+      std::snprintf(opt, sizeof opt, "SGD (momentum %g)", cfg.momentum);
+    std::snprintf(text, sizeof text,
+                  "training %d epoch%s, %s lr %g%s (%s%s), weight decay %g, seed %llu, "
+                  "gradient buckets of %g MiB",
+                  cfg.epochs, cfg.epochs == 1 ? "" : "s", opt, cfg.lr,
+                  cfg.lr_scale_by_world ? (" x " + std::to_string(world.size())).c_str() : "",
+                  cfg.lr_schedule.c_str(), warmup.c_str(), cfg.weight_decay,
+                  static_cast<unsigned long long>(cfg.seed), cfg.bucket_mb);
     report.line(text);
     const ParamGroups groups = make_param_groups(m, cfg.freeze_through, cfg.lr_mults);
     if (!groups.summary.empty()) report.line("fine-tuning: " + groups.summary);
@@ -200,6 +209,41 @@ std::string broadcast_string(const World& world, std::string text) {
   text.resize(n);
   MPI_Bcast(text.data(), int(n), MPI_CHAR, 0, world.comm());
   return text;
+}
+
+// A run whose ranks span hosts needs a --checkpoint-dir that every host sees: rank 0 writes the
+// checkpoints, and a later run resumes from them on whichever host its rank 0 lands. A directory
+// that is local to each node would let such a run start from scratch without a word, so it is
+// refused up front: rank 0 writes a probe file there, and every rank on another host must read
+// it. Runs on one host, benchmarks and evaluations skip the check.
+template <typename Phase>
+int check_shared_checkpoint_dir(const RunConfig& cfg, const World& world, Phase& phase) {
+  if (cfg.checkpoint_dir.empty() || cfg.eval_only || cfg.benchmark || world.size() == 1)
+    return kExitOk;
+  const std::string root_host = broadcast_string(world, world.host());
+  int other = world.host() != root_host ? 1 : 0, any_other = 0;
+  MPI_Allreduce(&other, &any_other, 1, MPI_INT, MPI_MAX, world.comm());
+  if (!any_other) return kExitOk;
+  std::string probe;
+  const std::string token = broadcast_string(world, world.is_root() ? new_run_id() : "");
+  if (int c = phase([&] {
+        if (!world.is_root()) return;
+        ensure_writable_dir(cfg.checkpoint_dir);
+        probe = write_probe(cfg.checkpoint_dir, token);
+      });
+      c != kExitOk)
+    return c;
+  probe = broadcast_string(world, probe);
+  const int c = phase([&] {
+    if (other && !sees_probe(probe, token, 10.0))
+      throw UsageError("--checkpoint-dir " + cfg.checkpoint_dir + " is not shared: rank " +
+                       std::to_string(world.rank()) + " on " + world.host() +
+                       " does not see the file that rank 0 on " + root_host +
+                       " wrote there; checkpoints (and --resume) need a directory that every node "
+                       "mounts, on a shared filesystem");
+  });
+  if (world.is_root()) std::remove(probe.c_str());
+  return c;
 }
 
 // What a run holds that can wait in its destructor -- for the device (the backend, pinned
@@ -298,6 +342,7 @@ int run_job(const RunConfig& given, const World& world, Held& held) {
         c != kExitOk)
       return c;
   }
+  if (int c = check_shared_checkpoint_dir(cfg, world, phase); c != kExitOk) return c;
   if (int c = phase([&] { s = set_up(cfg, world, std::move(s)); }); c != kExitOk) return c;
   if (s.model->is_split()) {
     // Rank 0 read its shard of any checkpoint; the other ranks of group 0 read theirs from the

@@ -42,4 +42,12 @@ void prepare_new_run(const std::string& dir, const std::string& start_over);
 std::string set_files_aside(const std::string& dir, const std::vector<std::string>& files,
                             const std::string& owner);
 
+// Whether a directory is shared between hosts, by a probe file: rank 0 writes
+// DIR/.distnet-probe-<token> holding the token (write_probe returns its path), every rank on
+// another host checks that it reads the same token there (sees_probe; it retries for up to
+// `patience_s` seconds, since a network filesystem may show a new name late), and rank 0
+// removes it.
+std::string write_probe(const std::string& dir, const std::string& token);
+bool sees_probe(const std::string& path, const std::string& token, double patience_s);
+
 }  // namespace distnet

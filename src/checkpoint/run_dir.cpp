@@ -5,10 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <thread>
 
 #include "distnet/checkpoint.hpp"
 #include "distnet/error.hpp"
@@ -117,6 +120,29 @@ void prepare_new_run(const std::string& dir, const std::string& start_over) {
   }
   const std::string aside = set_files_aside(dir, found, owner);
   std::printf("--start-over aside: moved %s into %s\n", files.c_str(), aside.c_str());
+}
+
+std::string write_probe(const std::string& dir, const std::string& token) {
+  const std::string path = dir + "/.distnet-probe-" + token;
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << token << "\n";
+  out.close();
+  if (!out) throw Error(path + ": cannot write the probe file: " + std::strerror(errno));
+  return path;
+}
+
+bool sees_probe(const std::string& path, const std::string& token, double patience_s) {
+  const auto start = std::chrono::steady_clock::now();
+  for (int attempt = 0;; ++attempt) {
+    std::ifstream in(path, std::ios::binary);
+    std::string got;
+    if (in && std::getline(in, got) && got == token) return true;
+    const double waited =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (waited >= patience_s) return false;
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::min(1000, 50 << std::min(attempt, 4))));
+  }
 }
 
 }  // namespace distnet
