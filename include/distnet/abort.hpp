@@ -43,6 +43,9 @@ void say_last_words();
 // MPI, or any thread under MPI_THREAD_MULTIPLE. Elsewhere (a watchdog thread with FUNNELED or
 // SERIALIZED) the process leaves with _Exit(code) without finalising, and the launcher ends the
 // job (mpirun does; srun with --kill-on-bad-exit=1, as slurm/alexnet.sbatch sets).
+// A process whose MPI_Abort has not ended it after kAbortGraceS seconds (the launcher cannot
+// reach its node) leaves with _Exit(code).
+constexpr int kAbortGraceS = 10;
 [[noreturn]] void abort_job(int code);
 // Records the thread support MPI_Init_thread provided, on the thread that initialised MPI
 // (world.cpp); abort_job reads it.

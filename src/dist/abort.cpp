@@ -3,6 +3,7 @@
 #include <mpi.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -142,7 +143,19 @@ void abort_job(int code) {
     int initialized = 0, finalized = 0;
     MPI_Initialized(&initialized);
     MPI_Finalized(&finalized);
-    if (initialized && !finalized) MPI_Abort(MPI_COMM_WORLD, code);
+    if (initialized && !finalized) {
+      // MPI_Abort asks the launcher to end the job and waits for it; a launcher that cannot
+      // reach this node (a network partition) never does. So the process leaves by itself
+      // kAbortGraceS seconds later; the launcher takes a rank's exit for the end of the job.
+      try {
+        std::thread([code] {
+          std::this_thread::sleep_for(std::chrono::seconds(kAbortGraceS));
+          std::_Exit(code);
+        }).detach();
+      } catch (...) {
+      }
+      MPI_Abort(MPI_COMM_WORLD, code);
+    }
   }
   std::_Exit(code);
 }

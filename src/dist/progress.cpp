@@ -1,5 +1,9 @@
 #include "distnet/progress.hpp"
 
+#include "progress_tcp.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -67,7 +71,13 @@ struct Board {
   std::vector<pid_t> pids;    // by world rank: a process this one can probe (kill 0); 0: none
   bool remote_reads = false;  // the world window exists and MPI_THREAD_MULTIPLE is on
   bool rma_asked = false;     // DISTNET_PROGRESS_RMA asked for it
-  std::mutex mu;              // channels
+  // Between hosts: each host's leader serves its ranks' parts over TCP (progress_tcp.hpp).
+  std::vector<std::pair<int, const Slot*>> local;  // this host's ranks (world rank, part)
+  std::unique_ptr<tcp::Server> server;             // on this host's leader
+  std::vector<tcp::Endpoint> where;                // by world rank: its host's server
+  std::vector<std::string> hosts;                  // by world rank
+  bool tcp = false;
+  std::mutex mu;  // channels
   bool used[kChannels] = {};
   std::vector<int> members[kChannels];
 };
@@ -94,6 +104,70 @@ int rma_mode() {
   const char* v = std::getenv("DISTNET_PROGRESS_RMA");
   if (!v || !*v || std::strcmp(v, "0") == 0) return 0;
   return std::strcmp(v, "force") == 0 ? 2 : 1;
+}
+
+// DISTNET_PROGRESS_TCP: unset or 1 -- where the ranks span several hosts, each host serves its
+// parts over TCP; 0 -- not; force -- read every peer that way, even on one host (for testing).
+int tcp_mode() {
+  const char* v = std::getenv("DISTNET_PROGRESS_TCP");
+  if (!v || !*v || std::strcmp(v, "1") == 0) return 1;
+  if (std::strcmp(v, "force") == 0) return 2;
+  return 0;
+}
+
+// What a host's server hands out: (world rank, part) for each rank of the host.
+std::string snapshot_of(const Board& b) {
+  std::string out;
+  for (const auto& [rank, slot] : b.local) {
+    const std::int32_t r = rank;
+    const PlainSlot p = copy_of(*slot);
+    out.append(reinterpret_cast<const char*>(&r), sizeof r);
+    out.append(reinterpret_cast<const char*>(&p), sizeof p);
+  }
+  return out;
+}
+
+// Collective over `world`: the leader of each host starts its server, every rank learns where
+// each rank's host serves and the host's name. A server that cannot start is port 0 (its
+// ranks are then read no other way than before).
+void open_tcp(Board& b, MPI_Comm world, bool leader, bool force) {
+  struct Wire {
+    tcp::Endpoint ep;
+    char host[kHost];
+  };
+  Wire mine{};
+  if (leader) {
+    try {
+      const Board* board = &b;
+      b.server = std::make_unique<tcp::Server>([board] { return snapshot_of(*board); });
+      mine.ep.port = b.server->port();
+      const std::vector<std::uint32_t> addrs = tcp::host_addresses();
+      for (std::uint32_t a : addrs)
+        if (mine.ep.count < tcp::kMaxAddrs) mine.ep.addrs[mine.ep.count++] = a;
+      if (force && mine.ep.count < tcp::kMaxAddrs)  // one host: its loopback serves too
+        mine.ep.addrs[mine.ep.count++] = htonl(INADDR_LOOPBACK);
+    } catch (const std::exception&) {
+      b.server.reset();
+      mine.ep = tcp::Endpoint{};
+    }
+  }
+  MPI_Bcast(&mine.ep, int(sizeof mine.ep), MPI_BYTE, 0, b.node);
+  std::memcpy(mine.host, b.mine->host, kHost);
+  std::vector<Wire> all(std::size_t(b.size));
+  if (MPI_Allgather(&mine, int(sizeof mine), MPI_BYTE, all.data(), int(sizeof mine), MPI_BYTE,
+                    world) != MPI_SUCCESS)
+    return;
+  b.where.resize(all.size());
+  b.hosts.resize(all.size());
+  for (std::size_t r = 0; r < all.size(); ++r) {
+    b.where[r] = all[r].ep;
+    all[r].host[kHost - 1] = 0;
+    b.hosts[r] = all[r].host;
+  }
+  b.tcp = true;
+  if (force)
+    for (int r = 0; r < b.size; ++r)
+      if (r != b.rank) b.direct[std::size_t(r)] = nullptr;
 }
 
 }  // namespace
@@ -150,6 +224,7 @@ bool open_board(MPI_Comm world) {
     }
     if (rma != 2 || world_ranks[std::size_t(i)] == b->rank)
       b->direct[std::size_t(world_ranks[std::size_t(i)])] = static_cast<Slot*>(p);
+    b->local.emplace_back(world_ranks[std::size_t(i)], static_cast<const Slot*>(p));
   }
   // Peers on this host whose pid this process can probe (not so across pid namespaces): alive
   // now -- every part is filled in, nobody has left yet -- so a later ESRCH means it has died.
@@ -183,6 +258,9 @@ bool open_board(MPI_Comm world) {
     MPI_Comm_free(&b->node);
     return false;
   }
+  int tcp = tcp_mode();
+  if (MPI_Allreduce(MPI_IN_PLACE, &tcp, 1, MPI_INT, MPI_MIN, world) != MPI_SUCCESS) tcp = 0;
+  if (tcp != 0 && (node_count > 1 || tcp == 2)) open_tcp(*b, world, node_rank == 0, tcp == 2);
   g_board = b.release();
   g_open = true;
   return true;
@@ -194,6 +272,7 @@ void close_board() {
   g_open = false;
   Board* b = g_board;
   g_board = nullptr;
+  b->server.reset();  // its thread reads the parts: stopped before they go
   if (b->world != MPI_WIN_NULL) MPI_Win_free(&b->world);
   MPI_Win_free(&b->shared);
   MPI_Comm_free(&b->node);
@@ -362,6 +441,57 @@ std::string describe_laggards(int channel, std::int64_t n, double limit_s) {
     else
       remote.push_back(m);
   }
+  // Other hosts over TCP: one question per host, all at once.
+  std::vector<int> unreachable, gone;
+  double asked_s = 0;
+  if (!remote.empty() && b->tcp) {
+    std::vector<tcp::Endpoint> eps;
+    std::vector<std::vector<int>> asked;
+    std::vector<int> rest;
+    for (int m : remote) {
+      const tcp::Endpoint& e = b->where[std::size_t(m)];
+      if (e.port == 0) {
+        rest.push_back(m);
+        continue;
+      }
+      std::size_t j = 0;
+      while (j < eps.size() && !(eps[j].port == e.port && eps[j].count == e.count &&
+                                 std::memcmp(eps[j].addrs, e.addrs, sizeof e.addrs) == 0))
+        ++j;
+      if (j == eps.size()) eps.push_back(e), asked.emplace_back();
+      asked[j].push_back(m);
+    }
+    asked_s = std::min(limit_s, 3.0);
+    const std::vector<tcp::Reply> replies = tcp::ask_all(eps, asked_s);
+    for (std::size_t j = 0; j < eps.size(); ++j) {
+      if (replies[j].outcome == tcp::Outcome::refused) {
+        gone.insert(gone.end(), asked[j].begin(), asked[j].end());
+        continue;
+      }
+      if (replies[j].outcome == tcp::Outcome::silent) {
+        unreachable.insert(unreachable.end(), asked[j].begin(), asked[j].end());
+        continue;
+      }
+      const std::string& bytes = replies[j].bytes;
+      constexpr std::size_t kRecord = sizeof(std::int32_t) + sizeof(PlainSlot);
+      for (int m : asked[j]) {
+        bool found = false;
+        for (std::size_t at = 0; at + kRecord <= bytes.size(); at += kRecord) {
+          std::int32_t r = 0;
+          std::memcpy(&r, bytes.data() + at, sizeof r);
+          if (r != m) continue;
+          PlainSlot slot{};
+          std::memcpy(&slot, bytes.data() + at + sizeof r, sizeof slot);
+          slot.host[kHost - 1] = 0;
+          parts.emplace_back(m, slot);
+          found = true;
+          break;
+        }
+        if (!found) unread.push_back(m);
+      }
+    }
+    remote = rest;
+  }
   if (!remote.empty() && b->remote_reads) {
     auto r = read_remote(b->world, remote);
     std::unique_lock<std::mutex> wait(r->mu);
@@ -377,7 +507,7 @@ std::string describe_laggards(int channel, std::int64_t n, double limit_s) {
       }
     }
   } else {
-    unread = remote;
+    unread.insert(unread.end(), remote.begin(), remote.end());
   }
   std::sort(parts.begin(), parts.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
@@ -416,8 +546,35 @@ std::string describe_laggards(int channel, std::int64_t n, double limit_s) {
       unread_text += " (the one-sided reads did not complete within " +
                      std::to_string(int(limit_s + 0.5)) + " s)";
   }
+  // Ranks no host answered for: by host, "2-3 on node2, 5 on node3".
+  auto by_host = [&](const std::vector<int>& ranks) {
+    std::vector<std::string> hosts, parts_text;
+    for (int m : ranks)
+      if (std::find(hosts.begin(), hosts.end(), b->hosts[std::size_t(m)]) == hosts.end())
+        hosts.push_back(b->hosts[std::size_t(m)]);
+    for (const std::string& h : hosts) {
+      std::vector<int> on;
+      for (int m : ranks)
+        if (b->hosts[std::size_t(m)] == h) on.push_back(m);
+      parts_text.push_back(ranges(on) + " on " + h);
+    }
+    return std::string(ranks.size() > 1 ? "ranks " : "rank ") + join(parts_text);
+  };
+  std::vector<std::string> silent;
+  if (!unreachable.empty())
+    silent.push_back(by_host(unreachable) + " unreachable (no answer within " +
+                     std::to_string(int(asked_s + 0.5)) +
+                     " s: a network partition, or the node is lost)");
+  if (!gone.empty())
+    silent.push_back(by_host(gone) +
+                     " gone (the host answers, but none of its ranks' processes does)");
   std::string text;
-  if (!late.empty())
+  if (!silent.empty() && late.empty() && unknown.empty())
+    text = join(silent);
+  else if (!silent.empty())
+    text = (late.empty() ? "" : "ranks that have not reached it: " + join(late) + "; ") +
+           join(silent) + (unknown.empty() ? "" : "; " + unread_text);
+  else if (!late.empty())
     text = "ranks that have not reached it: " + join(late) +
            (more.empty() ? ""
                          : " and " + std::to_string(more.size()) + " more (" + ranges(more) + ")") +

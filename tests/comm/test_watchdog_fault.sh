@@ -81,5 +81,18 @@ for btl in "" "--mca btl tcp,self"; do
   fi
 done
 
+# Reading every peer through the hosts' TCP progress servers (DISTNET_PROGRESS_TCP=force), as for
+# ranks on other hosts: the late rank is named exactly as from shared memory, on 2 and 3 ranks.
+for n in 2 3; do
+  out=$(DISTNET_PROGRESS_TCP=force timeout 120 "${mpi[@]}" -x DISTNET_PROGRESS_TCP -n "$n" "$bin" 1 "$tmp/p.json" 2>&1)
+  rc=$?
+  lines=$(grep -E "alexnet: error: all-reduce of 2 doubles .* did not complete" <<<"$out")
+  count=$(grep -c . <<<"$lines")
+  named=$(grep -cE "; ranks that have not reached it: 1 \(${host}, last finished collective #3\) -- aborting the job$" <<<"$lines")
+  [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$count" -ge 1 ] && [ "$named" -eq "$count" ] \
+    && ok "TCP progress servers, $n ranks: every watchdog line names rank 1 alone" \
+    || bad "TCP progress servers, $n ranks: exit $rc, $named of $count lines name rank 1: $out"
+done
+
 echo "$pass passed, $fails failed"
 [ "$fails" -eq 0 ]
