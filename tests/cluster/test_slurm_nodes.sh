@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Slurm across three namespace nodes (launch/cluster up --slurm: slurmctld on node1, a slurmd on
+# every node): slurm/alexnet.sbatch as shipped (minus its GPU request) with --nodes=2
+# --ntasks-per-node=2 runs on node1 and node2, is stopped with scancel --signal=USR1, checkpoints
+# into the shared directory and requeues itself; with node1 drained meanwhile, the requeued job
+# runs on node2 and node3 and ends with exactly the parameters of an uninterrupted 4-rank run.
+# Skips (exit 77) where namespaces cannot be made. Every wait is bounded.
+#   test_slurm_nodes.sh PATH/TO/alexnet
+set -u
+bin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+src=$(cd "$(dirname "$0")/../.." && pwd)
+cluster=$src/launch/cluster
+tmp=$(mktemp -d)
+dir=$tmp/cluster
+pass=0
+fails=0
+ok() { echo "ok: $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
+cleanup() {
+  [ -e "$dir/cluster.json" ] && "$cluster" down --dir "$dir" >/dev/null 2>&1
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
+if [ "$(id -u)" -ne 0 ]; then echo "SKIP: launch/cluster needs root (network namespaces)"; exit 77; fi
+if ! out=$(unshare --net --uts --mount true 2>&1); then
+  echo "SKIP: this machine does not allow network namespaces: $out"
+  exit 77
+fi
+for tool in sbatch slurmctld slurmd munged h5diff; do
+  command -v "$tool" >/dev/null || { echo "FAIL: $tool not found (launch/setup installs it)"; exit 1; }
+done
+out=$("$cluster" up --dir "$dir" --nodes 3 --slots 2 --slurm 2>&1) && ok "up: $out" || { echo "FAIL: up: $out"; exit 1; }
+on() { "$cluster" exec --dir "$dir" node1 -- "$@"; }
+shared=$dir/shared
+
+cat >"$shared/run.ini" <<INI
+model = lenet
+dataset = synthetic
+synthetic-shape = 1x28x28
+synthetic-train-size = 4096
+synthetic-test-size = 64
+batch-size = 64
+lr = 0.02
+momentum = 0.9
+epochs = 2
+workers = 1
+progress = off
+checkpoint-every = 8steps
+INI
+
+# The reference: 4 ranks on one host, uninterrupted.
+OMP_NUM_THREADS=1 mpiexec --oversubscribe -n 4 "$bin" --config "$shared/run.ini" --checkpoint-dir "$tmp/straight" \
+  >"$tmp/straight.log" 2>&1 && ok "uninterrupted reference run (4 ranks, one host)" || bad "reference: $(tail -3 "$tmp/straight.log")"
+
+sed '/^#SBATCH --gpus-per-task/d' "$src/slurm/alexnet.sbatch" >"$shared/cpu.sbatch"
+job=$(on env ALEXNET="$bin" CONFIG="$shared/run.ini" CHECKPOINT_DIR="$shared/ckpt" sbatch --parsable --nodes=2 \
+  --ntasks-per-node=2 --cpus-per-task=1 --time=10 --output="$shared/job.out" "$shared/cpu.sbatch" 2>&1)
+[[ "$job" =~ ^[0-9]+$ ]] && ok "sbatch --nodes=2 --ntasks-per-node=2: job $job" || { bad "sbatch: $job"; exit 1; }
+
+for _ in $(seq 240); do ls "$shared"/ckpt/ckpt-*.h5 >/dev/null 2>&1 && break; sleep 0.5; done
+first_nodes=$(on squeue -h -j "$job" -o %N)
+# The requeued job must land elsewhere: node1 takes no new work from now on.
+on scontrol update nodename=node1 state=drain reason=distnet-test >/dev/null
+on scancel --signal=USR1 --batch "$job"
+
+state=""
+for _ in $(seq 300); do
+  info=$(on scontrol show job "$job" 2>/dev/null)
+  state=$(grep -oE "JobState=[A-Z]+" <<<"$info" | cut -d= -f2)
+  restarts=$(grep -oE "Restarts=[0-9]+" <<<"$info" | cut -d= -f2)
+  # Slurm holds a requeued job back for a while (until the old step is surely gone); on this
+  # test cluster, let it start as soon as node2 and node3 are idle again (node2's old step may
+  # still be ending, and a launch on top of it fails).
+  if [ "$state" = PENDING ] && [ "${restarts:-0}" -ge 1 ] \
+    && [ "$(on sinfo -h -N -n node2,node3 -o %t | sort -u | tr -d '\n')" = idle ]; then
+    sleep 2
+    on scontrol update jobid="$job" StartTime=now >/dev/null 2>&1
+  fi
+  [ "$state" = COMPLETED ] || [ "$state" = FAILED ] || [ "$state" = CANCELLED ] && break
+  sleep 1
+done
+log=$(cat "$shared/job.out" 2>/dev/null)
+[ "$state" = COMPLETED ] && ok "job completed after the requeue" || bad "job state $state: $log"
+[ "$first_nodes" = "node[1-2]" ] && ok "first run on $first_nodes" || bad "first run on '$first_nodes'"
+grep -q "ctx rank 3: host node2, local rank 1" <<<"$log" && grep -q "ctx rank 0: host node1, local rank 0" <<<"$log" \
+  && ok "first run: ranks 0-1 on node1, 2-3 on node2" || bad "first run's ranks: $log"
+grep -q "USR1 received: asking the ranks to checkpoint and stop" <<<"$log" \
+  && grep -qE "stopped on request at step [0-9]+[^;]*; checkpoint ckpt-[^ ]+ written" <<<"$log" \
+  && grep -q "requeueing job $job" <<<"$log" && ok "USR1: checkpoint in the shared directory, requeued" \
+  || bad "stop and requeue: $log"
+grep -q "ctx rank 0: host node2, local rank 0" <<<"$log" && grep -q "ctx rank 3: host node3, local rank 1" <<<"$log" \
+  && grep -q "resuming from $shared/ckpt/ckpt-epoch" <<<"$log" \
+  && ok "requeued run on node2 and node3 resumed from the shared checkpoint" || bad "second run: $log"
+final=$(ls "$tmp"/straight/ckpt-*.h5 | tail -1)
+resumed="$shared/ckpt/$(basename "$final")"
+if h5diff "$final" "$resumed" /params /params >/dev/null && h5diff "$final" "$resumed" /momentum /momentum >/dev/null; then
+  ok "the requeued job ends with exactly the parameters and momentum of the uninterrupted run"
+else
+  bad "parameters differ ($final vs $resumed): $(/usr/bin/python3 "$src/tests/checkpoint/compare_checkpoints.py" "$final" "$resumed" 0 2>&1)"
+fi
+
+echo "$pass passed, $fails failed"
+[ "$fails" -eq 0 ]
