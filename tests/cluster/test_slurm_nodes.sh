@@ -55,11 +55,32 @@ OMP_NUM_THREADS=1 mpiexec --oversubscribe -n 4 "$bin" --config "$shared/run.ini"
   >"$tmp/straight.log" 2>&1 && ok "uninterrupted reference run (4 ranks, one host)" || bad "reference: $(tail -3 "$tmp/straight.log")"
 
 sed '/^#SBATCH --gpus-per-task/d' "$src/slurm/alexnet.sbatch" >"$shared/cpu.sbatch"
-job=$(on env ALEXNET="$bin" CONFIG="$shared/run.ini" CHECKPOINT_DIR="$shared/ckpt" sbatch --parsable --nodes=2 \
-  --ntasks-per-node=2 --cpus-per-task=1 --time=10 --output="$shared/job.out" "$shared/cpu.sbatch" 2>&1)
+submit() {
+  on env ALEXNET="$bin" CONFIG="$shared/run.ini" CHECKPOINT_DIR="$shared/ckpt" sbatch --parsable --nodes=2 \
+    --ntasks-per-node=2 --cpus-per-task=1 --time=10 --output="$shared/job.out" "$shared/cpu.sbatch" 2>&1
+}
+job=$(submit)
 [[ "$job" =~ ^[0-9]+$ ]] && ok "sbatch --nodes=2 --ntasks-per-node=2: job $job" || { bad "sbatch: $job"; exit 1; }
-
-for _ in $(seq 240); do ls "$shared"/ckpt/ckpt-*.h5 >/dev/null 2>&1 && break; sleep 0.5; done
+first_checkpoint() {  # 0 once a checkpoint exists; 1 if the job ended before one
+  for _ in $(seq 240); do
+    ls "$shared"/ckpt/ckpt-*.h5 >/dev/null 2>&1 && return 0
+    on squeue -h -j "$1" 2>/dev/null | grep -q . || return 1
+    sleep 0.5
+  done
+  return 0
+}
+# Once (seen 1 time in 7 on a loaded 2-core machine), Open MPI's start-up under srun failed on
+# node2 -- a shared-memory segment not found, then a crash -- before any step: the job is
+# submitted again then, and the test says so.
+if ! first_checkpoint "$job"; then
+  echo "note: job $job ended before its first checkpoint; its output:"
+  grep -v "ctx rank" "$shared/job.out" | head -20
+  mv "$shared/job.out" "$shared/job-first.out"
+  rm -rf "$shared/ckpt"
+  job=$(submit)
+  [[ "$job" =~ ^[0-9]+$ ]] && echo "note: submitted again as job $job" || { bad "sbatch again: $job"; exit 1; }
+  first_checkpoint "$job"
+fi
 first_nodes=$(on squeue -h -j "$job" -o %N)
 # The requeued job must land elsewhere: node1 takes no new work from now on.
 on scontrol update nodename=node1 state=drain reason=distnet-test >/dev/null
