@@ -9,28 +9,7 @@
 #     directory exactly as a 2-rank run on one host continues from the same checkpoint.
 # Skips (exit 77) where namespaces cannot be made. Every wait is bounded.
 #   test_faults.sh PATH/TO/alexnet
-set -u
-bin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-here=$(cd "$(dirname "$0")/.." && pwd)
-cluster=$here/../launch/cluster
-tmp=$(mktemp -d)
-dir=$tmp/cluster
-pass=0
-fails=0
-ok() { echo "ok: $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
-cleanup() {
-  [ -e "$dir/cluster.json" ] && "$cluster" down --dir "$dir" >/dev/null 2>&1
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-
-if [ "$(id -u)" -ne 0 ]; then echo "SKIP: launch/cluster needs root (network namespaces)"; exit 77; fi
-if ! out=$(unshare --net --uts --mount true 2>&1); then
-  echo "SKIP: this machine does not allow network namespaces: $out"
-  exit 77
-fi
+source "$(dirname "$0")/lib.sh"
 out=$("$cluster" up --dir "$dir" --nodes 2 --slots 2 2>&1) || { echo "FAIL: up: $out"; exit 1; }
 
 # alexnet processes in the nodes' network namespaces.

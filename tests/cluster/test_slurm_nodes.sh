@@ -6,28 +6,7 @@
 # runs on node2 and node3 and ends with exactly the parameters of an uninterrupted 4-rank run.
 # Skips (exit 77) where namespaces cannot be made. Every wait is bounded.
 #   test_slurm_nodes.sh PATH/TO/alexnet
-set -u
-bin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-src=$(cd "$(dirname "$0")/../.." && pwd)
-cluster=$src/launch/cluster
-tmp=$(mktemp -d)
-dir=$tmp/cluster
-pass=0
-fails=0
-ok() { echo "ok: $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
-cleanup() {
-  [ -e "$dir/cluster.json" ] && "$cluster" down --dir "$dir" >/dev/null 2>&1
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-
-if [ "$(id -u)" -ne 0 ]; then echo "SKIP: launch/cluster needs root (network namespaces)"; exit 77; fi
-if ! out=$(unshare --net --uts --mount true 2>&1); then
-  echo "SKIP: this machine does not allow network namespaces: $out"
-  exit 77
-fi
+source "$(dirname "$0")/lib.sh"
 for tool in sbatch slurmctld slurmd munged h5diff; do
   command -v "$tool" >/dev/null || { echo "FAIL: $tool not found (launch/setup installs it)"; exit 1; }
 done
