@@ -121,6 +121,60 @@ class GridProjection(unittest.TestCase):
         self.assertAlmostEqual(hy["comm_ms"], (shard_bytes * 2 + world_bytes) / 1e9 * 1e3)
 
 
+class CheckAcrossNodes(unittest.TestCase):
+    """scaling-study check on a study whose 2-rank rows ran on 2 hosts (1 rank per node): every
+    ring crosses the nodes, at --busbw, not at --intra-busbw; and it names the faster mode."""
+
+    def run_check(self, rows, extra=()):
+        import contextlib, csv, io, json, tempfile
+        d = tempfile.mkdtemp()
+        with open(os.path.join(d, "profile.json"), "w") as f:
+            json.dump(dict(GRID, event="benchmark", ranks=1), f)
+        with open(os.path.join(d, "scaling.csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=study.CSV_COLUMNS, lineterminator="\n", restval="0")
+            w.writeheader()
+            for n, nodes, m, step in rows:
+                w.writerow({"mode": "weak", "ranks": n, "nodes": nodes, "model_parallel": m, "step_ms": step,
+                            "compute_ms": 6.0, "comm_ms": 0.0, "data_ms": 0.0, "exchange_ms": 0.0})
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = study.main(["check", "--study", d, "--busbw", "1e-3", "--intra-busbw", "1e3",
+                               "--latency-us", "0"] + list(extra))
+        self.assertEqual(code, 0)
+        return out.getvalue()
+
+    def predicted(self, text, n, m):
+        for line in text.splitlines():
+            f = line.split()
+            if f[:3] == [str(n), str(m), "step"]:
+                return float(f[4])
+        self.fail("no step row for N=%d M=%d in:\n%s" % (n, m, text))
+
+    def test_rows_across_nodes_use_the_inter_node_bandwidth(self):
+        text = self.run_check([(1, 1, 1, 6.0), (2, 2, 1, 10.0), (2, 2, 2, 9.0)])
+        for m in (1, 2):
+            want = study.project(dict(GRID, compute_ms=6.0, data_ms=0.0), 2, 1e-3, 0.0, 25.0, False,
+                                 model_parallel=m, intra_busbw_gbs=1e3, ranks_per_node=1)["step_ms"]
+            self.assertAlmostEqual(self.predicted(text, 2, m), want, places=2)
+        # At 1 MB/s the 240 all-reduced floats of M = 1 cost 0.96 ms on top of the 6 ms.
+        self.assertAlmostEqual(self.predicted(text, 2, 1), 6.96, places=2)
+        self.assertIn("within a node 1000 GB/s", text)
+
+    def test_rows_on_one_host_use_one_bandwidth(self):
+        text = self.run_check([(1, 1, 1, 6.0), (2, 1, 1, 10.0)])
+        want = study.project(dict(GRID, compute_ms=6.0, data_ms=0.0), 2, 1e-3, 0.0, 25.0, False)["step_ms"]
+        self.assertAlmostEqual(self.predicted(text, 2, 1), want, places=2)
+
+    def test_the_faster_mode_measured_and_predicted(self):
+        text = self.run_check([(1, 1, 1, 6.0), (2, 2, 1, 10.0), (2, 2, 2, 9.0)])
+        p1, p2 = self.predicted(text, 2, 1), self.predicted(text, 2, 2)
+        pred = 1 if p1 < p2 else 2
+        self.assertIn("2 ranks: fastest measured M = 2, predicted M = %d (%s)" % (
+            pred, "the same" if pred == 2 else "DIFFERENT"), text)
+        text = self.run_check([(1, 1, 1, 6.0), (2, 2, 1, 9.0), (2, 2, 2, 10.0)])
+        self.assertIn("2 ranks: fastest measured M = 1, predicted M = %d" % pred, text)
+
+
 class Optimizer(unittest.TestCase):
     def test_the_update_is_taken_out_of_the_fit_and_does_not_scale_with_the_batch(self):
         # 2 ms of the 10 ms are the optimizer: the layers (7 ms) fit in 8, 1 ms is left over.
