@@ -59,6 +59,7 @@ struct BenchmarkResult {
   double images_per_s = 0, images_per_s_per_rank = 0;
   double step_ms = 0, compute_ms = 0, comm_ms = 0, data_ms = 0;  // per step, mean over ranks
   double exchange_ms = 0;  // the hybrid grid's activation exchange (comm.hpp exchange_seconds)
+  double vote_ms = 0;      // the step boundary's stop vote, a small host all-reduce
   int steps = 0;
   std::int64_t global_batch = 0;
   int model_parallel = 1;

@@ -6,8 +6,12 @@
 // link through such a pair (one TAP on the node's side, one on the switch's) where tc's netem is
 // not available. It prints "ready" once both interfaces exist, then forwards until SIGTERM, until
 // the process --watch names is gone, or until an interface is removed. Every loop is bounded:
-// frames read per wake-up, frames queued per direction (the tail is dropped beyond
-// --queue-frames), and a wake-up at least once a second.
+// frames read per wake-up, frames and bytes queued per direction (the tail is dropped beyond
+// --queue-frames or 64 MiB), and a wake-up at least once a second.
+//
+// Without loss the TAPs carry the kernel's large (TSO) segments, up to 64 KiB each, so that one
+// thread keeps up with both directions at 1 Gbit/s; with loss they carry single Ethernet frames,
+// so that each frame is lost on its own, as on a wire. The counters count what the TAPs carry.
 //
 // The delay is constant, so each direction is a FIFO and frames stay in order. The TAPs are not
 // persistent: they vanish with the process. With --stats, the counters are rewritten (atomically,
@@ -35,7 +39,8 @@
 namespace {
 
 constexpr int kExitUsage = 2, kExitError = 1;
-constexpr size_t kMaxFrame = 65536;
+constexpr size_t kMaxFrame = 128 * 1024;  // a 64 KiB TSO frame and its header fit
+constexpr size_t kQueueBytes = 64u << 20;
 constexpr int kReadsPerWake = 256;  // frames read from one TAP before the other gets a turn
 
 volatile sig_atomic_t g_stop = 0;
@@ -49,7 +54,10 @@ int64_t now_ns() {
   return int64_t(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
 }
 
-int open_tap(const std::string& name) {
+// offload: the TAP takes and gives frames of up to 64 KiB that the kernel segments (TSO, with
+// checksums left to it), each behind a virtio-net header that is copied through unread. Without
+// it every frame is one Ethernet frame of at most the MTU.
+int open_tap(const std::string& name, bool offload) {
   if (name.empty() || name.size() >= IFNAMSIZ) {
     std::fprintf(stderr, "distnet-wire: error: interface name '%s' must be 1..%d characters\n",
                  name.c_str(), IFNAMSIZ - 1);
@@ -62,10 +70,15 @@ int open_tap(const std::string& name) {
     std::exit(kExitError);
   }
   ifreq ifr{};
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (offload ? IFF_VNET_HDR : 0);
   std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
   if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
     std::fprintf(stderr, "distnet-wire: error: cannot make TAP interface %s: %s\n", name.c_str(),
+                 std::strerror(errno));
+    std::exit(kExitError);
+  }
+  if (offload && ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) < 0) {
+    std::fprintf(stderr, "distnet-wire: error: cannot set offloads on %s: %s\n", name.c_str(),
                  std::strerror(errno));
     std::exit(kExitError);
   }
@@ -81,6 +94,7 @@ struct Direction {
   const char* name;
   int from, to;
   std::deque<Frame> queue;
+  size_t queued_bytes = 0;
   uint64_t forwarded = 0, lost = 0, overflowed = 0;
 };
 
@@ -165,8 +179,12 @@ int main(int argc, char** argv) {
   sigaction(SIGHUP, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  Direction ab{"a_to_b", open_tap(a), -1, {}}, ba{"b_to_a", -1, -1, {}};
-  ba.from = open_tap(b);
+  // Loss is of Ethernet frames, as on a wire: with loss the TAPs carry single frames. Without it
+  // they carry the kernel's large segments, which costs the one thread that moves both
+  // directions about 40 times fewer system calls at full rate.
+  const bool offload = loss == 0;
+  Direction ab{"a_to_b", open_tap(a, offload), -1, {}}, ba{"b_to_a", -1, -1, {}};
+  ba.from = open_tap(b, offload);
   ab.to = ba.from;
   ba.to = ab.from;
   std::printf("ready\n");
@@ -209,10 +227,11 @@ int main(int argc, char** argv) {
           ++d.lost;
           continue;
         }
-        if (d.queue.size() >= queue_frames) {
+        if (d.queue.size() >= queue_frames || d.queued_bytes + size_t(got) > kQueueBytes) {
           ++d.overflowed;
           continue;
         }
+        d.queued_bytes += size_t(got);
         d.queue.push_back(
             Frame{now_ns() + delay_ns, std::vector<unsigned char>(buf.begin(), buf.begin() + got)});
       }
@@ -225,6 +244,7 @@ int main(int argc, char** argv) {
         // A TAP write is not refused for lack of room: the kernel takes the frame or drops it
         // (an interface that is down answers EIO). Either way the frame has left the wire.
         if (write(d->to, f.bytes.data(), f.bytes.size()) == ssize_t(f.bytes.size())) ++d->forwarded;
+        d->queued_bytes -= f.bytes.size();
         d->queue.pop_front();
       }
     }

@@ -108,16 +108,19 @@ BenchmarkResult Trainer::benchmark() {
   r.global_batch = cfg_.batch;
   // (With --timeline the comm and data-wait sums cover both timed runs: halve them.)
   const double runs = tl && tl->enabled() ? 2.0 : 1.0;
-  double split[4] = {wall, (sync_.comm_seconds() - comm0) / runs,
+  double split[5] = {wall, (sync_.comm_seconds() - comm0) / runs,
                      (loader.wait_seconds() - wait0) / runs,
-                     (exchange_seconds() - exchange0) / runs};
-  host_comm().allreduce_sum(split, 4);  // mean over ranks
+                     (exchange_seconds() - exchange0) / runs, (vote_s_ - vote0) / runs};
+  host_comm().allreduce_sum(split, 5);  // mean over ranks
   const double ranks = p_.world.size();
   r.step_ms = 1000.0 * split[0] / ranks / cfg_.steps;
   r.comm_ms = 1000.0 * split[1] / ranks / cfg_.steps;
   r.data_ms = 1000.0 * split[2] / ranks / cfg_.steps;
   r.exchange_ms = 1000.0 * split[3] / ranks / cfg_.steps;
-  r.compute_ms = r.step_ms - r.comm_ms - r.data_ms - r.exchange_ms;
+  // The stop vote is a collective too: on a slow link it costs a round trip every step, which
+  // is not compute.
+  r.vote_ms = 1000.0 * split[4] / ranks / cfg_.steps;
+  r.compute_ms = r.step_ms - r.comm_ms - r.data_ms - r.exchange_ms - r.vote_ms;
   r.images_per_s = double(images) / wall;
   r.images_per_s_per_rank = r.images_per_s / ranks;
 

@@ -241,7 +241,8 @@ void Reporter::benchmark(const BenchmarkResult& r, int world, const Model& model
   line("  step time: " + fmt("%.2f", r.step_ms) + " ms = compute " + fmt("%.2f", r.compute_ms) +
        " + exposed communication " + fmt("%.2f", r.comm_ms) +
        (r.model_parallel > 1 ? " + activation exchange " + fmt("%.2f", r.exchange_ms) : "") +
-       " + data wait " + fmt("%.2f", r.data_ms) + " (mean over ranks)");
+       (world > 1 ? " + stop vote " + fmt("%.2f", r.vote_ms) : "") + " + data wait " +
+       fmt("%.2f", r.data_ms) + " (mean over ranks)");
   {
     // Counted, not timed: exact and the same on any machine (docs/scaling-model.md).
     const CommBytes& b = r.bytes_per_step;
@@ -297,7 +298,8 @@ void Reporter::benchmark(const BenchmarkResult& r, int world, const Model& model
        ",\"per_rank_batch\":" + jfmt("%.4f", double(r.global_batch) / world) +
        ",\"compute_ms\":" + jfmt("%.4f", r.compute_ms) + ",\"comm_ms\":" + jfmt("%.4f", r.comm_ms) +
        ",\"data_ms\":" + jfmt("%.4f", r.data_ms) + ",\"exchange_ms\":" +
-       jfmt("%.4f", r.exchange_ms) + ",\"optimizer_ms\":" + jfmt("%.4f", r.layers.optimizer_ms) +
+       jfmt("%.4f", r.exchange_ms) + ",\"vote_ms\":" + jfmt("%.4f", r.vote_ms) +
+       ",\"optimizer_ms\":" + jfmt("%.4f", r.layers.optimizer_ms) +
        ",\"timeline_overhead\":" + jfmt("%.5f", r.timeline_overhead) + ",\"model_parallel\":" +
        std::to_string(r.model_parallel) + ",\"bytes_per_step\":{\"allreduce\":" +
        jfmt("%.1f", r.bytes_per_step.of(CollectiveOp::allreduce)) +

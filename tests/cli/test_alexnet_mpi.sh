@@ -90,7 +90,7 @@ l_off=$(grep '"event":"epoch"' "$tmp/ov-off.jsonl" | sed -E 's/.*"loss":([0-9.]+
 # Benchmark mode on synthetic data.
 out=$("${mpi[@]}" -n 2 "$bin" --benchmark --model lenet --resize 28 --steps 5 --warmup-steps 1 2>&1); rc=$?
 [ "$rc" -eq 0 ] && grep -qE "images/s: [0-9.]+ total, [0-9.]+ per rank" <<<"$out" \
-  && grep -qE "step time: [0-9.]+ ms = compute [0-9.-]+ \+ exposed communication [0-9.]+ \+ data wait [0-9.]+" <<<"$out" \
+  && grep -qE "step time: [0-9.]+ ms = compute [0-9.-]+ \+ exposed communication [0-9.]+ \+ stop vote [0-9.]+ \+ data wait [0-9.]+" <<<"$out" \
   && ok "benchmark figures" || bad "benchmark: exit $rc: $out"
 
 # Compute alone (--comm none, benchmark only): the reference for exposed communication.

@@ -30,7 +30,7 @@ for c in "2 1 16" "2 2 16" "3 3 12" "4 2 10" "4 4 10"; do
 done
 grep -qE "bytes sent per step and rank \(counted, ring convention; --model-parallel 2\): [0-9.]+ MB = all-reduce [0-9.]+ MB \+ all-gather [0-9.]+ MB \+ reduce-scatter [0-9.]+ MB \+ broadcast 0.000 MB" "$tmp/n2-m2.log" \
   && ok "the benchmark prints bytes by operation" || bad "no bytes line: $(cat "$tmp/n2-m2.log")"
-grep -qE "step time: [0-9.]+ ms = compute [0-9.]+ \+ exposed communication [0-9.]+ \+ activation exchange [0-9.]+ \+ data wait [0-9.]+" "$tmp/n2-m2.log" \
+grep -qE "step time: [0-9.]+ ms = compute [0-9.]+ \+ exposed communication [0-9.]+ \+ activation exchange [0-9.]+ \+ stop vote [0-9.]+ \+ data wait [0-9.]+" "$tmp/n2-m2.log" \
   && ! grep -q "activation exchange" "$tmp/n2-m1.log" \
   && ok "the activation exchange is its own part of the step (M = 2 only)" || bad "step line: $(grep "step time" "$tmp"/n2-m*.log)"
 

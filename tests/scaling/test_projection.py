@@ -45,8 +45,24 @@ class Projection(unittest.TestCase):
         self.assertAlmostEqual(self.step(2, bucket_mb=1, overlap=False), 14.0, places=6)
 
     def test_latency_and_ring_factor(self):
-        # 4 ranks: 2(n-1)/n = 1.5 -> 6 ms, plus 10 us.
-        self.assertAlmostEqual(self.step(4, bucket_mb=25, latency_us=10.0), 10.0 + 6.01, places=6)
+        # 4 ranks: 2(n-1)/n = 1.5 -> 6 ms, plus 10 us; and the stop vote, one more 10 us.
+        self.assertAlmostEqual(self.step(4, bucket_mb=25, latency_us=10.0), 10.0 + 6.01 + 0.01, places=6)
+        self.assertAlmostEqual(study.project(PROFILE, 4, 1.0, latency_us=10.0)["vote_ms"], 0.01)
+        self.assertEqual(study.project(PROFILE, 1, 1.0, latency_us=10.0)["vote_ms"], 0.0)
+        # A bucket's all-reduce with a fixed cost of its own (1 ms); the vote keeps the small one.
+        self.assertAlmostEqual(self.step(2, latency_us=10.0, allreduce_latency_us=1000.0), 10.0 + 4.0 + 1.0 + 0.01)
+        self.assertAlmostEqual(study.project(GRID, 2, 1.0, latency_us=10.0, allreduce_latency_us=1000.0,
+                                             model_parallel=2, ranks_per_node=1)["comm_ms"],
+                               1.0 + 2 * 0.5 * 512 / 1e9 * 1e3)
+        # The handshake of large messages: 2 ms more where the ring messages exceed the eager
+        # limit -- 4 MB on 2 ranks, 2 MB each, above 1 MB -- and not for GRID's 512 / 2 bytes.
+        self.assertAlmostEqual(self.step(2, latency_us=10.0, allreduce_latency_us=1000.0, rendezvous_us=2000.0,
+                                         rendezvous_bytes=2**20), 10.0 + 4.0 + 3.0 + 0.01)
+        self.assertAlmostEqual(self.step(2, latency_us=10.0, allreduce_latency_us=1000.0, rendezvous_us=2000.0,
+                                         rendezvous_bytes=2**21), 10.0 + 4.0 + 1.0 + 0.01)
+        self.assertAlmostEqual(study.project(GRID, 2, 1.0, latency_us=10.0, allreduce_latency_us=1000.0,
+                                             rendezvous_us=2000.0, rendezvous_bytes=256, model_parallel=2,
+                                             ranks_per_node=1)["comm_ms"], 1.0 + 2 * 0.5 * 512 / 1e9 * 1e3)
 
     def test_strong_scaling_shrinks_compute(self):
         # Half the per-rank batch: compute 5 ms, backward 2 ms; one 4 ms bucket from t = 2 ms.
@@ -173,6 +189,32 @@ class CheckAcrossNodes(unittest.TestCase):
             pred, "the same" if pred == 2 else "DIFFERENT"), text)
         text = self.run_check([(1, 1, 1, 6.0), (2, 2, 1, 9.0), (2, 2, 2, 10.0)])
         self.assertIn("2 ranks: fastest measured M = 1, predicted M = %d" % pred, text)
+
+
+class StoredClusterCheck(unittest.TestCase):
+    """docs/data/cluster-check: studies measured across two launch/cluster nodes on shaped links
+    (docs/scaling-model.md "Check across nodes"), each with the check's command and output. The
+    model must still print those figures, and in every one pick the mode that was faster."""
+
+    def test_the_documented_checks_reproduce(self):
+        import contextlib, io, shlex
+        root = os.path.join(HERE, "..", "..")
+        data = os.path.join(root, "docs", "data", "cluster-check")
+        runs = sorted(d for d in os.listdir(data) if os.path.isdir(os.path.join(data, d)))
+        self.assertGreaterEqual(len(runs), 12)
+        for d in runs:
+            with open(os.path.join(data, d, "check.cmd")) as f:
+                argv = shlex.split(f.read())
+            self.assertEqual(argv[:2], ["launch/scaling-study", "check"])
+            argv = [os.path.join(root, a) if a.startswith("docs/") else a for a in argv[1:]]
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                self.assertEqual(study.main(argv), 0)
+            with open(os.path.join(data, d, "check.txt")) as f:
+                want = f.read()
+            got = out.getvalue().replace(os.path.join(root, "docs/"), "docs/")
+            self.assertEqual(got, want, d)
+            self.assertIn("(the same)", got, d)
 
 
 class Optimizer(unittest.TestCase):

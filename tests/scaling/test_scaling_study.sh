@@ -17,7 +17,7 @@ bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
   --per-rank-batch 16 --global-batch 32 --threads-per-rank 1 --timeline --out "$tmp/s" -- --model lenet \
   --resize 28 >"$tmp/run.log" 2>&1 && ok "study runs" || bad "study failed: $(tail -5 "$tmp/run.log")"
 header=$(head -1 "$tmp/s/scaling.csv")
-[ "$header" = "mode,ranks,nodes,per_rank_batch,global_batch,images_per_s_median,images_per_s_min,images_per_s_max,step_ms,compute_ms,comm_ms,data_ms,straggler_spread,speedup,efficiency,repeats,model_parallel,exchange_ms" ] \
+[ "$header" = "mode,ranks,nodes,per_rank_batch,global_batch,images_per_s_median,images_per_s_min,images_per_s_max,step_ms,compute_ms,comm_ms,data_ms,straggler_spread,speedup,efficiency,repeats,model_parallel,exchange_ms,vote_ms" ] \
   && ok "CSV columns" || bad "CSV header: $header"
 rows=$(tail -n +2 "$tmp/s/scaling.csv" | cut -d, -f1,2,4,5,17 | tr '\n' ' ')
 [ "$rows" = "weak,1,16.0,16,1 weak,2,16.0,32,1 weak,2,16.0,32,2 strong,1,32.0,32,1 strong,2,16.0,32,1 strong,2,16.0,32,2 " ] \
