@@ -1,1 +1,1 @@
-launch/scaling-study check --study docs/data/cluster-check/100mbit-0.5ms-b384 --busbw 0.0119551 --latency-us 623.0 --allreduce-latency-us 500.2 --rendezvous-us 37505.7 --rendezvous-bytes 65536
+launch/scaling-study check --study docs/data/cluster-check/100mbit-0.5ms-b384 --busbw 0.0109434 --latency-us 611.1 --allreduce-latency-us 611.1 --rendezvous-us 0.0 --rendezvous-bytes 65536
