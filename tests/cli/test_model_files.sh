@@ -49,22 +49,31 @@ tail -n +2 "$golden/print-shapes-alexnet-bn.txt" | cmp -s - "$tmp/copy.txt" \
   && ok "a copy of a zoo file read by path" || bad "copy differs: $(cat "$tmp/copy.txt")"
 
 # 3. A checkpoint of the compiled-in lenet resumes, and training is bitwise what that code did.
-run=(--model lenet --dataset synthetic --synthetic-shape 1x16x16 --resize 0 --synthetic-train-size 48
-  --synthetic-test-size 16 --batch-size 8 --lr 0.1 --momentum 0.9 --workers 1 --progress off)
-want=9d616e274a11dcab5b8e6b1a0dfed0ac27c1368b48b002b59b28bbe8e054b6ca
-cp "$golden/lenet-1x16x16-epoch1.h5" "$tmp/old.h5"
-if "$bin" "${run[@]}" --epochs 2 --checkpoint-dir "$tmp/resumed" --resume "$tmp/old.h5" \
-  >"$tmp/resumed.log" 2>&1; then
-  got=$(digest "$tmp/resumed/ckpt-epoch0002-step00000012.h5")
-  [ "$got" = "$want" ] && ok "an old checkpoint resumes to the old code's bits" \
-    || bad "resumed digest $got, expected $want"
+#    The digest is of oneDNN's AVX2 kernels: its AVX-512 ones round differently, so the runs cap
+#    oneDNN at AVX2 (ONEDNN_MAX_CPU_ISA). A CPU without AVX2 cannot give those bits: the two
+#    checks are not made, and the test reports itself skipped (77) if nothing else failed.
+unchecked=""
+if ! grep -qw avx2 /proc/cpuinfo; then
+  unchecked="this CPU has no AVX2, and the golden digest is of oneDNN's AVX2 kernels"
+  echo "not checked: the golden digest of lenet's two epochs ($unchecked)"
 else
-  bad "resume from the old checkpoint: $(cat "$tmp/resumed.log")"
+  run=(--model lenet --dataset synthetic --synthetic-shape 1x16x16 --resize 0 --synthetic-train-size 48
+    --synthetic-test-size 16 --batch-size 8 --lr 0.1 --momentum 0.9 --workers 1 --progress off)
+  want=9d616e274a11dcab5b8e6b1a0dfed0ac27c1368b48b002b59b28bbe8e054b6ca
+  cp "$golden/lenet-1x16x16-epoch1.h5" "$tmp/old.h5"
+  if ONEDNN_MAX_CPU_ISA=AVX2 "$bin" "${run[@]}" --epochs 2 --checkpoint-dir "$tmp/resumed" \
+    --resume "$tmp/old.h5" >"$tmp/resumed.log" 2>&1; then
+    got=$(digest "$tmp/resumed/ckpt-epoch0002-step00000012.h5")
+    [ "$got" = "$want" ] && ok "an old checkpoint resumes to the old code's bits" \
+      || bad "resumed digest $got, expected $want"
+  else
+    bad "resume from the old checkpoint: $(cat "$tmp/resumed.log")"
+  fi
+  ONEDNN_MAX_CPU_ISA=AVX2 "$bin" "${run[@]}" --epochs 2 --checkpoint-dir "$tmp/straight" >"$tmp/straight.log" 2>&1
+  got=$(digest "$tmp/straight/ckpt-epoch0002-step00000012.h5" 2>&1)
+  [ "$got" = "$want" ] && ok "two epochs from scratch give the old code's bits" \
+    || bad "straight digest $got, expected $want: $(cat "$tmp/straight.log")"
 fi
-"$bin" "${run[@]}" --epochs 2 --checkpoint-dir "$tmp/straight" >"$tmp/straight.log" 2>&1
-got=$(digest "$tmp/straight/ckpt-epoch0002-step00000012.h5" 2>&1)
-[ "$got" = "$want" ] && ok "two epochs from scratch give the old code's bits" \
-  || bad "straight digest $got, expected $want: $(cat "$tmp/straight.log")"
 
 # 4. A network of one's own (docs/models.md's example) trains on 2 ranks.
 cat >"$tmp/mynet.yaml" <<'YAML'
@@ -172,4 +181,8 @@ out=$("$bin" --model "$tmp/none.yaml" 2>&1)
   && ok "a missing file" || bad "missing file: $out"
 
 echo "$pass passed, $fails failed"
-[ "$fails" -eq 0 ]
+[ "$fails" -eq 0 ] || exit 1
+if [ -n "$unchecked" ]; then
+  echo "SKIP: $unchecked"
+  exit 77
+fi

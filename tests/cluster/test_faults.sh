@@ -58,7 +58,7 @@ if wait_for_file "$dir/shared/p/ckpt-*.h5" 120; then
   kill -0 "$job" 2>/dev/null && { pkill -KILL -f "mpirun -q -n 4 --hostfile $dir/hostfile"; sleep 1; }
   wait "$job"
   rc=$?
-  line=$(grep -E "^\[rank [01] node1\] alexnet: error: all-reduce of [0-9]+ floats \(collective #[0-9]+ on this communicator\) did not complete within --comm-timeout $timeout s; ranks 2-3 on node2 unreachable \(no answer within 3 s: a network partition, or the node is lost\) -- aborting the job$" "$tmp/p.log" | head -1)
+  line=$(grep -E "^\[rank [01] node1\] alexnet: error: all-reduce of [0-9]+ (floats|doubles) \(collective #[0-9]+ on this communicator\) did not complete within --comm-timeout $timeout s; (ranks that have not reached it: [^;]*; )?ranks 2-3 on node2 unreachable \(no answer within 3 s: a network partition, or the node is lost\) -- aborting the job$" "$tmp/p.log" | head -1)
   [ "$rc" -ne 0 ] && [ -n "$line" ] && ok "partition: the job failed (exit $rc) and node1's ranks name ranks 2-3 on node2 as unreachable" \
     || bad "partition: exit $rc: $(grep -v '^\[node' "$tmp/p.log" | tail -5)"
 else
